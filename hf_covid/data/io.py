@@ -1,0 +1,602 @@
+"""One entry point for reading chest images, and the cached folder scan the dataset builders share.
+
+`load_image` reads PNG, JPEG, BMP, TIFF and DICOM into a 2-D float32 array in [0, 1]:
+
+* 8- and 16-bit images are rescaled by their bit depth, never clipped (PIL's ``convert("L")``
+  clips 16-bit images to 255, which throws away most of a 16-bit radiograph);
+* colour and palette modes (RGB, RGBA, LA, P, CMYK, ...) are converted to luminance, and EXIF
+  orientation is applied;
+* DICOM goes through pydicom: modality LUT (rescale slope/intercept), then the VOI LUT or window
+  from the file, CT in Hounsfield units windowed to the lung window, MONOCHROME1 inverted;
+* multi-frame files need a ``frame``; a pixel-count limit guards against decompression bombs.
+
+`inspect_image_files` validates (fully decodes) and hashes every file of a folder once and caches
+the result in the datasets cache, keyed by path, size and modification time, so that building the
+same folder again is near-instant and a bad file is found before any training starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .dedup import ImageHashes, compute_image_hashes
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_PIXELS = 2**28 // 4
+"""Largest image (width x height) `load_image` decodes: 67 megapixels, far above any radiograph."""
+
+NAMED_WINDOWS: dict[str, tuple[float, float]] = {
+    "lung": (-600.0, 1500.0),
+    "mediastinum": (50.0, 350.0),
+}
+"""CT windows as (center, width) in Hounsfield units."""
+
+DICOM_SUFFIXES = (".dcm", ".dicom")
+IGNORED_FILE_NAMES = frozenset({"thumbs.db", "desktop.ini"})
+"""Operating-system clutter that is never taken for an image (hidden files are skipped too)."""
+
+_SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
+_SCAN_CACHE_VERSION = 2
+
+
+class ImageReadError(ValueError):
+    """An image file (or byte string) could not be read.
+
+    Attributes:
+        source: The file (or ``<N bytes>``) that failed.
+        reason: What is wrong with it, e.g. ``empty file (0 bytes)``.
+    """
+
+    def __init__(self, source: str, reason: str):
+        self.source = source
+        self.reason = reason
+        super().__init__(f"cannot read image '{source}': {reason}")
+
+    def __reduce__(self):
+        return type(self), (self.source, self.reason)
+
+
+class BadImagesError(ValueError):
+    """A dataset folder holds files or folders that cannot be used.
+
+    Attributes:
+        problems: ``(path, reason)`` for every bad file or folder, in scan order.
+    """
+
+    def __init__(self, root: str | Path, problems: Sequence[tuple[str, str]]):
+        self.problems = list(problems)
+        lines = "\n".join(f"  {path}: {reason}" for path, reason in self.problems)
+        super().__init__(
+            f"{len(self.problems)} bad file(s) or folder(s) under '{root}' (fix or remove them, "
+            f"or pass skip_bad_images=True to skip them):\n{lines}"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Reading one image
+# --------------------------------------------------------------------------------------------
+
+
+def load_image(
+    source: str | Path | bytes,
+    *,
+    frame: int | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    window: str | tuple[float, float] = "auto",
+) -> np.ndarray:
+    """Read a chest image as a grayscale float32 array in [0, 1].
+
+    Args:
+        source: Path to a PNG, JPEG, BMP, TIFF or DICOM file, or the file's bytes.
+        frame: Frame to read from a multi-frame file (DICOM, multi-page TIFF); required there.
+        max_pixels: Largest width x height accepted, a guard against decompression bombs.
+        window: DICOM only: ``"auto"`` (lung window for CT, else the file's VOI LUT or window,
+            else the full stored range), ``"file"``, ``"full"``, ``"lung"``, ``"mediastinum"``,
+            or a ``(center, width)`` pair in modality units (Hounsfield units for CT).
+
+    Returns:
+        A 2-D float32 array in [0, 1], 0 black.
+
+    Raises:
+        ImageReadError: The source is missing, empty, truncated, not an image, too large, or a
+            multi-frame file without a valid ``frame``.
+    """
+    return _read_image(source, frame=frame, max_pixels=max_pixels, window=window)[0]
+
+
+def _read_image(
+    source: str | Path | bytes,
+    *,
+    frame: int | None,
+    max_pixels: int,
+    window: str | tuple[float, float],
+) -> tuple[np.ndarray, str]:
+    """`load_image`, also returning the file format ("PNG", "JPEG", ..., "DICOM")."""
+    name = f"<{len(source)} bytes>" if isinstance(source, bytes | bytearray) else str(source)
+    if isinstance(source, bytes | bytearray):
+        data = bytes(source)
+        suffix = ""
+    else:
+        path = Path(source)
+        suffix = path.suffix.lower()
+        try:
+            data = path.read_bytes()
+        except IsADirectoryError:
+            raise ImageReadError(name, "it is a folder") from None
+        except OSError as error:
+            raise ImageReadError(name, str(error.strerror or error)) from None
+    if not data:
+        raise ImageReadError(name, "empty file (0 bytes)")
+    if _looks_like_dicom(data, suffix):
+        return _read_dicom(data, name, frame=frame, max_pixels=max_pixels, window=window), "DICOM"
+    return _read_with_pil(data, name, frame=frame, max_pixels=max_pixels)
+
+
+def _looks_like_dicom(data: bytes, suffix: str) -> bool:
+    return data[128:132] == b"DICM" or suffix in DICOM_SUFFIXES
+
+
+def _check_pixel_count(name: str, width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise ImageReadError(
+            name,
+            f"{width}x{height} = {width * height:,} pixels is more than "
+            f"max_pixels={max_pixels:,} (possible decompression bomb; raise max_pixels if the "
+            "file is trusted)",
+        )
+
+
+def _read_with_pil(
+    data: bytes, name: str, *, frame: int | None, max_pixels: int
+) -> tuple[np.ndarray, str]:
+    try:
+        # PIL refuses images over 2 * Image.MAX_IMAGE_PIXELS itself; smaller ones get our check.
+        image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as error:
+        raise ImageReadError(name, str(error)) from None
+    except UnidentifiedImageError:
+        raise ImageReadError(
+            name,
+            f"not a recognised image (PNG, JPEG, BMP, TIFF or DICOM "
+            f"expected; the file starts with {data[:8]!r})",
+        ) from None
+    except (OSError, ValueError, SyntaxError) as error:
+        raise ImageReadError(name, f"corrupt header ({error})") from None
+
+    with image:
+        image_format = image.format or "unknown"
+        _check_pixel_count(name, image.width, image.height, max_pixels)
+        frame_count = getattr(image, "n_frames", 1)
+        if frame_count > 1 and frame is None:
+            raise ImageReadError(
+                name,
+                f"it holds {frame_count} frames; pass frame=0...{frame_count - 1} to choose one",
+            )
+        if frame is not None:
+            if not 0 <= frame < frame_count:
+                raise ImageReadError(
+                    name, f"frame {frame} requested but it has {frame_count} frame(s)"
+                )
+            image.seek(frame)
+        try:
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            array = _pil_to_unit_range(image)
+        except (OSError, ValueError, SyntaxError) as error:
+            raise ImageReadError(
+                name, f"truncated or corrupt {image_format} data ({error})"
+            ) from None
+    return array, image_format
+
+
+def _pil_to_unit_range(image: Image.Image) -> np.ndarray:
+    """Grayscale float32 in [0, 1], rescaled by the bit depth of the mode."""
+    mode = image.mode
+    if mode == "1":
+        return np.asarray(image, dtype=np.float32)
+    if mode in _SIXTEEN_BIT_MODES:
+        return (np.asarray(image).astype(np.float32) / 65535.0).astype(np.float32)
+    if mode == "I":
+        # 32-bit integer mode: 16-bit data when it fits (PIL reads some 16-bit files as "I").
+        values = np.asarray(image, dtype=np.int64)
+        if values.min() >= 0 and values.max() <= 65535:
+            return (values / 65535.0).astype(np.float32)
+        return ((values + 2**31) / (2**32 - 1)).astype(np.float32)
+    if mode == "F":
+        values = np.asarray(image, dtype=np.float32)
+        if not np.isfinite(values).all():
+            raise ValueError("floating-point image with NaN or infinite values")
+        low, high = float(values.min()), float(values.max())
+        if low >= 0.0 and high <= 1.0:
+            return values
+        return ((values - low) / max(high - low, 1e-12)).astype(np.float32)
+    if mode != "L":
+        # 8-bit colour, alpha and palette modes: ITU-R 601 luminance, alpha ignored.
+        image = image.convert("L")
+    return np.asarray(image, dtype=np.float32) / 255.0
+
+
+def _read_dicom(
+    data: bytes,
+    name: str,
+    *,
+    frame: int | None,
+    max_pixels: int,
+    window: str | tuple[float, float],
+) -> np.ndarray:
+    import pydicom
+    from pydicom.pixels import apply_modality_lut, pixel_array
+
+    try:
+        dataset = pydicom.dcmread(io.BytesIO(data), force=True)
+    except Exception as error:  # pydicom raises many exception types for corrupt files
+        raise ImageReadError(name, f"DICOM: {error}") from None
+    if "PixelData" not in dataset:
+        raise ImageReadError(name, "DICOM: it has no pixel data")
+    rows, columns = int(dataset.get("Rows", 0) or 0), int(dataset.get("Columns", 0) or 0)
+    _check_pixel_count(name, columns, rows, max_pixels)
+    frame_count = int(dataset.get("NumberOfFrames", 1) or 1)
+    if frame_count > 1 and frame is None:
+        raise ImageReadError(
+            name,
+            f"DICOM: it holds {frame_count} frames; pass frame=0...{frame_count - 1} to choose one",
+        )
+    if frame is not None and not 0 <= frame < frame_count:
+        raise ImageReadError(
+            name, f"DICOM: frame {frame} requested but it has {frame_count} frame(s)"
+        )
+    try:
+        pixels = pixel_array(dataset, index=frame if frame_count > 1 else None)
+    except Exception as error:
+        raise ImageReadError(name, f"DICOM pixel data cannot be decoded: {error}") from None
+
+    photometric = str(dataset.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    bits_stored = int(dataset.get("BitsStored", dataset.get("BitsAllocated", 8)) or 8)
+    if photometric in ("RGB", "YBR_FULL", "YBR_FULL_422") and pixels.ndim == 3:
+        luminance = pixels.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+        return np.clip(luminance / (2**bits_stored - 1), 0.0, 1.0).astype(np.float32)
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise ImageReadError(
+            name,
+            f"DICOM: photometric interpretation {photometric!r} is not "
+            "supported (MONOCHROME1, MONOCHROME2, RGB or YBR_FULL expected)",
+        )
+    values = apply_modality_lut(pixels, dataset)
+    try:
+        scaled = _apply_dicom_window(values, dataset, window)
+    except ValueError as error:
+        raise ImageReadError(name, f"DICOM window: {error}") from None
+    if photometric == "MONOCHROME1":
+        scaled = 1.0 - scaled
+    return scaled.astype(np.float32)
+
+
+def _apply_dicom_window(
+    values: np.ndarray, dataset, window: str | tuple[float, float]
+) -> np.ndarray:
+    """Map modality values (Hounsfield units for CT) to [0, 1]."""
+    from pydicom.pixels import apply_voi
+
+    if isinstance(window, tuple | list):
+        center, width = (float(v) for v in window)
+        return _linear_window(values, center, width)
+    if window in NAMED_WINDOWS:
+        return _linear_window(values, *NAMED_WINDOWS[window])
+    if window == "auto":
+        is_ct = str(dataset.get("Modality", "")).upper() == "CT"
+        if is_ct:
+            return _linear_window(values, *NAMED_WINDOWS["lung"])
+        has_voi = dataset.get("VOILUTSequence") or "WindowCenter" in dataset
+        window = "file" if has_voi else "full"
+    if window == "file":
+        if dataset.get("VOILUTSequence"):
+            depth = int(dataset.VOILUTSequence[0].LUTDescriptor[2])
+            lut_values = apply_voi(np.round(values).astype(np.int64), dataset)
+            return lut_values.astype(np.float64) / (2**depth - 1)
+        if "WindowCenter" in dataset and "WindowWidth" in dataset:
+            center = float(_first(dataset.WindowCenter))
+            width = float(_first(dataset.WindowWidth))
+            function = str(dataset.get("VOILUTFunction", "LINEAR")).upper()
+            if function == "SIGMOID":
+                return 1.0 / (1.0 + np.exp(-4.0 * (values - center) / width))
+            if function == "LINEAR_EXACT":
+                return np.clip((values - center) / width + 0.5, 0.0, 1.0)
+            return _linear_window(values, center, width)
+        raise ValueError("window='file' but the file has no VOI LUT or window center/width")
+    if window == "full":
+        low, high = _stored_value_range(dataset)
+        return np.clip((values - low) / max(high - low, 1e-12), 0.0, 1.0)
+    raise ValueError(
+        f"unknown window {window!r}; expected 'auto', 'file', 'full', "
+        f"{', '.join(repr(name) for name in NAMED_WINDOWS)} or a (center, width) pair"
+    )
+
+
+def _first(value):
+    """Window center/width may hold several alternatives; the first is the default view."""
+    return value[0] if isinstance(value, Sequence) and not isinstance(value, str) else value
+
+
+def _linear_window(values: np.ndarray, center: float, width: float) -> np.ndarray:
+    """DICOM PS3.3 C.11.2.1.2.1 linear window, output in [0, 1]."""
+    if width < 1:
+        raise ValueError(f"window width must be at least 1, got {width}")
+    if width == 1:
+        return (values > center - 0.5).astype(np.float64)
+    scaled = (values - (center - 0.5)) / (width - 1) + 0.5
+    return np.clip(scaled, 0.0, 1.0)
+
+
+def _stored_value_range(dataset) -> tuple[float, float]:
+    """Smallest and largest value the stored bits can hold, after the modality rescale."""
+    bits_stored = int(dataset.get("BitsStored", 16) or 16)
+    if int(dataset.get("PixelRepresentation", 0) or 0) == 1:
+        low, high = -(2 ** (bits_stored - 1)), 2 ** (bits_stored - 1) - 1
+    else:
+        low, high = 0, 2**bits_stored - 1
+    if dataset.get("ModalityLUTSequence"):
+        return 0.0, float(2 ** int(dataset.ModalityLUTSequence[0].LUTDescriptor[2]) - 1)
+    slope = float(dataset.get("RescaleSlope", 1.0) or 1.0)
+    intercept = float(dataset.get("RescaleIntercept", 0.0) or 0.0)
+    ends = sorted((low * slope + intercept, high * slope + intercept))
+    return ends[0], ends[1]
+
+
+# --------------------------------------------------------------------------------------------
+# Folder listing, validation and the scan cache
+# --------------------------------------------------------------------------------------------
+
+
+def list_folder(folder: Path) -> tuple[list[Path], list[Path]]:
+    """Files and subfolders of ``folder``, sorted by name; hidden entries and OS clutter skipped.
+
+    Raises:
+        OSError: The folder cannot be listed (missing, not a folder, no permission).
+    """
+    files, folders = [], []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.startswith(".") or entry.name.lower() in IGNORED_FILE_NAMES:
+                continue
+            if entry.is_dir():
+                folders.append(Path(entry.path))
+            else:
+                files.append(Path(entry.path))
+    return sorted(files), sorted(folders)
+
+
+def normalize_folder_name(name: str) -> str:
+    """Folder name compared case- and punctuation-insensitively ("X-ray" matches "xray")."""
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def report_bad_input(
+    root: Path, problems: Sequence[tuple[str, str]], *, skip_bad_images: bool
+) -> int:
+    """Raise `BadImagesError` listing every problem, or log and count them when skipping.
+
+    Returns:
+        The number of bad files and folders skipped.
+    """
+    if not problems:
+        return 0
+    if not skip_bad_images:
+        raise BadImagesError(root, problems)
+    logger.warning(
+        "skipping %d bad file(s) or folder(s) under %s (skip_bad_images=True): %s",
+        len(problems),
+        root,
+        "; ".join(f"{path}: {reason}" for path, reason in problems),
+    )
+    return len(problems)
+
+
+def resolve_cache_dir(cache_dir: str | Path | None, data_root: Path) -> Path:
+    """The hf_covid cache folder inside ``cache_dir`` (default: the datasets cache).
+
+    Raises:
+        ValueError: The cache would lie inside the data folder, which is never written to.
+    """
+    if cache_dir is None:
+        import datasets
+
+        cache_dir = datasets.config.HF_DATASETS_CACHE
+    cache_root = Path(cache_dir).expanduser().resolve() / "hf_covid"
+    data_root = data_root.resolve()
+    if cache_root == data_root or data_root in cache_root.parents:
+        raise ValueError(
+            f"cache_dir '{cache_dir}' lies inside the data folder '{data_root}'; the data folder "
+            "is never written to, choose a cache outside it"
+        )
+    return cache_root
+
+
+@dataclass(frozen=True)
+class ImageFileInfo:
+    """What one validation pass learnt about a file.
+
+    Attributes:
+        path: Absolute path of the file.
+        error: Why the file cannot be used, or None when it decoded cleanly.
+        image_format: "PNG", "JPEG", "BMP", "TIFF", "DICOM", ... (None when unreadable).
+        height: Height in pixels after EXIF orientation (0 when unreadable).
+        width: Width in pixels after EXIF orientation (0 when unreadable).
+        hashes: Perceptual hashes for near-duplicate detection (None when unreadable).
+    """
+
+    path: Path
+    error: str | None
+    image_format: str | None = None
+    height: int = 0
+    width: int = 0
+    hashes: ImageHashes | None = None
+
+
+def _inspect_one(path: Path) -> ImageFileInfo:
+    try:
+        array, image_format = _read_image(
+            path, frame=None, max_pixels=DEFAULT_MAX_PIXELS, window="auto"
+        )
+    except ImageReadError as error:
+        return ImageFileInfo(path=path, error=error.reason)
+    return ImageFileInfo(
+        path=path,
+        error=None,
+        image_format=image_format,
+        height=int(array.shape[0]),
+        width=int(array.shape[1]),
+        hashes=compute_image_hashes(array),
+    )
+
+
+def _scan_cache_file(cache_root: Path, data_root: Path) -> Path:
+    key = hashlib.sha256(str(data_root.resolve()).encode()).hexdigest()[:20]
+    return cache_root / "scans" / f"{key}.json"
+
+
+def _to_cache_entry(info: ImageFileInfo, size: int, mtime_ns: int) -> list:
+    hashes = list(info.hashes) if info.hashes is not None else None
+    return [size, mtime_ns, info.error, info.image_format, info.height, info.width, hashes]
+
+
+def _from_cache_entry(path: Path, entry: list) -> ImageFileInfo:
+    _, _, error, image_format, height, width, hashes = entry
+    return ImageFileInfo(
+        path=path,
+        error=error,
+        image_format=image_format,
+        height=height,
+        width=width,
+        hashes=ImageHashes(*hashes) if hashes is not None else None,
+    )
+
+
+def inspect_image_files(
+    paths: Sequence[Path],
+    *,
+    data_root: Path,
+    cache_root: Path,
+    num_threads: int | None = None,
+) -> list[ImageFileInfo]:
+    """Validate (fully decode) and hash every file once; results cached by path, size and mtime.
+
+    Args:
+        paths: Files to inspect, all under ``data_root``.
+        data_root: The dataset folder (names the cache file; never written to).
+        cache_root: Folder from `resolve_cache_dir`.
+        num_threads: Decoding threads (PIL and zlib release the GIL); default: CPU count, at most 8.
+
+    Returns:
+        One `ImageFileInfo` per path, in order.
+    """
+    cache_file = _scan_cache_file(cache_root, data_root)
+    entries: dict[str, list] = {}
+    if cache_file.exists():
+        try:
+            cached = json.loads(cache_file.read_text())
+            if cached.get("version") == _SCAN_CACHE_VERSION:
+                entries = cached["entries"]
+        except (OSError, ValueError, KeyError):
+            logger.warning("ignoring unreadable scan cache %s", cache_file)
+
+    results: dict[int, ImageFileInfo] = {}
+    stats: dict[int, tuple[int, int]] = {}
+    to_inspect: list[int] = []
+    for index, path in enumerate(paths):
+        key = path.relative_to(data_root).as_posix()
+        try:
+            stat = path.stat()
+        except OSError as error:
+            results[index] = ImageFileInfo(path=path, error=f"cannot read file: {error.strerror}")
+            continue
+        stats[index] = (stat.st_size, stat.st_mtime_ns)
+        entry = entries.get(key)
+        if entry is not None and entry[0] == stat.st_size and entry[1] == stat.st_mtime_ns:
+            results[index] = _from_cache_entry(path, entry)
+        else:
+            to_inspect.append(index)
+
+    if to_inspect:
+        workers = num_threads or min(8, os.cpu_count() or 1)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            inspected = list(pool.map(_inspect_one, (paths[index] for index in to_inspect)))
+        for index, info in zip(to_inspect, inspected, strict=True):
+            results[index] = info
+            key = paths[index].relative_to(data_root).as_posix()
+            entries[key] = _to_cache_entry(info, *stats[index])
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        temporary = cache_file.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(
+            json.dumps({"version": _SCAN_CACHE_VERSION, "root": str(data_root), "entries": entries})
+        )
+        os.replace(temporary, cache_file)
+    logger.debug(
+        "inspected %d file(s) under %s (%d from the scan cache)",
+        len(paths),
+        data_root,
+        len(paths) - len(to_inspect),
+    )
+    return [results[index] for index in range(len(paths))]
+
+
+def derived_png(
+    source: Path,
+    *,
+    cache_root: Path,
+    data_root: Path,
+    size: tuple[int, int] | None = None,
+    mask: bool = False,
+) -> Path:
+    """A PNG copy of ``source`` in the cache: DICOM converted, or a mask resized to ``size``.
+
+    Used where a dataset column must point to something `datasets.Image` can decode without
+    touching the data folder. Masks are binarised and resized with nearest neighbour; other
+    images are stored as 16-bit grayscale so no precision is lost. Reused while the source is
+    unchanged (the name carries its size and mtime).
+
+    Args:
+        source: File under ``data_root``.
+        cache_root: Folder from `resolve_cache_dir`.
+        data_root: The dataset folder.
+        size: ``(height, width)`` to resize to, or None to keep the size.
+        mask: Binarise (threshold 0.5) and save as 8-bit 0/255.
+
+    Returns:
+        Path of the PNG in the cache.
+    """
+    stat = source.stat()
+    relative = source.relative_to(data_root)
+    tag = f"{stat.st_size}_{stat.st_mtime_ns}"
+    if size is not None:
+        tag += f"_{size[0]}x{size[1]}"
+    folder = cache_root / "derived" / _scan_cache_file(cache_root, data_root).stem
+    target = folder / relative.parent / f"{relative.name}.{tag}{'.mask' if mask else ''}.png"
+    if target.exists():
+        return target
+    array = load_image(source)
+    if mask:
+        image = Image.fromarray(((array >= 0.5) * 255).astype(np.uint8))
+        resample = Image.Resampling.NEAREST
+    else:
+        image = Image.fromarray(np.round(array * 65535).astype(np.uint16))
+        resample = Image.Resampling.BILINEAR
+    if size is not None and image.size != (size[1], size[0]):
+        image = image.resize((size[1], size[0]), resample)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_suffix(f".{os.getpid()}.tmp")
+    image.save(temporary, format="PNG")
+    os.replace(temporary, target)
+    return target

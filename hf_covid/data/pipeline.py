@@ -1,0 +1,330 @@
+"""Preprocess once, augment per epoch: the training-time data pipeline shared by every model.
+
+`preprocess_for_training` decodes every image once (with `load_image`), resizes it with the same
+`ChestImageProcessor` used at inference, and stores it as uint8 at the target size in the
+datasets cache (an Arrow file keyed by the source files' paths, sizes and mtimes, so a second
+run reuses it). Each example then reads back as uint8 tensors (1, H, W) with no decoding.
+
+`ChestBatchCollator` turns those examples into float batches, augmenting per sample (train split
+only) and repeating/normalising channels for the model; it is the collator of the Trainer and of
+evaluation alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from datasets import DatasetDict, Features, Image, Value
+
+from hf_covid.models.image_processing_chest import ChestImageProcessor
+
+from .augment import ChestAugmentation
+from .io import load_image
+
+PIXEL_COLUMNS = ("pixel_values", "lung_mask", "ct_pixel_values")
+"""Columns stored as uint8 images of the target size."""
+BATCH_KEYS = (*PIXEL_COLUMNS, "xray_available", "ct_available", "labels")
+"""What `ChestBatchCollator` puts in a batch (the model inputs); other columns are left out."""
+_PREPROCESS_VERSION = 1
+
+
+class _UInt8Tensors:
+    """Dataset transform: stored bytes -> uint8 (1, H, W) tensors, labels -> int64, flags -> bool."""
+
+    def __init__(self, image_size: int):
+        self.image_size = image_size
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        size = self.image_size
+        formatted = {}
+        for name, values in batch.items():
+            if name in PIXEL_COLUMNS:
+                formatted[name] = [
+                    torch.frombuffer(bytearray(value), dtype=torch.uint8).view(1, size, size)
+                    for value in values
+                ]
+            elif name == "labels":
+                formatted[name] = [torch.tensor(value, dtype=torch.int64) for value in values]
+            elif name.endswith("_available"):
+                formatted[name] = [torch.tensor(value, dtype=torch.bool) for value in values]
+            else:
+                formatted[name] = values
+        return formatted
+
+
+class _DecodeAndResize:
+    """`Dataset.map` function: decode with `load_image`, resize with `ChestImageProcessor`."""
+
+    def __init__(
+        self,
+        image_size: int,
+        image_column: str,
+        mask_column: str | None,
+        ct_column: str | None,
+        label_column: str,
+    ):
+        self.processor = ChestImageProcessor(
+            size={"height": image_size, "width": image_size}, do_rescale=False, do_normalize=False
+        )
+        self.empty = bytes(image_size * image_size)
+        self.image_column = image_column
+        self.mask_column = mask_column
+        self.ct_column = ct_column
+        self.label_column = label_column
+
+    @staticmethod
+    def _read(value: dict | None) -> np.ndarray | None:
+        if value is None:
+            return None
+        return load_image(value["bytes"] if value.get("bytes") else value["path"])
+
+    def _encode(self, image: np.ndarray | None, mask: np.ndarray | None = None) -> tuple:
+        if image is None:
+            return self.empty, None
+        output = self.processor(images=[image], masks=None if mask is None else [mask])
+        pixels = output["pixel_values"][0].round().to(torch.uint8).numpy().tobytes()
+        if mask is None:
+            return pixels, None
+        return pixels, output["lung_mask"][0].to(torch.uint8).numpy().tobytes()
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        # One image is too small for intra-op threads to help, and on a busy machine their
+        # spin-waiting makes each resize tens of times slower; parallelism comes from num_proc.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return self._process(batch)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _process(self, batch: dict[str, list]) -> dict[str, list]:
+        output: dict[str, list] = {"pixel_values": [], "labels": list(batch[self.label_column])}
+        if self.mask_column:
+            output["lung_mask"], output["mask_available"] = [], []
+        if self.ct_column:
+            output["ct_pixel_values"], output["xray_available"], output["ct_available"] = [], [], []
+        for row in range(len(output["labels"])):
+            image = self._read(batch[self.image_column][row])
+            mask = self._read(batch[self.mask_column][row]) if self.mask_column else None
+            pixels, mask_pixels = self._encode(image, mask)
+            output["pixel_values"].append(pixels)
+            if self.mask_column:
+                output["lung_mask"].append(mask_pixels if mask_pixels is not None else self.empty)
+                output["mask_available"].append(mask_pixels is not None)
+            if self.ct_column:
+                ct = self._read(batch[self.ct_column][row])
+                output["ct_pixel_values"].append(self._encode(ct)[0])
+                output["xray_available"].append(image is not None)
+                output["ct_available"].append(ct is not None)
+        return output
+
+
+def _cache_key(rows: dict[str, list], image_columns: Sequence[str], settings: dict) -> str:
+    """Hash of the settings, every column value and the size and mtime of every source file."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for name in sorted(rows):
+        for value in rows[name]:
+            if name in image_columns and value is not None:
+                if value.get("bytes"):
+                    digest.update(hashlib.sha1(value["bytes"]).digest())
+                    continue
+                stat = os.stat(value["path"])
+                value = [value["path"], stat.st_size, stat.st_mtime_ns]
+            digest.update(json.dumps(value, default=str).encode())
+    return digest.hexdigest()[:32]
+
+
+def preprocess_for_training(
+    dataset_dict: DatasetDict,
+    *,
+    image_size: int,
+    image_column: str = "image",
+    mask_column: str | None = "mask",
+    ct_column: str | None = None,
+    label_column: str = "label",
+    num_proc: int | None = None,
+    cache_dir: str | Path | None = None,
+) -> DatasetDict:
+    """Decode and resize every image once into the datasets cache (uint8 at the target size).
+
+    Args:
+        dataset_dict: Splits from `build_radiography_dataset` or `build_xray_ct_dataset`.
+        image_size: Side of the square output images.
+        image_column: The X-ray (or main image) column; None values become zeros.
+        mask_column: Lung mask column, or None.
+        ct_column: CT column for the X-ray + CT data, or None.
+        label_column: Class label column.
+        num_proc: Processes for the one-time decoding.
+        cache_dir: Where the preprocessed Arrow files go (default: the datasets cache).
+
+    Returns:
+        A `DatasetDict` whose examples hold uint8 tensors ``pixel_values`` (1, H, W), with
+        ``lung_mask`` (0/1) and bool ``mask_available`` when ``mask_column``, with
+        ``ct_pixel_values`` and bool ``xray_available`` / ``ct_available`` when ``ct_column``
+        (a missing image is zeros with ``*_available`` False), int64 ``labels``, and the other
+        non-image columns (ids) unchanged.
+    """
+    if image_size < 1:
+        raise ValueError(f"image_size must be positive, got {image_size}")
+    image_columns = [column for column in (image_column, mask_column, ct_column) if column]
+    cache_root = Path(cache_dir or _datasets_cache()).expanduser() / "hf_covid" / "preprocessed"
+    cache_root.mkdir(parents=True, exist_ok=True)
+    function = _DecodeAndResize(image_size, image_column, mask_column, ct_column, label_column)
+    result = {}
+    for split, dataset in dataset_dict.items():
+        missing = [c for c in (*image_columns, label_column) if c not in dataset.column_names]
+        if missing:
+            raise ValueError(
+                f"split '{split}' has no column(s) {missing}; columns are {dataset.column_names}"
+            )
+        for column in image_columns:
+            dataset = dataset.cast_column(column, Image(decode=False))
+        kept = [c for c in dataset.column_names if c not in (*image_columns, label_column)]
+        features = {
+            "pixel_values": Value("binary"),
+            "labels": Value("int64"),
+            **(
+                {"lung_mask": Value("binary"), "mask_available": Value("bool")}
+                if mask_column
+                else {}
+            ),
+            **(
+                {
+                    "ct_pixel_values": Value("binary"),
+                    "xray_available": Value("bool"),
+                    "ct_available": Value("bool"),
+                }
+                if ct_column
+                else {}
+            ),
+            **{column: dataset.features[column] for column in kept},
+        }
+        settings = {
+            "version": _PREPROCESS_VERSION,
+            "image_size": image_size,
+            "columns": [image_column, mask_column, ct_column, label_column],
+        }
+        key = _cache_key(dataset.to_dict(), image_columns, settings)
+        processed = dataset.map(
+            function,
+            batched=True,
+            batch_size=32,
+            remove_columns=[*image_columns, label_column],
+            features=Features(features),
+            cache_file_name=str(cache_root / f"{key}.arrow"),
+            load_from_cache_file=True,
+            new_fingerprint=key,
+            num_proc=num_proc,
+            desc=f"Decoding and resizing {split} to {image_size}x{image_size}",
+        )
+        result[split] = processed.with_transform(_UInt8Tensors(image_size))
+    return DatasetDict(result)
+
+
+def _datasets_cache() -> Path:
+    import datasets
+
+    return Path(datasets.config.HF_DATASETS_CACHE)
+
+
+class ChestBatchCollator:
+    """Batch preprocessed examples into float tensors for the models (training and evaluation).
+
+    Args:
+        augmentation: Applied per example (train split only); None for evaluation.
+        num_channels: 1, or 3 (the gray channel repeated) for ImageNet-pretrained models.
+        mean: Normalisation mean (one value, or one per channel), or None.
+        std: Normalisation standard deviation, or None.
+
+    Returns (when called on a list of examples):
+        ``pixel_values`` (B, C, H, W) float in [0, 1] (normalised if mean/std), and when present
+        in the examples ``lung_mask`` (B, 1, H, W) float 0/1, ``ct_pixel_values`` (B, C, H, W),
+        ``xray_available`` / ``ct_available`` (B,) bool, ``labels`` (B,) long.
+    """
+
+    def __init__(
+        self,
+        augmentation: ChestAugmentation | None = None,
+        num_channels: int = 1,
+        mean: float | Sequence[float] | None = None,
+        std: float | Sequence[float] | None = None,
+    ):
+        if num_channels not in (1, 3):
+            raise ValueError(f"num_channels must be 1 or 3, got {num_channels}")
+        if (mean is None) != (std is None):
+            raise ValueError("give both mean and std, or neither")
+        self.augmentation = augmentation
+        self.num_channels = num_channels
+        self.mean = None if mean is None else torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+        self.std = None if std is None else torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+        for name, value in (("mean", self.mean), ("std", self.std)):
+            if value is not None and value.shape[0] not in (1, num_channels):
+                raise ValueError(
+                    f"{name} must hold 1 or {num_channels} values, got {value.flatten().tolist()}"
+                )
+
+    @staticmethod
+    def _stack(examples: Sequence[dict], key: str, *, image: bool) -> torch.Tensor:
+        """Stack one key; uint8 images are scaled to [0, 1], masks (0/1) and floats kept."""
+        stacked = torch.stack([torch.as_tensor(example[key]) for example in examples])
+        if image and stacked.dtype == torch.uint8:
+            return stacked.to(torch.float32).div_(255.0)
+        return stacked.to(torch.float32)
+
+    def _finish(self, images: torch.Tensor) -> torch.Tensor:
+        if self.num_channels == 3 and images.shape[1] == 1:
+            images = images.expand(-1, 3, -1, -1)
+        if self.mean is not None:
+            images = (images - self.mean) / self.std
+        return images.contiguous()
+
+    def __call__(self, examples: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        if not examples:
+            raise ValueError("cannot collate an empty list of examples")
+        batch: dict[str, torch.Tensor] = {}
+        first = examples[0]
+        pixel_values = self._stack(examples, "pixel_values", image=True)
+        lung_mask = (
+            self._stack(examples, "lung_mask", image=False) if "lung_mask" in first else None
+        )
+        ct_pixel_values = (
+            self._stack(examples, "ct_pixel_values", image=True)
+            if "ct_pixel_values" in first
+            else None
+        )
+        flags = {
+            key: torch.tensor([bool(example[key]) for example in examples])
+            for key in ("xray_available", "ct_available")
+            if key in first
+        }
+        if self.augmentation is not None:
+            # Missing modalities stay zeros (no noise on an image that is not there).
+            xray_present = flags.get("xray_available", torch.ones(len(examples), dtype=torch.bool))
+            for index in range(len(examples)):
+                if xray_present[index]:
+                    mask = lung_mask[index] if lung_mask is not None else None
+                    pixel_values[index], augmented_mask = self.augmentation(
+                        pixel_values[index], mask
+                    )
+                    if lung_mask is not None:
+                        lung_mask[index] = augmented_mask
+                if ct_pixel_values is not None and flags["ct_available"][index]:
+                    ct_pixel_values[index] = self.augmentation(ct_pixel_values[index])[0]
+        batch["pixel_values"] = self._finish(pixel_values)
+        if lung_mask is not None:
+            batch["lung_mask"] = lung_mask
+        if ct_pixel_values is not None:
+            batch["ct_pixel_values"] = self._finish(ct_pixel_values)
+        batch.update(flags)
+        if "labels" in first:
+            batch["labels"] = torch.tensor(
+                [int(example["labels"]) for example in examples], dtype=torch.long
+            )
+        return batch

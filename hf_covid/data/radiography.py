@@ -1,0 +1,310 @@
+"""The COVID-19 Radiography Database (Kaggle) as a `datasets.DatasetDict`.
+
+Source: Chowdhury et al., "Can AI help in screening viral and COVID-19 pneumonia?", IEEE Access
+2020, and Rahman et al., Computers in Biology and Medicine 2021; published on Kaggle as
+"COVID-19 Radiography Database". Layout::
+
+    <root>/<class>/images/<class>-<n>.png     299x299 grayscale PNG
+    <root>/<class>/masks/<class>-<n>.png      256x256 lung masks (0/255), same file names
+    <root>/<class>.metadata.xlsx              FILE NAME, FORMAT, SIZE, URL (source collection)
+
+for the classes COVID, Lung_Opacity, Normal and Viral Pneumonia (older versions keep the images
+directly in ``<root>/<class>/``; that works too). What is wrong with it: every class comes from
+different source collections (the URL column), so a model can learn the source instead of the
+disease (``group_by="source"`` tests that); the public COVID collections share images
+(near-duplicates are kept in one split); Normal and pneumonia images include paediatric
+collections while COVID images are adults; there are no patient identifiers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+from datasets import ClassLabel, DatasetDict, Features, Image, Value
+
+from hf_covid.models.labels import RADIOGRAPHY_LABELS
+
+from .io import (
+    BadImagesError,
+    derived_png,
+    inspect_image_files,
+    list_folder,
+    normalize_folder_name,
+    report_bad_input,
+    resolve_cache_dir,
+)
+from .splits import (
+    DEFAULT_SPLIT_RATIOS,
+    SPLIT_NAMES,
+    make_dataset_dict,
+    plan_splits,
+    split_summary_lines,
+)
+
+logger = logging.getLogger(__name__)
+
+METADATA_SUFFIX = ".metadata.xlsx"
+
+
+def _select_classes(classes: Sequence[str] | None) -> tuple[str, ...]:
+    if classes is None:
+        return RADIOGRAPHY_LABELS
+    known = {normalize_folder_name(name): name for name in RADIOGRAPHY_LABELS}
+    unknown = [name for name in classes if normalize_folder_name(name) not in known]
+    if unknown or not classes:
+        raise ValueError(
+            f"classes must be a non-empty subset of {list(RADIOGRAPHY_LABELS)}, got {list(classes)}"
+        )
+    selected = {known[normalize_folder_name(name)] for name in classes}
+    return tuple(name for name in RADIOGRAPHY_LABELS if name in selected)
+
+
+def _read_sources(spreadsheet: Path) -> dict[str, str]:
+    """Map lower-cased file stem -> URL from a ``<class>.metadata.xlsx`` spreadsheet."""
+    from openpyxl import load_workbook
+
+    workbook = load_workbook(spreadsheet, read_only=True, data_only=True)
+    try:
+        rows = workbook.worksheets[0].iter_rows(values_only=True)
+        header = [str(cell or "").strip().upper() for cell in next(rows, ())]
+        if "FILE NAME" not in header or "URL" not in header:
+            raise ValueError(f"expected columns 'FILE NAME' and 'URL', found {header}")
+        name_column, url_column = header.index("FILE NAME"), header.index("URL")
+        sources = {}
+        for row in rows:
+            if row and row[name_column] is not None:
+                url = row[url_column] if url_column < len(row) else None
+                sources[Path(str(row[name_column]).strip()).stem.lower()] = str(url or "").strip()
+        return sources
+    finally:
+        workbook.close()
+
+
+def _is_data_folder(folder: Path) -> bool:
+    """Whether an unrecognised folder looks like a class folder (images inside) or not (ignored)."""
+    try:
+        files, folders = list_folder(folder)
+    except OSError:
+        return True
+    return bool(files) or any(sub.name.lower() == "images" for sub in folders)
+
+
+def build_radiography_dataset(
+    root: str | Path,
+    *,
+    classes: Sequence[str] | None = None,
+    split_ratios: Sequence[float] = DEFAULT_SPLIT_RATIOS,
+    seed: int = 42,
+    group_by: str | None = None,
+    deduplicate: bool = True,
+    skip_bad_images: bool = False,
+    cache_dir: str | Path | None = None,
+    num_threads: int | None = None,
+) -> DatasetDict:
+    """Build train/validation/test splits of the COVID-19 Radiography Database.
+
+    Args:
+        root: Folder holding the class folders (see the module docstring for the layout).
+        classes: Classes to use, e.g. ``["COVID", "Normal"]`` for the 2-class task of the
+            original paper; only these class folders must exist. Default: all four.
+        split_ratios: Fractions for train, validation and test.
+        seed: Seed of the split.
+        group_by: None (each image its own group) or ``"source"`` (images from one source
+            collection, the metadata URL, stay in one split).
+        deduplicate: Keep near-duplicate images (perceptual hash) in one split.
+        skip_bad_images: Skip unreadable files and folders (counted in the log and description)
+            instead of raising `BadImagesError`.
+        cache_dir: Where the scan cache and derived files go (default: the datasets cache);
+            never inside ``root``.
+        num_threads: Threads for the first-time validation of the files.
+
+    Returns:
+        A `DatasetDict` with columns ``image`` (Image), ``mask`` (Image or None), ``label``
+        (ClassLabel of the selected classes, in `RADIOGRAPHY_LABELS` order), ``image_id``
+        (file stem) and ``source`` (metadata URL, or "").
+
+    Raises:
+        BadImagesError: Listing every bad file and folder (unless ``skip_bad_images``).
+        FileNotFoundError: ``root`` or a selected class folder is missing.
+        ValueError: Invalid arguments, or no usable image.
+    """
+    root = Path(root).expanduser().resolve()
+    if not root.is_dir():
+        raise FileNotFoundError(f"radiography dataset folder '{root}' does not exist")
+    if group_by not in (None, "source"):
+        raise ValueError(f"group_by must be None or 'source', got {group_by!r}")
+    class_names = _select_classes(classes)
+    cache_root = resolve_cache_dir(cache_dir, root)
+
+    try:
+        root_files, root_folders = list_folder(root)
+    except OSError as error:
+        raise BadImagesError(root, [(str(root), f"unreadable folder ({error})")]) from None
+    problems: list[tuple[str, str]] = []
+    known = {normalize_folder_name(name): name for name in RADIOGRAPHY_LABELS}
+    class_folders: dict[str, Path] = {}
+    for folder in root_folders:
+        class_name = known.get(normalize_folder_name(folder.name))
+        if class_name is None:
+            if _is_data_folder(folder):
+                problems.append(
+                    (folder.name, f"unknown class folder (expected {list(RADIOGRAPHY_LABELS)})")
+                )
+        elif class_name in class_names:
+            class_folders[class_name] = folder
+    missing = [name for name in class_names if name not in class_folders]
+    if missing:
+        raise FileNotFoundError(
+            f"class folder(s) {missing} not found in '{root}' (found "
+            f"{[folder.name for folder in root_folders]}); pass classes=[...] to use a subset"
+        )
+
+    # (image path, mask path or None, class name, source URL) per example.
+    candidates: list[tuple[Path, Path | None, str, str]] = []
+    spreadsheets = {path.name.lower(): path for path in root_files}
+    for class_name in class_names:
+        folder = class_folders[class_name]
+        images_folder = folder / "images" if (folder / "images").is_dir() else folder
+        try:
+            image_files, _ = list_folder(images_folder)
+        except OSError as error:
+            problems.append(
+                (images_folder.relative_to(root).as_posix(), f"unreadable folder ({error})")
+            )
+            continue
+        if not image_files:
+            problems.append((images_folder.relative_to(root).as_posix(), "empty class folder"))
+            continue
+        masks: dict[str, Path] = {}
+        if (folder / "masks").is_dir():
+            try:
+                masks = {path.stem.lower(): path for path in list_folder(folder / "masks")[0]}
+            except OSError as error:
+                problems.append(
+                    (
+                        (folder / "masks").relative_to(root).as_posix(),
+                        f"unreadable folder ({error})",
+                    )
+                )
+        sources: dict[str, str] = {}
+        spreadsheet = spreadsheets.get(f"{class_name}{METADATA_SUFFIX}".lower())
+        if spreadsheet is not None:
+            try:
+                sources = _read_sources(spreadsheet)
+            except Exception as error:  # openpyxl raises many types for a corrupt workbook
+                problems.append((spreadsheet.name, f"unreadable metadata spreadsheet ({error})"))
+        for image_path in image_files:
+            stem = image_path.stem.lower()
+            candidates.append((image_path, masks.get(stem), class_name, sources.get(stem, "")))
+
+    files = [image for image, _, _, _ in candidates]
+    files += [mask for _, mask, _, _ in candidates if mask is not None]
+    infos = {
+        info.path: info
+        for info in inspect_image_files(
+            files, data_root=root, cache_root=cache_root, num_threads=num_threads
+        )
+    }
+    problems += [
+        (info.path.relative_to(root).as_posix(), info.error)
+        for info in infos.values()
+        if info.error is not None
+    ]
+    skipped = report_bad_input(root, problems, skip_bad_images=skip_bad_images)
+
+    examples, without_mask, resized_masks = [], 0, 0
+    for image_path, mask_path, class_name, source in candidates:
+        image_info = infos[image_path]
+        if image_info.error is not None:
+            continue
+        mask_info = infos.get(mask_path) if mask_path is not None else None
+        mask_value = None
+        if mask_info is None or mask_info.error is not None:
+            without_mask += 1
+        else:
+            image_size = (image_info.height, image_info.width)
+            size_differs = (mask_info.height, mask_info.width) != image_size
+            resized_masks += size_differs
+            mask_value = str(mask_path)
+            if size_differs or mask_info.image_format == "DICOM":
+                derived = derived_png(
+                    mask_path, cache_root=cache_root, data_root=root, size=image_size, mask=True
+                )
+                mask_value = str(derived)
+        image_value = (
+            str(derived_png(image_path, cache_root=cache_root, data_root=root))
+            if image_info.image_format == "DICOM"
+            else str(image_path)
+        )
+        examples.append(
+            {
+                "image": image_value,
+                "mask": mask_value,
+                "label": class_names.index(class_name),
+                "image_id": image_path.stem,
+                "source": source,
+                "hashes": image_info.hashes,
+            }
+        )
+    if not examples:
+        raise ValueError(f"no usable image in '{root}' for classes {list(class_names)}")
+    if resized_masks:
+        logger.warning(
+            "%d lung mask(s) differ in size from their image; resized to the image size "
+            "(nearest neighbour) into the cache %s",
+            resized_masks,
+            cache_root,
+        )
+
+    labels = [example["label"] for example in examples]
+    plan = plan_splits(
+        labels,
+        group_keys=[example["source"] or None for example in examples] if group_by else None,
+        hashes=[example["hashes"] for example in examples] if deduplicate else None,
+        split_ratios=split_ratios,
+        seed=seed,
+    )
+    class_counts = Counter(labels)
+    lines = [
+        f"COVID-19 Radiography Database (Kaggle layout) built from {root}: {len(examples)} images, "
+        + ", ".join(f"{name} {class_counts.get(i, 0)}" for i, name in enumerate(class_names))
+        + ".",
+        f"Lung masks: {len(examples) - without_mask} matched by file name, {without_mask} images "
+        f"without a mask (mask None), {resized_masks} masks resized to their image's size.",
+        f"Bad files or folders skipped: {skipped}." if skip_bad_images else "Bad files: none.",
+        *split_summary_lines(
+            plan,
+            labels,
+            class_names,
+            grouping="source collection (metadata URL)" if group_by else "image (no patient ids)",
+            deduplicate=deduplicate,
+            seed=seed,
+            split_ratios=split_ratios,
+        ),
+    ]
+    description = "\n".join(lines)
+    logger.info("%s", description)
+
+    columns = ("image", "mask", "label", "image_id", "source")
+    columns_by_split = {name: {column: [] for column in columns} for name in SPLIT_NAMES}
+    for example, split in zip(examples, plan.split_of_item, strict=True):
+        for column in columns:
+            columns_by_split[SPLIT_NAMES[split]][column].append(example[column])
+    features = Features(
+        {
+            "image": Image(),
+            "mask": Image(),
+            "label": ClassLabel(names=list(class_names)),
+            "image_id": Value("string"),
+            "source": Value("string"),
+        }
+    )
+    return make_dataset_dict(
+        columns_by_split,
+        features=features,
+        description=description,
+        dataset_name="covid19_radiography",
+    )

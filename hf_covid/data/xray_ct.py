@@ -1,0 +1,361 @@
+"""The Extensive COVID-19 X-Ray and CT Chest Images Dataset (Mendeley) as a `datasets.DatasetDict`.
+
+Source: El-Shafai and Abd El-Samie, "Extensive COVID-19 X-Ray and CT Chest Images Dataset",
+Mendeley Data 2020 (doi:10.17632/8h65ywd2jr.3). Layout::
+
+    <root>/X-ray/COVID/*       <root>/X-ray/Non-COVID/*
+    <root>/CT/COVID/*          <root>/CT/Non-COVID/*
+
+(folder names matched case- and punctuation-insensitively: ``xray``, ``x_ray``, ``ct`` work),
+JPEG and PNG of mixed sizes. What is wrong with it: there are no patient identifiers, so an X-ray
+and a CT can only be paired by label ("label pairing": the same class, different people); most
+images are augmented copies (flips, rotations, zoom, brightness) of a few originals, so
+near-duplicates are kept in one split; Non-COVID mixes normal and other findings.
+
+With ``pairing="patient"`` a metadata CSV (``file, modality, label, patient_id``; ``file``
+relative to the root) names the patient of each image, and an X-ray is paired with a CT of the
+same patient. Images are split before pairing (grouped by patient where known), so no image and
+no patient is in two splits, and every description says which pairing was used.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from datasets import ClassLabel, DatasetDict, Features, Image, Value
+
+from hf_covid.models.labels import BINARY_LABELS
+
+from .io import (
+    BadImagesError,
+    derived_png,
+    inspect_image_files,
+    list_folder,
+    normalize_folder_name,
+    report_bad_input,
+    resolve_cache_dir,
+)
+from .splits import (
+    DEFAULT_SPLIT_RATIOS,
+    SPLIT_NAMES,
+    make_dataset_dict,
+    plan_splits,
+    split_summary_lines,
+)
+
+logger = logging.getLogger(__name__)
+
+MODALITIES: tuple[str, str] = ("xray", "ct")
+"""Modality keys, also the normalised folder names ("X-ray" -> "xray", "CT" -> "ct")."""
+MODALITY_NAMES = {"xray": "X-ray", "ct": "CT"}
+CLASS_FOLDERS = {normalize_folder_name(name): name for name in BINARY_LABELS}
+DEFAULT_METADATA_FILE = "metadata.csv"
+PAIRING_DESCRIPTIONS = {
+    "label": "label-paired: X-ray and CT of the same class from different people",
+    "patient": "patient-paired: X-ray and CT of the same patient (from the metadata file)",
+}
+UNPAIRED = "unpaired"
+"""``pairing`` value of a row that holds one modality only (``keep_unpaired=True``)."""
+
+
+def _read_patient_metadata(metadata_file: Path) -> dict[str, dict[str, str]]:
+    """Map lower-cased relative path -> row (``file``, ``patient_id``, optional ``modality``, ``label``)."""
+    with metadata_file.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        fields = {name.strip().lower(): name for name in reader.fieldnames or ()}
+        if "file" not in fields or "patient_id" not in fields:
+            raise ValueError(
+                f"metadata file '{metadata_file}' needs columns 'file' and 'patient_id', "
+                f"found {reader.fieldnames}"
+            )
+        rows = {}
+        for row in reader:
+            entry = {key: (row[name] or "").strip() for key, name in fields.items()}
+            rows[Path(entry["file"]).as_posix().lower()] = entry
+    return rows
+
+
+def _discover(root: Path) -> tuple[list[tuple[Path, str, str]], list[tuple[str, str]]]:
+    """Find ``(file, modality, class name)`` candidates and folder problems."""
+    try:
+        _, root_folders = list_folder(root)
+    except OSError as error:
+        raise BadImagesError(root, [(str(root), f"unreadable folder ({error})")]) from None
+    modality_folders = {
+        normalize_folder_name(folder.name): folder
+        for folder in root_folders
+        if normalize_folder_name(folder.name) in MODALITIES
+    }
+    missing = [MODALITY_NAMES[key] for key in MODALITIES if key not in modality_folders]
+    if missing:
+        raise FileNotFoundError(
+            f"modality folder(s) {missing} not found in '{root}' (found "
+            f"{[folder.name for folder in root_folders]}; expected X-ray/ and CT/)"
+        )
+    candidates: list[tuple[Path, str, str]] = []
+    problems: list[tuple[str, str]] = []
+    for modality in MODALITIES:
+        try:
+            _, class_folders = list_folder(modality_folders[modality])
+        except OSError as error:
+            problems.append((modality_folders[modality].name, f"unreadable folder ({error})"))
+            continue
+        found = set()
+        for folder in class_folders:
+            relative = folder.relative_to(root).as_posix()
+            class_name = CLASS_FOLDERS.get(normalize_folder_name(folder.name))
+            if class_name is None:
+                problems.append(
+                    (relative, f"unknown class folder (expected {list(BINARY_LABELS)})")
+                )
+                continue
+            found.add(class_name)
+            try:
+                files, _ = list_folder(folder)
+            except OSError as error:
+                problems.append((relative, f"unreadable folder ({error})"))
+                continue
+            if not files:
+                problems.append((relative, "empty class folder"))
+            candidates += [(path, modality, class_name) for path in files]
+        absent = [name for name in BINARY_LABELS if name not in found]
+        if absent:
+            raise FileNotFoundError(
+                f"class folder(s) {absent} not found in '{modality_folders[modality]}'"
+            )
+    return candidates, problems
+
+
+def build_xray_ct_dataset(
+    root: str | Path,
+    *,
+    pairing: str = "label",
+    keep_unpaired: bool = False,
+    split_ratios: Sequence[float] = DEFAULT_SPLIT_RATIOS,
+    seed: int = 42,
+    deduplicate: bool = True,
+    skip_bad_images: bool = False,
+    metadata_file: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    num_threads: int | None = None,
+) -> DatasetDict:
+    """Build train/validation/test splits of X-ray + CT pairs.
+
+    Args:
+        root: Folder holding ``X-ray/`` and ``CT/`` (see the module docstring).
+        pairing: ``"label"`` (each X-ray joined to a CT of the same class drawn from a seeded
+            generator, within its split; the only option for the public data) or ``"patient"``
+            (X-ray and CT of the same patient, from the metadata file).
+        keep_unpaired: Also keep images without a partner, as rows with the other modality None
+            and ``pairing="unpaired"``, so single-modality training and evaluation use all data.
+        split_ratios: Fractions for train, validation and test.
+        seed: Seed of the split and of the label pairing.
+        deduplicate: Keep near-duplicate images (perceptual hash, per modality) in one split.
+        skip_bad_images: Skip unreadable files and folders instead of raising `BadImagesError`.
+        metadata_file: CSV for ``pairing="patient"`` (default ``<root>/metadata.csv``).
+        cache_dir: Where the scan cache goes (default: the datasets cache); never inside ``root``.
+        num_threads: Threads for the first-time validation of the files.
+
+    Returns:
+        A `DatasetDict` with columns ``xray`` and ``ct`` (Image or None), ``label``
+        (ClassLabel `BINARY_LABELS`), ``xray_id`` and ``ct_id`` (path relative to root, or
+        None), ``patient_id`` (or None) and ``pairing`` ("label", "patient" or "unpaired").
+
+    Raises:
+        BadImagesError: Listing every bad file and folder (unless ``skip_bad_images``).
+        FileNotFoundError: A modality or class folder, or the metadata file, is missing.
+        ValueError: Invalid arguments, or no usable image.
+    """
+    root = Path(root).expanduser().resolve()
+    if not root.is_dir():
+        raise FileNotFoundError(f"X-ray/CT dataset folder '{root}' does not exist")
+    if pairing not in PAIRING_DESCRIPTIONS:
+        raise ValueError(f"pairing must be 'label' or 'patient', got {pairing!r}")
+    cache_root = resolve_cache_dir(cache_dir, root)
+    candidates, problems = _discover(root)
+
+    metadata: dict[str, dict[str, str]] = {}
+    if pairing == "patient":
+        metadata_path = Path(metadata_file) if metadata_file else root / DEFAULT_METADATA_FILE
+        if not metadata_path.is_file():
+            raise FileNotFoundError(
+                f"pairing='patient' needs a metadata file with patient ids, '{metadata_path}' "
+                "not found (the public data set has none: use pairing='label')"
+            )
+        metadata = _read_patient_metadata(metadata_path)
+
+    infos = inspect_image_files(
+        [path for path, _, _ in candidates],
+        data_root=root,
+        cache_root=cache_root,
+        num_threads=num_threads,
+    )
+    items = []
+    for (path, modality, class_name), info in zip(candidates, infos, strict=True):
+        relative = path.relative_to(root).as_posix()
+        if info.error is not None:
+            problems.append((relative, info.error))
+            continue
+        row = metadata.get(relative.lower(), {})
+        if row.get("label") and normalize_folder_name(row["label"]) != normalize_folder_name(
+            class_name
+        ):
+            problems.append(
+                (relative, f"metadata label {row['label']!r} but folder {class_name!r}")
+            )
+            continue
+        if row.get("modality") and normalize_folder_name(row["modality"]) != modality:
+            problems.append(
+                (
+                    relative,
+                    f"metadata modality {row['modality']!r} but folder {MODALITY_NAMES[modality]!r}",
+                )
+            )
+            continue
+        value = (
+            str(derived_png(path, cache_root=cache_root, data_root=root))
+            if info.image_format == "DICOM"
+            else str(path)
+        )
+        items.append(
+            {
+                "value": value,
+                "id": relative,
+                "modality": modality,
+                "label": BINARY_LABELS.index(class_name),
+                "patient_id": row.get("patient_id") or None,
+                "hashes": info.hashes,
+            }
+        )
+    skipped = report_bad_input(root, problems, skip_bad_images=skip_bad_images)
+    if not items:
+        raise ValueError(f"no usable image in '{root}'")
+
+    # Stratify by modality and class, so both modalities keep the class balance in every split.
+    strata = [MODALITIES.index(item["modality"]) * 2 + item["label"] for item in items]
+    plan = plan_splits(
+        strata,
+        group_keys=[item["patient_id"] for item in items] if pairing == "patient" else None,
+        hashes=[item["hashes"] for item in items] if deduplicate else None,
+        dedup_scopes=[item["modality"] for item in items],
+        split_ratios=split_ratios,
+        seed=seed,
+    )
+    columns_by_split, pairing_lines = _pair(items, plan.split_of_item, pairing, keep_unpaired, seed)
+
+    stratum_names = [f"{MODALITY_NAMES[m]} {name}" for m in MODALITIES for name in BINARY_LABELS]
+    counts = Counter(strata)
+    lines = [
+        f"Extensive COVID-19 X-Ray and CT (Mendeley layout) built from {root}: {len(items)} "
+        "images, "
+        + ", ".join(f"{name} {counts.get(i, 0)}" for i, name in enumerate(stratum_names))
+        + ".",
+        f"Pairing: {PAIRING_DESCRIPTIONS[pairing]}.",
+        f"Bad files or folders skipped: {skipped}." if skip_bad_images else "Bad files: none.",
+        *split_summary_lines(
+            plan,
+            strata,
+            stratum_names,
+            grouping="patient_id" if pairing == "patient" else "image (no patient ids)",
+            deduplicate=deduplicate,
+            seed=seed,
+            split_ratios=split_ratios,
+        ),
+        *pairing_lines,
+    ]
+    description = "\n".join(lines)
+    logger.info("%s", description)
+    features = Features(
+        {
+            "xray": Image(),
+            "ct": Image(),
+            "label": ClassLabel(names=list(BINARY_LABELS)),
+            "xray_id": Value("string"),
+            "ct_id": Value("string"),
+            "patient_id": Value("string"),
+            "pairing": Value("string"),
+        }
+    )
+    return make_dataset_dict(
+        columns_by_split,
+        features=features,
+        description=description,
+        dataset_name=f"covid19_xray_ct_{pairing}_paired",
+    )
+
+
+def _pair(
+    items: list[dict],
+    split_of_item: list[int],
+    pairing: str,
+    keep_unpaired: bool,
+    seed: int,
+) -> tuple[dict[str, dict[str, list]], list[str]]:
+    """Join X-rays to CTs within each split (same class, or same patient), seeded.
+
+    Every X-ray of a pool (split and class, or split and patient) gets a CT of the pool, drawn
+    in a seeded random order and reused in turn when there are fewer CTs than X-rays. Images
+    without a partner become one-modality rows when ``keep_unpaired``, else they are dropped.
+    """
+    rng = np.random.default_rng([seed, 1])
+    pools: dict[tuple, dict[str, list[dict]]] = {}
+    unpooled: dict[int, list[dict]] = {split: [] for split in range(len(SPLIT_NAMES))}
+    for item, split in zip(items, split_of_item, strict=True):
+        key_value = item["label"] if pairing == "label" else item["patient_id"]
+        if key_value is None:
+            unpooled[split].append(item)
+            continue
+        pool = pools.setdefault((split, key_value), {"xray": [], "ct": []})
+        pool[item["modality"]].append(item)
+
+    columns = ("xray", "ct", "label", "xray_id", "ct_id", "patient_id", "pairing")
+    columns_by_split = {name: {column: [] for column in columns} for name in SPLIT_NAMES}
+
+    def add_row(split: int, xray: dict | None, ct: dict | None, row_pairing: str) -> None:
+        first = xray or ct
+        row = {
+            "xray": xray["value"] if xray else None,
+            "ct": ct["value"] if ct else None,
+            "label": first["label"],
+            "xray_id": xray["id"] if xray else None,
+            "ct_id": ct["id"] if ct else None,
+            "patient_id": first["patient_id"],
+            "pairing": row_pairing,
+        }
+        for column in columns:
+            columns_by_split[SPLIT_NAMES[split]][column].append(row[column])
+
+    stats = {name: Counter() for name in SPLIT_NAMES}
+    for (split, _), pool in sorted(pools.items(), key=lambda entry: str(entry[0])):
+        xrays, cts = pool["xray"], pool["ct"]
+        if not xrays or not cts:
+            unpooled[split] += xrays + cts
+            continue
+        order = [cts[k] for k in rng.permutation(len(cts))]
+        for index, xray in enumerate(xrays):
+            add_row(split, xray, order[index % len(order)], pairing)
+        unpooled[split] += order[len(xrays) :]
+        stats[SPLIT_NAMES[split]]["reused CT"] += max(0, len(xrays) - len(cts))
+    for split, split_items in unpooled.items():
+        for item in split_items:
+            stats[SPLIT_NAMES[split]][f"unpaired {item['modality']}"] += 1
+            if keep_unpaired:
+                is_xray = item["modality"] == "xray"
+                add_row(split, item if is_xray else None, None if is_xray else item, UNPAIRED)
+
+    lines = []
+    for name in SPLIT_NAMES:
+        paired = sum(value != UNPAIRED for value in columns_by_split[name]["pairing"])
+        unpaired = stats[name]["unpaired xray"] + stats[name]["unpaired ct"]
+        fate = "kept as one-modality rows" if keep_unpaired else "dropped (keep_unpaired=False)"
+        lines.append(
+            f"  {name} rows: {paired} {pairing}-paired ({stats[name]['reused CT']} reusing a CT), "
+            f"{unpaired} unpaired images ({stats[name]['unpaired xray']} X-ray, "
+            f"{stats[name]['unpaired ct']} CT) {fate}."
+        )
+    return columns_by_split, lines

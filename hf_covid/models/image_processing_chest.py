@@ -1,0 +1,258 @@
+"""ChestImageProcessor: grayscale chest X-ray / CT preprocessing for every hf_covid model.
+
+A torchvision-backend image processor (`transformers.image_processing_backends.TorchvisionBackend`)
+saved as ``preprocessor_config.json`` and loadable as remote code: this file imports only torch,
+torchvision, numpy, PIL and transformers, because it is copied next to a checkpoint.
+
+Steps: any input (PIL image of any mode, numpy array such as `hf_covid.data.load_image` returns,
+torch tensor) becomes one grayscale channel on a 0-255 scale (16-bit inputs rescaled by their bit
+depth, float inputs in [0, 1] multiplied by 255); resize to ``size`` (224x224 by default);
+repeat to ``num_channels`` (3 for ImageNet-pretrained backbones); rescale by ``rescale_factor``
+(to [0, 1]); optionally normalise. Lung masks given as ``masks`` are resized with nearest
+neighbour and binarised to 0/1, returned as ``lung_mask`` (B, 1, H, W).
+
+Example::
+
+    >>> processor = ChestImageProcessor(size={"height": 224, "width": 224}, num_channels=3,
+    ...     do_normalize=True, image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225])
+    >>> batch = processor(images=[xray], masks=[mask], return_tensors="pt")
+    >>> batch["pixel_values"].shape, batch["lung_mask"].shape
+    (torch.Size([1, 3, 224, 224]), torch.Size([1, 1, 224, 224]))
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.transforms.v2 import functional as tvF
+from transformers.image_processing_backends import TorchvisionBackend
+from transformers.image_processing_utils import BatchFeature
+from transformers.image_transforms import group_images_by_shape, reorder_images
+from transformers.image_utils import PILImageResampling, SizeDict
+from transformers.processing_utils import ImagesKwargs, Unpack
+
+_LUMINANCE = (0.299, 0.587, 0.114)
+_SIXTEEN_BIT_PIL_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
+
+
+class ChestImageProcessorKwargs(ImagesKwargs, total=False):
+    r"""
+    num_channels (`int`, *optional*, defaults to `self.num_channels`):
+        Output channels: 1 (grayscale models) or 3 (the gray channel repeated, for
+        ImageNet-pretrained backbones).
+    mask_threshold (`float`, *optional*, defaults to `self.mask_threshold`):
+        Masks are binarised at this fraction of their full scale (0.5: 128 of 255).
+    """
+
+    num_channels: int
+    mask_threshold: float
+
+
+def _full_scale(array: np.ndarray, *, is_mask: bool) -> float:
+    """The value that means white: by bit depth for integers, 1 for [0, 1] floats."""
+    if array.dtype == np.bool_:
+        return 1.0
+    maximum = float(array.max()) if array.size else 0.0
+    if np.issubdtype(array.dtype, np.floating):
+        return 1.0 if maximum <= 1.0 else 255.0
+    if is_mask and maximum <= 1:
+        return 1.0  # a 0/1 label map
+    if array.dtype == np.uint8:
+        return 255.0
+    if array.dtype == np.uint16 or maximum > 255:
+        return 65535.0
+    return 255.0
+
+
+def _to_grayscale_255(image: Any, *, is_mask: bool = False) -> torch.Tensor:
+    """One image (PIL, numpy or torch) as a float32 (1, H, W) tensor on a 0-255 scale.
+
+    Integers are rescaled by their bit depth (uint8 kept, 16-bit divided by 257), floats with a
+    maximum of at most 1 are taken as [0, 1]; colour inputs become luminance (alpha ignored). For
+    masks, integer label maps holding 0/1 map 1 to 255.
+    """
+    if isinstance(image, Image.Image):
+        if image.mode in _SIXTEEN_BIT_PIL_MODES:
+            array = np.asarray(image).astype(np.uint16)
+        elif image.mode in ("I", "F", "1", "L"):
+            array = np.asarray(image)
+        else:
+            array = np.asarray(image.convert("L"))
+    elif isinstance(image, torch.Tensor):
+        array = image.detach().cpu().numpy()
+    elif isinstance(image, np.ndarray):
+        array = image
+    else:
+        raise TypeError(f"expected a PIL image, numpy array or torch tensor, got {type(image)}")
+    if array.ndim == 3 and array.shape[0] not in (1, 3, 4) and array.shape[-1] in (1, 3, 4):
+        array = np.moveaxis(array, -1, 0)  # channels last -> first
+    if array.ndim == 2:
+        array = array[None]
+    if array.ndim != 3 or array.shape[0] not in (1, 3, 4):
+        raise ValueError(
+            "expected an image of shape (H, W), (C, H, W) or (H, W, C) with C in 1, 3, 4; got "
+            f"{tuple(array.shape)}"
+        )
+    values = torch.from_numpy(
+        array.astype(np.float32) * (255.0 / _full_scale(array, is_mask=is_mask))
+    )
+    if values.shape[0] >= 3:
+        values = (values[:3] * torch.tensor(_LUMINANCE).view(3, 1, 1)).sum(dim=0, keepdim=True)
+    return values.contiguous()
+
+
+class ChestImageProcessor(TorchvisionBackend):
+    r"""Image processor for grayscale chest X-rays and CT slices, with optional lung masks.
+
+    Args:
+        size (`dict[str, int]` or `int`, *optional*, defaults to `{"height": 224, "width": 224}`):
+            Output size.
+        do_rescale (`bool`, *optional*, defaults to `True`): Rescale 0-255 values to [0, 1].
+        do_normalize (`bool`, *optional*, defaults to `False`): Normalise with mean and std.
+        image_mean, image_std (`list[float]`, *optional*): One value, or one per output channel.
+        num_channels (`int`, *optional*, defaults to 1): 1, or 3 for ImageNet-pretrained models.
+        mask_threshold (`float`, *optional*, defaults to 0.5): Mask binarisation threshold.
+    """
+
+    valid_kwargs = ChestImageProcessorKwargs
+    model_input_names = ["pixel_values"]
+    resample = PILImageResampling.BILINEAR
+    size = {"height": 224, "width": 224}
+    default_to_square = True
+    do_resize = True
+    do_center_crop = False
+    do_rescale = True
+    rescale_factor = 1 / 255
+    do_normalize = False
+    image_mean = None
+    image_std = None
+    do_convert_rgb = False
+    num_channels = 1
+    mask_threshold = 0.5
+
+    def __init__(self, **kwargs: Unpack[ChestImageProcessorKwargs]):
+        super().__init__(**kwargs)
+        self._check_channels(self.num_channels, self.image_mean, self.image_std)
+
+    @staticmethod
+    def _check_channels(num_channels: int, image_mean, image_std) -> None:
+        if num_channels not in (1, 3):
+            raise ValueError(f"num_channels must be 1 or 3, got {num_channels}")
+        for name, value in (("image_mean", image_mean), ("image_std", image_std)):
+            if value is None or isinstance(value, int | float):
+                continue
+            if len(value) not in (1, num_channels):
+                raise ValueError(
+                    f"{name} must hold 1 or num_channels={num_channels} values, got {list(value)}"
+                )
+
+    def preprocess(
+        self,
+        images: Any,
+        masks: Any | None = None,
+        **kwargs: Unpack[ChestImageProcessorKwargs],
+    ) -> BatchFeature:
+        r"""Preprocess images and, optionally, their lung masks.
+
+        Args:
+            images: One image or a list of images (PIL, numpy arrays, tensors); a 4-D array or
+                tensor is a batch.
+            masks: Lung masks matching ``images`` one to one (same kinds of input), or None.
+            **kwargs: Overrides of the processor's settings, and ``return_tensors``.
+
+        Returns:
+            `BatchFeature` with ``pixel_values`` (B, C, H, W) and, with masks, ``lung_mask``
+            (B, 1, H, W) holding 0/1.
+        """
+        return super().preprocess(images, masks, **kwargs)
+
+    def _prepare_images_structure(self, images: Any, expected_ndims: int = 3) -> list:
+        """A flat list of single images; 2-D arrays are grayscale images, 4-D ones batches."""
+        images = self.fetch_images(images)  # paths and URLs -> images
+        if isinstance(images, list | tuple):
+            return [image for item in images for image in self._prepare_images_structure(item)]
+        if isinstance(images, np.ndarray | torch.Tensor) and images.ndim == 4:
+            return list(images)
+        return [images]
+
+    def process_image(
+        self, image: Any, device: torch.device | None = None, **kwargs
+    ) -> torch.Tensor:
+        """One image as a float32 (1, H, W) tensor on a 0-255 scale."""
+        tensor = _to_grayscale_255(image)
+        return tensor.to(device) if device is not None else tensor
+
+    def _preprocess_image_like_inputs(
+        self,
+        images: Any,
+        masks: Any | None,
+        *,
+        return_tensors: str | None = None,
+        device: torch.device | None = None,
+        **kwargs,
+    ) -> BatchFeature:
+        self._check_channels(kwargs["num_channels"], kwargs["image_mean"], kwargs["image_std"])
+        prepared = self._prepare_image_like_inputs(images, device=device)
+        data = {"pixel_values": self._preprocess(prepared, **kwargs)}
+        if masks is not None:
+            mask_list = self._prepare_images_structure(masks)
+            if len(mask_list) != len(prepared):
+                raise ValueError(f"got {len(prepared)} images but {len(mask_list)} masks")
+            threshold = 255.0 * kwargs["mask_threshold"]
+            binary = [
+                (_to_grayscale_255(mask, is_mask=True) >= threshold).float() for mask in mask_list
+            ]
+            if device is not None:
+                binary = [mask.to(device) for mask in binary]
+            data["lung_mask"] = [
+                tvF.resize(
+                    mask,
+                    [kwargs["size"].height, kwargs["size"].width],
+                    tvF.InterpolationMode.NEAREST_EXACT,
+                )
+                if kwargs["do_resize"]
+                else mask
+                for mask in binary
+            ]
+        return BatchFeature(data=data, tensor_type=return_tensors)
+
+    def _preprocess(
+        self,
+        images: list[torch.Tensor],
+        do_resize: bool,
+        size: SizeDict,
+        resample: Any,
+        do_rescale: bool,
+        rescale_factor: float,
+        do_normalize: bool,
+        image_mean: float | list[float] | None,
+        image_std: float | list[float] | None,
+        num_channels: int,
+        disable_grouping: bool | None = None,
+        **kwargs,
+    ) -> list[torch.Tensor]:
+        grouped, grouped_index = group_images_by_shape(images, disable_grouping=disable_grouping)
+        processed = {}
+        for shape, stacked in grouped.items():
+            if do_resize:
+                # Clamp: antialiased resizing may overshoot a little at sharp edges.
+                stacked = self.resize(stacked, size=size, resample=resample).clamp_(0.0, 255.0)
+            if num_channels == 3:
+                stacked = stacked.expand(-1, 3, -1, -1)
+            processed[shape] = self.rescale_and_normalize(
+                stacked.contiguous(),
+                do_rescale,
+                rescale_factor,
+                do_normalize,
+                image_mean,
+                image_std,
+            )
+        return reorder_images(processed, grouped_index)
+
+
+# Saved processors carry `auto_map`, so `AutoImageProcessor.from_pretrained(folder,
+# trust_remote_code=True)` works without hf_covid installed.
+ChestImageProcessor.register_for_auto_class("AutoImageProcessor")

@@ -1,0 +1,370 @@
+"""Matplotlib figures for training, evaluation and explanations.
+
+Every function builds a :class:`matplotlib.figure.Figure` directly (no pyplot global state, so it
+is safe from threads such as the Gradio app), writes a PNG with the Agg canvas and returns its path.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+# Log entries that are bookkeeping, not a quality metric.
+_NON_METRIC_KEYS = ("runtime", "samples_per_second", "steps_per_second", "epoch", "step", "loss")
+
+CURVE_METRICS: tuple[str, ...] = (
+    "accuracy",
+    "balanced_accuracy",
+    "f1_macro",
+    "covid_sensitivity",
+    "roc_auc",
+    "dice",
+    "iou",
+)
+"""Evaluation metrics drawn by :func:`plot_training_curves` when the log has them."""
+
+
+def _save(figure: Figure, path: str | Path, dpi: int = 110) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(figure)
+    figure.savefig(path, dpi=dpi, format="png", bbox_inches="tight")
+    return path
+
+
+def _as_image(array: np.ndarray) -> np.ndarray:
+    """An image as (H, W) or (H, W, 3) float for imshow (channel-first input is moved last)."""
+    image = np.asarray(array, dtype=np.float32)
+    if image.ndim == 3 and image.shape[0] in (1, 3) and image.shape[-1] not in (1, 3):
+        image = np.moveaxis(image, 0, -1)
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    if image.ndim not in (2, 3):
+        raise ValueError(
+            f"expected an image of shape (H, W), (C, H, W) or (H, W, C), got {image.shape}"
+        )
+    low, high = float(image.min()), float(image.max())
+    return (image - low) / (high - low) if high > low else np.zeros_like(image)
+
+
+def load_trainer_state(trainer_state: Mapping | str | Path) -> dict:
+    """A Trainer state as a dict, from a dict, a ``trainer_state.json`` file or its folder."""
+    if isinstance(trainer_state, Mapping):
+        return dict(trainer_state)
+    path = Path(trainer_state)
+    if path.is_dir():
+        path = path / "trainer_state.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"trainer state file not found: {path}")
+    return json.loads(path.read_text())
+
+
+def plot_training_curves(
+    trainer_state: Mapping | str | Path,
+    path: str | Path,
+    metrics: Sequence[str] | None = None,
+) -> Path:
+    """Training and evaluation loss, and evaluation metrics, against epoch (or step).
+
+    Args:
+        trainer_state: the ``transformers`` Trainer state (a dict with ``log_history``) or the path
+            of ``trainer_state.json`` (or of the folder holding it).
+        path: PNG file to write.
+        metrics: evaluation metrics to draw (without the ``eval_`` prefix); default: those of
+            :data:`CURVE_METRICS` in the log, else every logged one.
+
+    Returns:
+        ``path``.
+    """
+    state = load_trainer_state(trainer_state)
+    history = state.get("log_history")
+    if not history:
+        raise ValueError("trainer state has no 'log_history' entries to plot")
+    x_key = "epoch" if all("epoch" in entry for entry in history) else "step"
+
+    def series(key: str) -> tuple[list[float], list[float]]:
+        points = [(e[x_key], e[key]) for e in history if key in e and x_key in e]
+        return [p[0] for p in points], [p[1] for p in points]
+
+    logged = {
+        key
+        for entry in history
+        for key, value in entry.items()
+        if key.startswith("eval_")
+        and isinstance(value, int | float)
+        and not any(key.endswith(suffix) for suffix in _NON_METRIC_KEYS)
+    }
+    wanted = [f"eval_{name}" for name in (metrics or CURVE_METRICS)]
+    metric_keys = [key for key in wanted if key in logged] or ([] if metrics else sorted(logged))
+    figure = Figure(figsize=(11, 4))
+    loss_axis, metric_axis = figure.subplots(1, 2)
+    for key, label, style in (("loss", "train loss", "-"), ("eval_loss", "eval loss", "o-")):
+        xs, ys = series(key)
+        if xs:
+            loss_axis.plot(xs, ys, style, label=label)
+    loss_axis.set(xlabel=x_key, ylabel="loss", title="Loss")
+    for key in metric_keys:
+        xs, ys = series(key)
+        metric_axis.plot(xs, ys, "o-", label=key.removeprefix("eval_"), markersize=3)
+    metric_axis.set(xlabel=x_key, ylabel="value", title="Evaluation metrics")
+    if not metric_keys:
+        metric_axis.text(0.5, 0.5, "no evaluation metrics logged", ha="center", va="center")
+    for axis in (loss_axis, metric_axis):
+        axis.grid(alpha=0.3)
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(fontsize=7)
+    return _save(figure, path)
+
+
+def plot_confusion_matrix(
+    matrix: Sequence[Sequence[float]] | np.ndarray,
+    class_names: Sequence[str],
+    path: str | Path,
+    normalize: bool = False,
+) -> Path:
+    """Confusion matrix heat map (rows = true class), counts or row-normalised fractions.
+
+    Args:
+        matrix: (K, K) counts, rows = true class, columns = predicted class.
+        class_names: the K class names.
+        path: PNG file to write.
+        normalize: divide each row by its total (rows without samples stay 0).
+
+    Returns:
+        ``path``.
+    """
+    matrix = np.asarray(matrix, dtype=np.float64)
+    size = len(class_names)
+    if matrix.shape != (size, size):
+        raise ValueError(
+            f"confusion matrix must be {size}x{size} for {list(class_names)}, got {matrix.shape}"
+        )
+    if normalize:
+        totals = matrix.sum(axis=1, keepdims=True)
+        matrix = np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
+    figure = Figure(figsize=(1.3 * size + 2.5, 1.1 * size + 2))
+    axis = figure.subplots()
+    image = axis.imshow(matrix, cmap="Blues", vmin=0, vmax=1 if normalize else max(matrix.max(), 1))
+    figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04)
+    threshold = (1 if normalize else max(matrix.max(), 1)) / 2
+    for row in range(size):
+        for column in range(size):
+            value = matrix[row, column]
+            axis.text(
+                column,
+                row,
+                f"{value:.2f}" if normalize else f"{int(round(value))}",
+                ha="center",
+                va="center",
+                color="white" if value > threshold else "black",
+            )
+    axis.set_xticks(range(size), class_names, rotation=30, ha="right")
+    axis.set_yticks(range(size), class_names)
+    axis.set(xlabel="predicted", ylabel="true")
+    axis.set_title("Confusion matrix" + (" (row-normalised)" if normalize else " (counts)"))
+    return _save(figure, path)
+
+
+def _one_vs_rest_classes(class_names: Sequence[str], positive_class: str) -> list[int]:
+    """Classes drawn in ROC/PR plots: the positive one for binary tasks, else all."""
+    if len(class_names) == 2:
+        return [list(class_names).index(positive_class) if positive_class in class_names else 1]
+    return list(range(len(class_names)))
+
+
+def plot_roc_curves(
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    class_names: Sequence[str],
+    path: str | Path,
+    positive_class: str = "COVID",
+) -> Path:
+    """One-vs-rest ROC curves with their AUC (the positive class only for binary tasks)."""
+    from hf_covid.evaluation import classification_metrics, roc_points
+
+    labels = np.asarray(labels)
+    probabilities = np.asarray(probabilities)
+    metrics = classification_metrics(labels, probabilities, class_names, positive_class)
+    figure = Figure(figsize=(5.5, 5))
+    axis = figure.subplots()
+    axis.plot([0, 1], [0, 1], "--", color="grey", lw=1, label="chance")
+    for index in _one_vs_rest_classes(class_names, positive_class):
+        name = class_names[index]
+        if metrics[f"roc_auc_{name}"] is None:  # the class is absent, or is every label
+            continue
+        false_positive_rate, true_positive_rate = roc_points(
+            probabilities[:, index], labels == index
+        )
+        auc = metrics[f"roc_auc_{name}"]
+        axis.plot(false_positive_rate, true_positive_rate, label=f"{name} (AUC {auc:.3f})")
+    axis.set(
+        xlabel="false positive rate (1 - specificity)", ylabel="true positive rate (sensitivity)"
+    )
+    axis.set(xlim=(0, 1), ylim=(0, 1.02), title="ROC curves")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8, loc="lower right")
+    return _save(figure, path)
+
+
+def plot_precision_recall_curves(
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    class_names: Sequence[str],
+    path: str | Path,
+    positive_class: str = "COVID",
+) -> Path:
+    """One-vs-rest precision-recall curves with average precision and prevalence baselines."""
+    from hf_covid.evaluation import classification_metrics, precision_recall_points
+
+    labels = np.asarray(labels)
+    probabilities = np.asarray(probabilities)
+    metrics = classification_metrics(labels, probabilities, class_names, positive_class)
+    figure = Figure(figsize=(5.5, 5))
+    axis = figure.subplots()
+    for index in _one_vs_rest_classes(class_names, positive_class):
+        name = class_names[index]
+        if metrics[f"pr_auc_{name}"] is None:  # no sample of the class
+            continue
+        recall, precision = precision_recall_points(probabilities[:, index], labels == index)
+        average = metrics[f"pr_auc_{name}"]
+        (line,) = axis.step(recall, precision, where="pre", label=f"{name} (AP {average:.3f})")
+        axis.axhline(np.mean(labels == index), ls=":", lw=1, color=line.get_color())
+    axis.set(
+        xlabel="recall (sensitivity)",
+        ylabel="precision (PPV)",
+        title="Precision-recall curves (dotted: class prevalence)",
+    )
+    axis.set(xlim=(0, 1), ylim=(0, 1.02))
+    axis.grid(alpha=0.3)
+    if axis.get_legend_handles_labels()[0]:
+        axis.legend(fontsize=8, loc="best")
+    return _save(figure, path)
+
+
+def plot_reliability_diagram(
+    labels: np.ndarray, probabilities: np.ndarray, path: str | Path, n_bins: int | None = None
+) -> Path:
+    """Reliability diagram of the top-label confidence, with the ECE and a count histogram."""
+    from hf_covid.evaluation import ECE_BINS, calibration_bins
+
+    bins = calibration_bins(labels, probabilities, n_bins or ECE_BINS)
+    edges, count = bins["edges"], bins["count"]
+    centers = (edges[:-1] + edges[1:]) / 2
+    width = edges[1] - edges[0]
+    filled = count > 0
+    ece = float(np.nansum(count * np.abs(bins["accuracy"] - bins["confidence"])) / count.sum())
+    figure = Figure(figsize=(5.5, 6))
+    axis, histogram = figure.subplots(2, 1, sharex=True, height_ratios=(3, 1))
+    axis.plot([0, 1], [0, 1], "--", color="grey", lw=1, label="perfect calibration")
+    axis.bar(
+        centers[filled],
+        bins["accuracy"][filled],
+        width=width,
+        edgecolor="black",
+        alpha=0.8,
+        label="accuracy",
+    )
+    axis.bar(
+        centers[filled],
+        (bins["confidence"] - bins["accuracy"])[filled],
+        width=width,
+        bottom=bins["accuracy"][filled],
+        fill=False,
+        edgecolor="red",
+        hatch="//",
+        label="gap to mean confidence",
+    )
+    axis.set(ylabel="accuracy", ylim=(0, 1), title=f"Reliability diagram (ECE {ece:.3f})")
+    axis.legend(fontsize=8, loc="upper left")
+    axis.grid(alpha=0.3)
+    histogram.bar(centers, count, width=width, edgecolor="black", color="grey")
+    histogram.set(xlabel="confidence (top-label probability)", ylabel="count", xlim=(0, 1))
+    return _save(figure, path)
+
+
+def plot_gradcam_overlays(
+    images: Sequence[np.ndarray],
+    cams: Sequence[np.ndarray],
+    path: str | Path,
+    titles: Sequence[str] | None = None,
+    alpha: float = 0.45,
+    contours: Sequence[np.ndarray | None] | None = None,
+) -> Path:
+    """Grad-CAM heat maps over their input images: one column per image, input above overlay.
+
+    Args:
+        images: input images, (H, W) or (C, H, W), any range (rescaled for display).
+        cams: matching (H, W) maps in [0, 1].
+        path: PNG file to write.
+        titles: a caption per column (e.g. "xray: COVID 0.93").
+        alpha: opacity of the heat map.
+        contours: optional binary masks (e.g. lesion or marker) drawn as outlines.
+
+    Returns:
+        ``path``.
+    """
+    if len(images) != len(cams) or not images:
+        raise ValueError(f"need as many maps as images (>= 1), got {len(images)} and {len(cams)}")
+    figure = Figure(figsize=(2.6 * len(images), 5.4))
+    axes = np.asarray(figure.subplots(2, len(images), squeeze=False))
+    for column, (image, cam) in enumerate(zip(images, cams, strict=True)):
+        picture = _as_image(image)
+        gray = "gray" if picture.ndim == 2 else None
+        axes[0, column].imshow(picture, cmap=gray)
+        axes[1, column].imshow(picture, cmap=gray)
+        heat = axes[1, column].imshow(np.asarray(cam), cmap="jet", alpha=alpha, vmin=0, vmax=1)
+        if contours is not None and contours[column] is not None and np.any(contours[column]):
+            for axis in axes[:, column]:
+                axis.contour(
+                    np.asarray(contours[column]) > 0, levels=[0.5], colors="lime", linewidths=1
+                )
+        if titles is not None:
+            axes[0, column].set_title(titles[column], fontsize=9)
+        for axis in axes[:, column]:
+            axis.axis("off")
+    figure.colorbar(heat, ax=axes[1, :].tolist(), fraction=0.03, pad=0.02, label="Grad-CAM")
+    return _save(figure, path)
+
+
+def plot_feature_maps(
+    feature_maps: Mapping[str, np.ndarray], path: str | Path, max_channels: int = 16
+) -> Path:
+    """The first channels of each layer's activations as a grid, one block of rows per layer.
+
+    Args:
+        feature_maps: layer name -> (C, H, W) activations of one image.
+        path: PNG file to write.
+        max_channels: channels shown per layer.
+
+    Returns:
+        ``path``.
+    """
+    if not feature_maps:
+        raise ValueError("no feature maps to plot")
+    columns = min(8, max_channels)
+    layout = []
+    for name, maps in feature_maps.items():
+        maps = np.asarray(maps)
+        if maps.ndim != 3:
+            raise ValueError(f"feature maps of layer '{name}' must be (C, H, W), got {maps.shape}")
+        shown = maps[:max_channels]
+        layout.append((name, shown, math.ceil(len(shown) / columns)))
+    rows = sum(block_rows for _, _, block_rows in layout)
+    figure = Figure(figsize=(1.4 * columns, 1.5 * rows + 0.4 * len(layout)))
+    axes = np.asarray(figure.subplots(rows, columns, squeeze=False))
+    row = 0
+    for name, shown, block_rows in layout:
+        for index in range(block_rows * columns):
+            axis = axes[row + index // columns, index % columns]
+            axis.axis("off")
+            if index < len(shown):
+                axis.imshow(_as_image(shown[index]), cmap="viridis")
+                axis.set_title(f"{name}[{index}]" if index == 0 else f"[{index}]", fontsize=7)
+        row += block_rows
+    return _save(figure, path)

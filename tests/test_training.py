@@ -1,0 +1,321 @@
+"""Training: recipes and argument errors, the Trainer options, and the checkpoint folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+from transformers import AutoConfig, AutoModelForImageClassification
+
+from hf_covid.data.synthetic import generate_radiography, generate_xray_ct
+from hf_covid.models.image_processing_chest import ChestImageProcessor
+from hf_covid.training import (
+    MODEL_TYPES,
+    BalancedClassSampler,
+    ConfigurationError,
+    class_weights_from_labels,
+    measure_trainer_overhead,
+    parse_arguments,
+    segmentation_metrics,
+    train,
+    train_from_recipe,
+)
+
+CONFIGS = Path(__file__).resolve().parents[1] / "scripts" / "configs"
+
+TINY_RUN = {
+    "image_size": 32,
+    "num_train_epochs": 1,
+    "per_device_train_batch_size": 8,
+    "per_device_eval_batch_size": 16,
+    "disable_tqdm": True,
+    "logging_steps": 1,
+    "early_stopping_patience": 0,
+}
+TINY_MODELS = {
+    "cnn_lstm": {
+        "widths": [4, 8],
+        "classifier_hidden_sizes": [8],
+        "lstm_hidden_size": 8,
+        "sequence_width": 2,
+    },
+    "dual_channel": {"widths": [4, 8], "classifier_hidden_sizes": [8]},
+    "dual_input": {"widths": [4, 8], "classifier_hidden_sizes": [8]},
+    "lung_unet": {"widths": [4, 8, 16]},
+}
+
+
+@pytest.fixture(scope="module")
+def radiography_root(tmp_path_factory) -> Path:
+    return generate_radiography(
+        tmp_path_factory.mktemp("radiography"),
+        images_per_class=6,
+        image_size=48,
+        mask_size=48,
+        progress=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def xray_ct_root(tmp_path_factory) -> Path:
+    return generate_xray_ct(tmp_path_factory.mktemp("xray_ct"), images_per_class=6, progress=False)
+
+
+def _write_recipe(path: Path, values: dict) -> Path:
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+def _tiny_overrides(model_type: str, data_dir: Path, output_dir: Path, **extra) -> dict:
+    return {
+        **TINY_RUN,
+        "config_overrides": TINY_MODELS[model_type],
+        "data_dir": str(data_dir),
+        "output_dir": str(output_dir),
+        **extra,
+    }
+
+
+# ---- recipes and arguments -------------------------------------------------------------------
+
+
+def test_every_model_has_a_real_and_a_synthetic_recipe_that_parse(tmp_path):
+    for model_type in MODEL_TYPES:
+        for name in (f"{model_type}.yaml", f"{model_type}_synthetic.yaml"):
+            model_args, data_args, training_args = parse_arguments(
+                [str(CONFIGS / name), "--output_dir", str(tmp_path)]
+            )
+            assert model_args.model_type == model_type
+            assert data_args.data_dir
+    real_resnet, real_data, _ = parse_arguments([str(CONFIGS / "resnet.yaml")])
+    assert real_resnet.pretrained == "microsoft/resnet-50"
+    assert real_data.image_size == 224
+
+
+def test_command_line_overrides_the_recipe(tmp_path):
+    recipe = _write_recipe(
+        tmp_path / "recipe.yaml",
+        {"model_type": "cnn_lstm", "num_train_epochs": 5, "learning_rate": 0.01, "image_size": 64},
+    )
+    for argv in (
+        [str(recipe), "--num_train_epochs", "2", "--config_overrides", '{"widths": [4]}'],
+        ["--config", str(recipe), "--num_train_epochs=2", "--config_overrides", '{"widths": [4]}'],
+    ):
+        model_args, data_args, training_args = parse_arguments([*argv, "--output_dir", "out"])
+        assert training_args.num_train_epochs == 2
+        assert training_args.learning_rate == 0.01
+        assert data_args.image_size == 64
+        assert model_args.config_overrides == {"widths": [4]}
+
+
+def test_recipe_key_that_does_not_exist_is_rejected(tmp_path):
+    recipe = _write_recipe(tmp_path / "bad.yaml", {"model_type": "cnn_lstm", "lerning_rate": 0.1})
+    with pytest.raises(ConfigurationError, match="unknown key 'lerning_rate'.*'learning_rate'"):
+        parse_arguments([str(recipe)])
+
+
+def test_unknown_model_type_is_rejected(tmp_path):
+    recipe = _write_recipe(tmp_path / "bad.yaml", {"model_type": "vgg16"})
+    with pytest.raises(ConfigurationError, match="unknown model 'vgg16'"):
+        parse_arguments([str(recipe)])
+
+
+def test_missing_data_folder_fails_before_training(tmp_path):
+    overrides = _tiny_overrides("cnn_lstm", tmp_path / "nowhere", tmp_path / "out")
+    with pytest.raises(ConfigurationError, match="nowhere does not exist"):
+        train_from_recipe(CONFIGS / "cnn_lstm_synthetic.yaml", overrides)
+    assert not (tmp_path / "out").exists()
+
+
+def test_labels_that_do_not_match_the_recipe_are_rejected(tmp_path, radiography_root):
+    out = tmp_path / "out"
+    bad_name = _tiny_overrides("cnn_lstm", radiography_root, out, classes=["COVID", "Pneumonia"])
+    with pytest.raises(ConfigurationError, match="'Pneumonia'.*not Radiography classes"):
+        train_from_recipe(CONFIGS / "cnn_lstm_synthetic.yaml", bad_name)
+    binary_on_radiography = _tiny_overrides("dual_input", radiography_root, out)
+    with pytest.raises(ConfigurationError, match="data_dir"):
+        train_from_recipe(CONFIGS / "dual_input_synthetic.yaml", binary_on_radiography)
+    two_class_data = tmp_path / "two_classes"
+    two_class_data.mkdir()
+    for name in ("COVID", "Normal"):
+        (two_class_data / name).symlink_to(radiography_root / name, target_is_directory=True)
+    four_classes = _tiny_overrides("cnn_lstm", two_class_data, out)
+    with pytest.raises(ConfigurationError, match="not found"):
+        train_from_recipe(CONFIGS / "cnn_lstm_synthetic.yaml", four_classes)
+    assert not out.exists()
+
+
+def test_metric_for_best_model_must_be_one_the_model_computes(tmp_path, radiography_root):
+    overrides = _tiny_overrides(
+        "lung_unet", radiography_root, tmp_path / "out", metric_for_best_model="f1_macro"
+    )
+    with pytest.raises(ConfigurationError, match="'f1_macro' is not computed.*dice"):
+        train_from_recipe(CONFIGS / "lung_unet_synthetic.yaml", overrides)
+
+
+# ---- imbalance and metrics -------------------------------------------------------------------
+
+
+def test_class_weights_are_inverse_class_frequencies():
+    weights = class_weights_from_labels(np.array([0] * 6 + [1] * 2 + [2] * 4), 3)
+    torch.testing.assert_close(weights, torch.tensor([12 / 18, 12 / 6, 12 / 12]))
+    with pytest.raises(ConfigurationError, match="every class needs training examples"):
+        class_weights_from_labels(np.array([0, 0, 2]), 3)
+
+
+def test_balanced_sampler_draws_every_class_equally_often_and_repeats_per_epoch():
+    labels = np.array([0] * 900 + [1] * 100)
+    sampler = BalancedClassSampler(labels, seed=3)
+    first = list(sampler)
+    assert len(first) == len(labels)
+    minority_share = np.mean(labels[first] == 1)
+    assert 0.45 < minority_share < 0.55
+    assert list(sampler) == first
+    sampler.set_epoch(1)
+    assert list(sampler) != first
+
+
+def test_segmentation_metrics_give_dice_and_iou():
+    target = np.zeros((2, 1, 4, 4))
+    target[:, :, :2] = 1  # 8 lung pixels each
+    prediction = target.copy()
+    prediction[1, :, :1] = 0  # second image: 4 of 8 found
+    metrics = segmentation_metrics(prediction, target)
+    assert metrics["dice"] == pytest.approx((1 + 2 * 4 / 12) / 2)
+    assert metrics["iou"] == pytest.approx((1 + 4 / 8) / 2)
+    assert segmentation_metrics(np.zeros((1, 4)), np.zeros((1, 4))) == {"dice": 1.0, "iou": 1.0}
+
+
+# ---- end-to-end training -----------------------------------------------------------------------
+
+
+def test_training_writes_a_complete_checkpoint_folder(tmp_path, radiography_root):
+    out = tmp_path / "cnn_lstm"
+    results = train_from_recipe(
+        CONFIGS / "cnn_lstm_synthetic.yaml",
+        _tiny_overrides("cnn_lstm", radiography_root, out, num_train_epochs=2, optimizer="adam"),
+    )
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "modeling_cnn_lstm.py",
+        "configuration_cnn_lstm.py",
+        "preprocessor_config.json",
+        "eval_results.json",
+        "trainer_state.json",
+        "README.md",
+        "figures/training_curves.png",
+        "figures/confusion_matrix.png",
+    ):
+        assert (out / name).is_file(), name
+    top_level = {path.suffix for path in out.iterdir() if path.is_file()}
+    assert not top_level & {".bin", ".pt", ".pth", ".pkl"}
+    assert sorted(path.name for path in (out / "checkpoints").iterdir()) == [
+        "checkpoint-3",
+        "checkpoint-6",
+    ]
+
+    saved = json.loads((out / "eval_results.json").read_text())
+    assert saved["metrics"] == results["metrics"]
+    assert saved["metrics"]["n_samples"] == saved["dataset"]["split_sizes"]["test"]
+    for key in ("accuracy", "f1_macro", "recall_Viral Pneumonia", "covid_sensitivity"):
+        assert 0.0 <= saved["metrics"][key] <= 1.0
+    assert len(saved["metrics"]["confusion_matrix"]) == 4
+    assert saved["training"]["best_metric"]["name"] == "f1_macro"
+    assert saved["training"]["best_epoch"] in (1.0, 2.0)
+    assert saved["training"]["optimizer"] == "adam"
+
+    config = AutoConfig.from_pretrained(out)
+    assert config.auto_map["AutoModelForImageClassification"].startswith("modeling_cnn_lstm.")
+    model = AutoModelForImageClassification.from_pretrained(out)
+    weights = load_file(out / "model.safetensors")
+    for name, tensor in model.state_dict().items():
+        torch.testing.assert_close(tensor, weights[name])
+    processor = ChestImageProcessor.from_pretrained(out)
+    assert processor.size["height"] == 32
+    assert processor.num_channels == 1
+
+
+def test_lung_unet_trains_on_the_lung_masks_and_reports_dice(tmp_path, radiography_root):
+    out = tmp_path / "unet"
+    results = train_from_recipe(
+        CONFIGS / "lung_unet_synthetic.yaml",
+        _tiny_overrides("lung_unet", radiography_root, out),
+    )
+    assert set(results["metrics"]) == {"dice", "iou", "loss"}
+    assert 0.0 < results["metrics"]["dice"] <= 1.0
+    assert results["training"]["best_metric"]["name"] == "dice"
+    assert results["task"] == "image-segmentation"
+    assert (out / "figures" / "training_curves.png").is_file()
+
+
+def test_dual_input_results_say_that_label_pairing_joins_different_people(tmp_path, xray_ct_root):
+    results = train_from_recipe(
+        CONFIGS / "dual_input_synthetic.yaml",
+        _tiny_overrides("dual_input", xray_ct_root, tmp_path / "dual", imbalance="class_weights"),
+    )
+    dataset = results["dataset"]
+    assert dataset["pairing"] == "label"
+    assert "different people" in dataset["pairing_note"]
+    assert sum(dataset["split_sizes"].values()) > 0
+    assert dataset["near_duplicates"]["groups"] >= 0
+    assert results["class_names"] == ["Non-COVID", "COVID"]
+    assert "covid_sensitivity" in results["metrics"]
+
+
+def test_resnet_trains_with_three_channels_imagenet_statistics_and_balanced_sampler(
+    tmp_path, radiography_root
+):
+    out = tmp_path / "resnet"
+    tiny_resnet = {
+        "embedding_size": 8,
+        "hidden_sizes": [8, 16],
+        "depths": [1, 1],
+        "layer_type": "basic",
+    }
+    results = train_from_recipe(
+        CONFIGS / "resnet_synthetic.yaml",
+        {
+            **_tiny_overrides("cnn_lstm", radiography_root, out),
+            "config_overrides": tiny_resnet,
+            "imbalance": "balanced_sampler",
+            "optimizer": "rmsprop",
+        },
+    )
+    assert results["model_type"] == "resnet"
+    assert results["training"]["imbalance"] == "balanced_sampler"
+    processor = json.loads((out / "preprocessor_config.json").read_text())
+    assert processor["num_channels"] == 3
+    assert processor["do_normalize"] is True
+    assert processor["image_mean"] == pytest.approx([0.485, 0.456, 0.406])
+
+
+def test_trainer_overhead_is_measured_against_a_plain_loop(radiography_root, tmp_path):
+    model_args, data_args, training_args = parse_arguments(
+        [
+            str(CONFIGS / "dual_channel_synthetic.yaml"),
+            "--data_dir",
+            str(radiography_root),
+            "--output_dir",
+            str(tmp_path),
+            "--image_size",
+            "32",
+            "--per_device_train_batch_size",
+            "4",
+            "--config_overrides",
+            json.dumps(TINY_MODELS["dual_channel"]),
+        ]
+    )
+    speed = measure_trainer_overhead(
+        model_args, data_args, training_args, steps=8, warmup_steps=2
+    )
+    assert speed["trainer_samples_per_second"] > 0
+    assert speed["plain_samples_per_second"] > 0
+    assert speed["overhead"] == pytest.approx(
+        1 - speed["trainer_samples_per_second"] / speed["plain_samples_per_second"]
+    )
