@@ -182,6 +182,20 @@ def measure_dataloader_throughput(
     }
 
 
+def _pool(runs: list[dict[str, float]]) -> dict[str, Any]:
+    """Combine measurements of one pipeline: samples over seconds, the largest memory."""
+    samples = sum(run["samples"] for run in runs)
+    seconds = sum(run["seconds"] for run in runs)
+    return {
+        "samples_per_second": samples / seconds,
+        "samples": samples,
+        "seconds": seconds,
+        "per_round_samples_per_second": [run["samples_per_second"] for run in runs],
+        "peak_memory_mb": max(run["peak_memory_mb"] for run in runs),
+        "memory_increase_mb": max(run["memory_increase_mb"] for run in runs),
+    }
+
+
 def directory_size_mb(paths: list[Path]) -> float:
     """Total size of the given files, in MB."""
     return sum(path.stat().st_size for path in paths) / 2**20
@@ -193,13 +207,16 @@ def compare_data_pipelines(
     image_size: int = 224,
     batch_size: int = 64,
     num_workers: int = 2,
-    epochs: int = 3,
+    epochs: int = 2,
+    rounds: int = 3,
     augment: bool = True,
     cache_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Build a Radiography set, preprocess it, and measure both pipelines in the same run.
 
-    Every image is measured: the set is built with all images in the train split.
+    Every image is measured: the set is built with all images in the train split. The two
+    pipelines are measured in alternating rounds, so that a change in the machine's load (other
+    jobs) during the run weighs on both alike.
 
     Args:
         root: Radiography-layout folder (e.g. from `hf_covid.data.synthetic.generate_radiography`).
@@ -207,6 +224,7 @@ def compare_data_pipelines(
         batch_size: DataLoader batch size.
         num_workers: DataLoader workers for both pipelines.
         epochs: Epochs per measurement (the first is warm-up).
+        rounds: Alternating measurements of each pipeline, pooled.
         augment: Apply `ChestAugmentation` in the collator of both pipelines.
         cache_dir: Datasets cache for the build and the preprocessed files.
 
@@ -238,10 +256,12 @@ def compare_data_pipelines(
     raw, fast = dataset_dict["train"], processed["train"]
     collator = ChestBatchCollator(augmentation=ChestAugmentation() if augment else None)
     settings = {"batch_size": batch_size, "num_workers": num_workers, "epochs": epochs}
-    naive = measure_dataloader_throughput(
-        NaiveImageFolderDataset(raw, image_size), collator, **settings
-    )
-    preprocessed = measure_dataloader_throughput(fast, collator, **settings)
+    pipelines = {"naive": NaiveImageFolderDataset(raw, image_size), "preprocessed": fast}
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in pipelines}
+    for _ in range(rounds):
+        for name, dataset in pipelines.items():
+            runs[name].append(measure_dataloader_throughput(dataset, collator, **settings))
+    naive, preprocessed = (_pool(runs[name]) for name in pipelines)
     cache_files = [
         Path(entry["filename"]) for name in processed for entry in processed[name].cache_files
     ]
@@ -249,6 +269,7 @@ def compare_data_pipelines(
         "images": len(raw),
         "image_size": image_size,
         "augment": augment,
+        "rounds": rounds,
         **settings,
         **timings,
         "naive": naive,

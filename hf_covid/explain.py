@@ -242,11 +242,29 @@ class GradCAM:
             gradient = gradients.get(name)
             if gradient is None:  # the layer does not influence the explained logit
                 gradient = torch.zeros_like(activation)
-            weights = gradient.mean(dim=(2, 3), keepdim=True)
-            cam = F.relu((weights * activation).sum(dim=1, keepdim=True)).detach().float()
+            cam = F.relu(self._combine(activation, gradient)).detach().float()
             cam = F.interpolate(cam, size=_output_size(key, inputs), mode="bilinear")
             maps[key] = _normalise_maps(cam[:, 0]).cpu()
         return logits.detach(), maps
+
+    @staticmethod
+    def _combine(activation: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
+        """(B, 1, h, w) map before ReLU: channels weighted by their mean gradient."""
+        return (gradient.mean(dim=(2, 3), keepdim=True) * activation).sum(dim=1, keepdim=True)
+
+
+class HiResCAM(GradCAM):
+    """HiResCAM (Draelos & Carin, "Use HiResCAM instead of Grad-CAM for faithful explanations
+    of convolutional neural networks", 2020): ``ReLU(sum_k dy_c/dA_k * A_k)``, the gradient
+    multiplied element-wise instead of averaged over space.
+
+    Equal to Grad-CAM for a global-average-pooling + linear head; faithful to the evidence for
+    heads that are not, such as the CNN-LSTM's row sequence. Same interface as :class:`GradCAM`.
+    """
+
+    @staticmethod
+    def _combine(activation: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
+        return (gradient * activation).sum(dim=1, keepdim=True)
 
 
 def feature_maps(
@@ -492,6 +510,7 @@ def evaluate_explanations(
     tolerance: int = 0,
     batch_size: int = 16,
     max_images: int | None = None,
+    method: type[GradCAM] = GradCAM,
 ) -> dict[str, dict]:
     """Pointing game and energy inside the lesion of Grad-CAM maps, on phantoms with lesion masks.
 
@@ -509,6 +528,7 @@ def evaluate_explanations(
         tolerance: pixels of slack of the pointing game, at the model's input size.
         batch_size: images per Grad-CAM pass.
         max_images: score at most this many images.
+        method: :class:`GradCAM` or :class:`HiResCAM`.
 
     Returns:
         Per map (e.g. ``"image"``, or ``"xray"`` and ``"ct"``): ``pointing_game`` (hit rate),
@@ -557,7 +577,7 @@ def evaluate_explanations(
 
     prepared, collator, _ = prepare_inputs(model, processor, dataset.select(rows))
     device = next(model.parameters()).device
-    cam = GradCAM(model, layers)
+    cam = method(model, layers)
     hits: dict[str, list] = {key: [] for key in layers}
     energy: dict[str, list] = {key: [] for key in layers}
     area: dict[str, list] = {key: [] for key in layers}

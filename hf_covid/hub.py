@@ -106,6 +106,7 @@ _CONFIG_BOOKKEEPING = frozenset(
         "transformers_version",
         "dtype",
         "torch_dtype",
+        "use_cache",
     )
 )
 
@@ -591,8 +592,8 @@ def render_dataset_card(
         dataset_dict: a ``datasets.DatasetDict`` from ``hf_covid.data``.
         repo_id: the Hub repo the card is for (used in the code example).
         pretty_name: display name; defaults to the source dataset's name.
-        synthetic: whether the images are synthetic phantoms; by default read from the
-            dataset description.
+        synthetic: whether the images are synthetic phantoms; by default, whether the dataset
+            description or the ``source`` column says so.
     """
     if not dataset_dict:
         raise ValueError("cannot write a dataset card for an empty DatasetDict")
@@ -603,8 +604,6 @@ def render_dataset_card(
     source = _DATASETS[kind]
     # The builders' description names the local data folder: keep that off a public card.
     description = _LOCAL_PATH.sub("<local folder>", (first.info.description or "").strip())
-    if synthetic is None:
-        synthetic = any(word in description.lower() for word in _SYNTHETIC_WORDS)
     label_feature = features.get("label")
     label_names = list(getattr(label_feature, "names", []) or [])
     splits = []
@@ -624,6 +623,10 @@ def render_dataset_card(
             pairings.update(value for value in split["pairing"] if value)
         if "source" in columns:
             sources.update(value or "(unknown)" for value in split["source"])
+    if synthetic is None:
+        synthetic = any(
+            word in text.lower() for text in (description, *sources) for word in _SYNTHETIC_WORDS
+        )
     total_rows = sum(split["rows"] for split in splits)
     size_category = next(
         label

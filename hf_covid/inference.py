@@ -531,11 +531,11 @@ def read_model_card(path_or_repo: str | os.PathLike) -> str | None:
 
 
 def heatmap_overlay(
-    image: np.ndarray, heatmap: np.ndarray, *, alpha: float = 0.45, max_side: int = 512
+    image: np.ndarray, heatmap: np.ndarray, *, alpha: float = 0.45, side: int = 384
 ) -> np.ndarray:
     """A heat map (e.g. Grad-CAM, [0, 1]) over a grayscale image, as (h, w, 3) uint8 RGB whose
-    longer side is at most ``max_side``."""
-    base = _display_size(image, max_side)
+    longer side is ``side`` pixels (display size: large images shrink, small ones grow)."""
+    base = _display_size(image, side)
     heat = np.clip(_resize(heatmap, base.shape), 0, 1)
     colored = colormaps["jet"](heat)[..., :3]
     return _to_uint8((1 - alpha) * base[..., None] + alpha * colored)
@@ -547,10 +547,11 @@ def mask_overlay(
     *,
     color: tuple[float, float, float] = (0.1, 0.9, 0.2),
     alpha: float = 0.3,
-    max_side: int = 512,
+    side: int = 384,
 ) -> np.ndarray:
-    """A binary mask tinted over a grayscale image with its outline, as (h, w, 3) uint8 RGB."""
-    base = _display_size(image, max_side)
+    """A binary mask tinted over a grayscale image with its outline, as (h, w, 3) uint8 RGB whose
+    longer side is ``side`` pixels."""
+    base = _display_size(image, side)
     inside = _resize(np.asarray(mask, dtype=np.float32), base.shape, nearest=True) > 0.5
     outline = inside & ~ndimage.binary_erosion(inside, iterations=max(1, max(base.shape) // 256))
     rgb = np.repeat(base[..., None], 3, axis=-1)
@@ -580,8 +581,9 @@ def feature_map_grid(
     return _to_uint8(grid)
 
 
-def _display_size(image: np.ndarray, max_side: int) -> np.ndarray:
-    scale = min(1.0, max_side / max(image.shape))
+def _display_size(image: np.ndarray, side: int) -> np.ndarray:
+    """The image resized (up or down) so that its longer side is ``side`` pixels."""
+    scale = side / max(image.shape)
     shape = (max(1, round(image.shape[0] * scale)), max(1, round(image.shape[1] * scale)))
     return np.clip(_resize(image, shape), 0, 1)
 

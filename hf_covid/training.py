@@ -17,6 +17,7 @@ The Trainer's intermediate ``checkpoint-*`` folders live under ``<output_dir>/ch
 
 from __future__ import annotations
 
+import argparse
 import copy
 import dataclasses
 import difflib
@@ -50,13 +51,22 @@ from transformers import (
 )
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
+from . import hub, models, plots
+from .data import (
+    ChestAugmentation,
+    ChestBatchCollator,
+    build_radiography_dataset,
+    build_xray_ct_dataset,
+    preprocess_for_training,
+)
 from .evaluation import classification_metrics
+from .models.image_processing_chest import ChestImageProcessor
 from .models.labels import BINARY_LABELS, RADIOGRAPHY_LABELS, label_maps
 
 logger = logging.getLogger(__name__)
 
 MODEL_TYPES: tuple[str, ...] = ("dual_input", "cnn_lstm", "dual_channel", "resnet", "lung_unet")
-"""Model names accepted by ``model_type`` (the ``config.model_type`` of each is also accepted)."""
+"""Model names accepted by ``model_type``."""
 
 CHECKPOINTS_SUBDIR = "checkpoints"
 """Sub-folder of ``output_dir`` that holds the Trainer's intermediate ``checkpoint-*`` folders."""
@@ -90,7 +100,7 @@ class ModelArguments:
         default=None,
         metadata={
             "help": "Keyword arguments for the model's config (a dict in YAML, a JSON string on the "
-            "command line), e.g. '{\"base_channels\": 8}'. For ResNet, fields of ResNetConfig."
+            "command line), e.g. '{\"widths\": [16, 32, 64]}'. For ResNet, fields of ResNetConfig."
         },
     )
     pretrained: str | None = field(
@@ -105,8 +115,6 @@ class ModelArguments:
     )
 
     def __post_init__(self) -> None:
-        aliases = {f"covid_{name}": name for name in MODEL_TYPES}
-        self.model_type = aliases.get(self.model_type, self.model_type)
         if self.model_type not in MODEL_TYPES:
             raise ConfigurationError(
                 f"model_type: unknown model {self.model_type!r}; expected one of "
@@ -148,7 +156,8 @@ class DataArguments:
         default=42, metadata={"help": "Seed of the split (kept apart from the training seed)."}
     )
     deduplicate: bool = field(
-        default=True, metadata={"help": "Drop near-duplicate images across splits."}
+        default=True,
+        metadata={"help": "Keep near-duplicate images (perceptual hash) in one split."},
     )
     group_by: str | None = field(
         default=None,
@@ -223,8 +232,8 @@ class ChestTrainingArguments(TrainingArguments):
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = field(
         default="auto",
         metadata={
-            "help": "'auto': bf16 on GPUs that support it, fp16 on other GPUs, none on CPU. "
-            "Ignored when --bf16 or --fp16 is given."
+            "help": "'auto': bf16 on GPUs that support it, fp16 on other GPUs, none on CPU "
+            "(--bf16 / --fp16 win over 'auto'); or 'no', 'bf16', 'fp16'."
         },
     )
     channels_last: bool = field(
@@ -248,8 +257,9 @@ class ChestTrainingArguments(TrainingArguments):
         default="auto",
         metadata={
             "help": "Validation metric that picks the best checkpoint and drives early stopping: "
-            "'auto' (f1_macro for classifiers, dice for the lung U-Net) or any key of "
-            "hf_covid.evaluation.classification_metrics, or 'loss'."
+            "'auto' (f1_macro for classifiers, dice for the lung U-Net), a logged validation "
+            "metric (accuracy, balanced_accuracy, roc_auc, covid_sensitivity, covid_ppv, "
+            "precision/recall/f1 _macro or _<class>; dice, iou) or 'loss'."
         },
     )
     save_total_limit: int | None = field(
@@ -367,9 +377,7 @@ def parse_arguments(
     return model_args, data_args, training_args
 
 
-def _config_parser():
-    import argparse
-
+def _config_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--config", required=True)
     return parser
@@ -411,8 +419,6 @@ MODEL_SPECS: dict[str, ModelSpec] = {
 
 def build_model(model_args: ModelArguments, class_names: Sequence[str]) -> PreTrainedModel:
     """Instantiate the model named by ``model_args`` for ``class_names``."""
-    from . import models
-
     overrides = dict(model_args.config_overrides)
     if model_args.model_type == "resnet":
         return models.build_resnet_classifier(
@@ -439,10 +445,8 @@ def build_model(model_args: ModelArguments, class_names: Sequence[str]) -> PreTr
     return model_class(config)
 
 
-def build_image_processor(model_args: ModelArguments, image_size: int):
+def build_image_processor(model_args: ModelArguments, image_size: int) -> ChestImageProcessor:
     """The ``ChestImageProcessor`` saved with the checkpoint (ImageNet statistics for ResNet)."""
-    from .models.image_processing_chest import ChestImageProcessor
-
     size = {"height": image_size, "width": image_size}
     if model_args.model_type == "resnet":
         return ChestImageProcessor(
@@ -477,11 +481,9 @@ class ModelInputCollator:
 
 
 def build_collators(
-    spec: ModelSpec, processor, data_args: DataArguments
+    spec: ModelSpec, processor: ChestImageProcessor, data_args: DataArguments
 ) -> tuple[ModelInputCollator, ModelInputCollator]:
     """Training collator (with augmentation when enabled) and evaluation collator (without)."""
-    from .data import ChestAugmentation, ChestBatchCollator
-
     normalize = dict(
         num_channels=processor.num_channels,
         mean=processor.image_mean if processor.do_normalize else None,
@@ -503,7 +505,7 @@ class TrainingData:
     """Preprocessed splits plus what the reports say about them."""
 
     splits: Any
-    """``DatasetDict`` with train / validation / test in torch format."""
+    """``DatasetDict`` train / validation / test from ``preprocess_for_training``."""
     class_names: tuple[str, ...]
     summary: dict[str, Any]
 
@@ -532,8 +534,6 @@ def load_training_data(spec: ModelSpec, data_args: DataArguments) -> TrainingDat
     Raises:
         ConfigurationError: the data folder is missing or its classes differ from the recipe's.
     """
-    from .data import build_radiography_dataset, build_xray_ct_dataset, preprocess_for_training
-
     if not data_args.data_dir:
         raise ConfigurationError("data_dir: required (the dataset root folder)")
     root = Path(data_args.data_dir)
@@ -1064,8 +1064,6 @@ def write_checkpoint_folder(
     training_args: ChestTrainingArguments,
 ) -> Path:
     """Write the final checkpoint folder (main process only) and push it when asked."""
-    from . import hub, plots
-
     output_dir = Path(training_args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     model = trainer.accelerator.unwrap_model(trainer.model, keep_torch_compile=False)
@@ -1099,7 +1097,7 @@ def write_checkpoint_folder(
             results["class_names"],
             figures / "confusion_matrix.png",
         )
-    hub.write_model_card(output_dir)
+    hub.write_model_card(output_dir, repo_id=training_args.hub_model_id)
     if training_args.push_to_hub:
         url = hub.push_checkpoint(
             output_dir,

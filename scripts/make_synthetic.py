@@ -94,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileExistsError, NotADirectoryError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"wrote {args.layout} synthetic data to {root.resolve()}")
+    print(f"wrote {args.layout} synthetic data to {root.resolve()}:")
+    for entry in sorted(root.iterdir()):
+        print(f"  {entry.name}{'/' if entry.is_dir() else ''}")
     return 0
 
 

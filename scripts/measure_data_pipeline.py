@@ -24,7 +24,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--num-workers", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=3, help="per measurement; first is warm-up")
+    parser.add_argument("--epochs", type=int, default=2, help="per measurement; first is warm-up")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating measurements, pooled")
     parser.add_argument("--augmentation", choices=("off", "on", "both"), default="both")
     parser.add_argument("--output", type=Path, help="write the results as JSON here")
     return parser.parse_args(argv)
@@ -45,6 +46,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             batch_size=arguments.batch_size,
             num_workers=arguments.num_workers,
             epochs=arguments.epochs,
+            rounds=arguments.rounds,
             augment=augment,
             cache_dir=arguments.cache_dir,
         )

@@ -20,14 +20,17 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import threading
+import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 import numpy as np
+import torch
 from gradio.utils import get_upload_folder
 from PIL import Image
 
@@ -35,6 +38,7 @@ from hf_covid.inference import (
     DEFAULT_MAX_PIXELS,
     INPUT_NAMES,
     SERVED_MODEL_TYPES,
+    ChestPredictor,
     InputError,
     Prediction,
     ServedModels,
@@ -79,10 +83,8 @@ class AppConfig:
         max_image_pixels: largest decoded image accepted.
         concurrency_limit: predictions running at once.
         max_queue_size: requests waiting at most; more are refused with "queue full".
-        cache_cleanup: (every, older than) seconds: Gradio's ``delete_cache``, which deletes the
-            uploads and output images it cached. Gradio stores uploads by content hash, so two
-            requests with the same file share one path: deleting it as soon as one request has
-            read it would break the other, so uploads age out instead.
+        cache_cleanup: (every, older than) seconds: uploads and output images are deleted this
+            long after their last use (see :class:`CacheSweeper`; Gradio's ``delete_cache`` too).
         examples_dir: folder of example images (None: no examples).
     """
 
@@ -134,21 +136,74 @@ def parse_arguments(
     return config, arguments.host, arguments.port
 
 
-def _upload(path: str | None, what: str) -> str | None:
-    """An upload's path, checked to be still there (Gradio's cache cleanup may have removed it)."""
-    if path and not Path(path).is_file():
-        raise InputError(
-            f"the {what} upload has expired (uploads are deleted after a minute or two): please "
-            "upload it again"
-        )
-    return path
-
-
 def _gradio_error(error: Exception) -> gr.Error:
     if isinstance(error, InputError):
         return gr.Error(str(error), title="Cannot use this input", print_exception=False)
     logger.exception("prediction failed")
     return gr.Error("Prediction failed because of an internal error; it was logged.")
+
+
+class CacheSweeper:
+    """Deletes the uploads the app has read and the images it wrote, ``max_age`` seconds after
+    their last use, checking every ``every`` seconds from a daemon thread.
+
+    Gradio's own ``delete_cache`` does the same for its cache, but in Gradio 6.31 its background
+    task dies for good when a request adds a file while it runs ("Set changed size during
+    iteration"), after which nothing is deleted; so the app does not rely on it alone. Uploads
+    age out rather than being deleted right after the request because Gradio stores them by
+    content hash: two requests with the same file share one path.
+
+    Args:
+        output_folder: where :class:`OutputFiles` writes (every file there is the app's).
+        every: seconds between sweeps.
+        max_age: seconds after its last use that a file is deleted.
+        keep: returns paths never to delete (the example files, shared by every user).
+    """
+
+    def __init__(
+        self, output_folder: Path, every: float, max_age: float, keep: Callable[[], set[str]]
+    ) -> None:
+        self.output_folder = output_folder
+        self.every = every
+        self.max_age = max_age
+        self.keep = keep
+        self._uploads: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(
+            target=self._run, name="hf_covid-cache-sweeper", daemon=True
+        )
+
+    def start(self) -> None:
+        """Start sweeping in the background (until the process exits)."""
+        self._thread.start()
+
+    def used(self, path: str) -> None:
+        """Record that a request read the upload at ``path``."""
+        with self._lock:
+            self._uploads[str(Path(path).resolve())] = time.time()
+
+    def sweep(self) -> None:
+        """Delete what is older than ``max_age`` now."""
+        cutoff = time.time() - self.max_age
+        with self._lock:
+            expired = [path for path, last_use in self._uploads.items() if last_use < cutoff]
+            for path in expired:
+                del self._uploads[path]
+        keep = self.keep()
+        old_outputs = [
+            path for path in self.output_folder.glob("*.png") if path.stat().st_mtime < cutoff
+        ]
+        for path in [*map(Path, expired), *old_outputs]:
+            if str(path) not in keep:
+                path.unlink(missing_ok=True)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.every)
+            try:
+                self.sweep()
+            except Exception:  # keep sweeping: one failure must not end the cleanup
+                logger.exception("cache sweep failed")
 
 
 class OutputFiles:
@@ -157,11 +212,11 @@ class OutputFiles:
     Gradio stores numpy outputs under a content hash and writes the file in place, so two
     requests with identical outputs (the same example, clicked twice) overwrite a file while it
     is being served and a client gets it truncated. Unique names avoid that; Gradio serves the
-    files from its cache as they are and deletes them with its own (``delete_cache``).
+    files from its cache as they are, and :class:`CacheSweeper` deletes them.
     """
 
-    def __init__(self) -> None:
-        self.folder = Path(get_upload_folder()) / "hf_covid_outputs"
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
 
     def image(self, pixels: np.ndarray | None) -> str | None:
         """Save one (H, W, 3) uint8 image; returns its path (None for None)."""
@@ -184,6 +239,74 @@ class OutputFiles:
         ]
 
 
+class Handlers:
+    """The app's event handlers: Gradio values in, predictions, Gradio values out."""
+
+    def __init__(self, models: ServedModels, sweeper: CacheSweeper) -> None:
+        self.models = models
+        self.sweeper = sweeper
+        self.output_files = OutputFiles(sweeper.output_folder)
+
+    def predict_xray_ct(self, xray: str | None, ct: str | None) -> tuple[Any, ...]:
+        """Dual-input CNN: COVID / Non-COVID from an X-ray and/or a CT slice."""
+        predictor = self.models.classifiers.get("dual_input")
+        if predictor is None:
+            raise gr.Error(f"{MODEL_NAMES['dual_input']} is not available", print_exception=False)
+        prediction = self._predict(predictor, xray=xray, ct=ct)
+        cams = [
+            self.output_files.image(heatmap_overlay(prediction.images[name], cam))
+            if (cam := prediction.gradcam.get(name)) is not None
+            else None
+            for name in ("xray", "ct")
+        ]
+        return self._outputs(prediction, "dual_input", cams)
+
+    def predict_chest_xray(
+        self, model_key: str | None, xray: str | None, lung_mask: str | None
+    ) -> tuple[Any, ...]:
+        """Four-class chest X-ray classification with the chosen model."""
+        # The radio button only offers served models; None is "nothing chosen".
+        predictor = (
+            self.models.classifiers.get(model_key) if model_key in FOUR_CLASS_MODELS else None
+        )
+        if predictor is None:
+            raise gr.Error("choose a model first", print_exception=False)
+        prediction = self._predict(predictor, xray=xray, lung_mask=lung_mask)
+        image = prediction.images["xray"]
+        cam = prediction.gradcam.get("xray")
+        overlays = [
+            None if cam is None else heatmap_overlay(image, cam),
+            None if prediction.lung_mask is None else mask_overlay(image, prediction.lung_mask),
+        ]
+        return self._outputs(prediction, model_key, map(self.output_files.image, overlays))
+
+    def _predict(self, predictor: ChestPredictor, **uploads: str | None) -> Prediction:
+        try:
+            for name, path in uploads.items():
+                if not path:
+                    continue
+                if not Path(path).is_file():  # the cache cleanup removed it
+                    raise InputError(
+                        f"the {INPUT_NAMES[name]} upload has expired (uploads are deleted after "
+                        "a minute or two): please upload it again"
+                    )
+                self.sweeper.used(path)
+            return predictor.predict(**uploads)
+        except Exception as error:
+            raise _gradio_error(error) from None
+
+    def _outputs(
+        self, prediction: Prediction, model_key: str, images: Iterable[str | None]
+    ) -> tuple[Any, ...]:
+        """(probabilities, summary, *images, feature-map gallery)."""
+        return (
+            prediction.probabilities,
+            _summary(prediction, model_key),
+            *images,
+            self.output_files.gallery(prediction),
+        )
+
+
 def _summary(prediction: Prediction, model_key: str) -> str:
     used = ", ".join(INPUT_NAMES[name] for name in prediction.inputs_used)
     lines = [
@@ -197,23 +320,52 @@ def _summary(prediction: Prediction, model_key: str) -> str:
     return "  \n".join(lines)
 
 
-def _unavailable_note(models: ServedModels, keys: Sequence[str]) -> str:
-    missing = [key for key in keys if key in models.unavailable]
-    return "\n".join(
-        f"- *{MODEL_NAMES[key]} is not available: {models.unavailable[key]}.*" for key in missing
+def _unavailable_note(models: ServedModels, keys: Sequence[str]) -> None:
+    """A note on the page for each of ``keys`` that is not served."""
+    for key in keys:
+        if key in models.unavailable:
+            gr.Markdown(f"*{MODEL_NAMES[key]} is not available: {models.unavailable[key]}.*")
+
+
+def _uploads(tab: str, labels: Mapping[str, str]) -> list[gr.File]:
+    """One upload box per input. Any file type: DICOM often has no extension, and the image
+    reader checks the content, not the name."""
+    with gr.Row():
+        return [gr.File(label=label, elem_id=f"{tab}_{name}") for name, label in labels.items()]
+
+
+def _results(tab: str, image_labels: Mapping[str, str]) -> list[gr.components.Component]:
+    """Probabilities, a summary, one image per ``image_labels`` entry and the feature maps."""
+    with gr.Row():
+        label = gr.Label(label="Class probabilities", num_top_classes=4, elem_id=f"{tab}_label")
+        summary = gr.Markdown()
+    with gr.Row():
+        images = [
+            gr.Image(label=text, elem_id=f"{tab}_{name}") for name, text in image_labels.items()
+        ]
+    gallery = gr.Gallery(
+        label="Feature maps",
+        columns=2,
+        fit_columns=False,  # one branch's grid takes half the width, not all of it, cropped
+        height="auto",
+        object_fit="contain",
     )
+    return [label, summary, *images, gallery]
 
 
-def _examples(config: AppConfig, names: Sequence[Sequence[str | None]]) -> list[list[str | None]]:
+def _examples(
+    config: AppConfig, inputs: Sequence[gr.File], rows: Sequence[Sequence[str | None]]
+) -> None:
     """Example rows whose files all exist (an incomplete example folder just shows fewer)."""
     if config.examples_dir is None:
-        return []
-    rows = []
-    for row in names:
+        return
+    examples = []
+    for row in rows:
         paths = [None if name is None else config.examples_dir / name for name in row]
         if all(path is None or path.is_file() for path in paths):
-            rows.append([None if path is None else str(path) for path in paths])
-    return rows
+            examples.append([None if path is None else str(path) for path in paths])
+    if examples:
+        gr.Examples(examples, list(inputs), cache_examples=False)
 
 
 def build_demo(config: AppConfig, models: ServedModels | None = None) -> gr.Blocks:
@@ -227,180 +379,105 @@ def build_demo(config: AppConfig, models: ServedModels | None = None) -> gr.Bloc
         RuntimeError: no classifier could be loaded.
     """
     models = models or load_served_models(config.checkpoints, max_pixels=config.max_image_pixels)
-    image_types = None  # any file: DICOM often has no extension; the reader checks the content
+    every, max_age = config.cache_cleanup
+    sweeper = CacheSweeper(
+        Path(get_upload_folder()) / "hf_covid_outputs",
+        every,
+        max_age,
+        lambda: _examples_in_cache(demo),
+    )
+    handlers = Handlers(models, sweeper)
+    four_class = [key for key in FOUR_CLASS_MODELS if key in models.classifiers]
     with gr.Blocks(
         title="hf_covid: COVID-19 chest imaging (research demo)",
         delete_cache=config.cache_cleanup,
     ) as demo:
-        output_files = OutputFiles()
         gr.Markdown("# hf_covid: COVID-19 chest X-ray and CT (research demo)")
         gr.Markdown(DISCLAIMER, elem_id="disclaimer")
         with gr.Tabs():
             with gr.Tab("X-ray + CT", id="xray_ct"):
-                dual_input = models.classifiers.get("dual_input")
                 gr.Markdown(
                     "Binary COVID / Non-COVID from a chest X-ray and a CT slice with the dual-input "
                     "CNN. Either image may be left empty; the result says which inputs were used. "
                     "PNG, JPEG or DICOM."
                 )
-                if dual_input is None:
-                    gr.Markdown(_unavailable_note(models, ["dual_input"]))
-                with gr.Row():
-                    xray_ct_xray = gr.File(
-                        label="Chest X-ray", file_types=image_types, elem_id="xray_ct_xray"
-                    )
-                    xray_ct_ct = gr.File(
-                        label="CT slice", file_types=image_types, elem_id="xray_ct_ct"
-                    )
+                _unavailable_note(models, ["dual_input"])
+                xray_ct_inputs = _uploads("xray_ct", {"xray": "Chest X-ray", "ct": "CT slice"})
                 xray_ct_button = gr.Button(
                     "Predict",
                     variant="primary",
-                    interactive=dual_input is not None,
+                    interactive="dual_input" in models.classifiers,
                     elem_id="xray_ct_predict",
                 )
-                with gr.Row():
-                    xray_ct_label = gr.Label(
-                        label="Class probabilities", num_top_classes=4, elem_id="xray_ct_label"
-                    )
-                    xray_ct_summary = gr.Markdown()
-                with gr.Row():
-                    xray_ct_xray_cam = gr.Image(label="Grad-CAM: X-ray", format="png")
-                    xray_ct_ct_cam = gr.Image(label="Grad-CAM: CT", format="png")
-                xray_ct_gallery = gr.Gallery(label="Feature maps", columns=2, format="png")
-                rows = _examples(
+                xray_ct_outputs = _results(
+                    "xray_ct", {"xray_cam": "Grad-CAM: X-ray", "ct_cam": "Grad-CAM: CT"}
+                )
+                _examples(
                     config,
+                    xray_ct_inputs,
                     [
                         ["xray_covid.png", "ct_covid.png"],
                         ["xray_normal.png", "ct_non_covid.png"],
                         [None, "ct_covid.png"],
                     ],
                 )
-                if rows:
-                    gr.Examples(rows, [xray_ct_xray, xray_ct_ct], cache_examples=False)
 
             with gr.Tab("Chest X-ray, 4 classes", id="chest_xray"):
-                choices = [
-                    (MODEL_NAMES[key], key)
-                    for key in FOUR_CLASS_MODELS
-                    if key in models.classifiers
-                ]
                 gr.Markdown(
                     "COVID / Lung opacity / Normal / Viral pneumonia from a chest X-ray. The lung "
-                    "mask is uploaded or, when left empty, made by the lung U-Net."
+                    "mask is uploaded or, when left empty, made by the lung U-Net. PNG, JPEG or "
+                    "DICOM."
                 )
-                note = _unavailable_note(models, [*FOUR_CLASS_MODELS, "lung_unet"])
-                if note:
-                    gr.Markdown(note)
+                _unavailable_note(models, [*FOUR_CLASS_MODELS, "lung_unet"])
                 chest_model = gr.Radio(
-                    choices, value=choices[0][1] if choices else None, label="Model"
+                    [(MODEL_NAMES[key], key) for key in four_class],
+                    value=four_class[0] if four_class else None,
+                    label="Model",
                 )
-                with gr.Row():
-                    chest_xray = gr.File(
-                        label="Chest X-ray", file_types=image_types, elem_id="chest_xray"
-                    )
-                    chest_mask = gr.File(
-                        label="Lung mask (optional)", file_types=image_types, elem_id="chest_mask"
-                    )
+                chest_inputs = _uploads(
+                    "chest", {"xray": "Chest X-ray", "mask": "Lung mask (optional)"}
+                )
                 chest_button = gr.Button(
-                    "Predict", variant="primary", interactive=bool(choices), elem_id="chest_predict"
+                    "Predict",
+                    variant="primary",
+                    interactive=bool(four_class),
+                    elem_id="chest_predict",
                 )
-                with gr.Row():
-                    chest_label = gr.Label(
-                        label="Class probabilities", num_top_classes=4, elem_id="chest_label"
-                    )
-                    chest_summary = gr.Markdown()
-                with gr.Row():
-                    chest_cam = gr.Image(label="Grad-CAM", format="png", elem_id="chest_cam")
-                    chest_mask_overlay = gr.Image(
-                        label="Lung mask", format="png", elem_id="chest_mask_overlay"
-                    )
-                chest_gallery = gr.Gallery(label="Feature maps", columns=2, format="png")
-                rows = _examples(
+                chest_outputs = _results("chest", {"cam": "Grad-CAM", "mask_overlay": "Lung mask"})
+                _examples(
                     config,
+                    chest_inputs,
                     [
                         ["xray_covid.png", None],
                         ["xray_covid.png", "xray_covid_mask.png"],
                         ["xray_normal.png", None],
                     ],
                 )
-                if rows:
-                    gr.Examples(rows, [chest_xray, chest_mask], cache_examples=False)
 
             with gr.Tab("About", id="about"):
                 gr.Markdown(_about(models))
 
-        def predict_xray_ct(xray: str | None, ct: str | None) -> tuple[Any, ...]:
-            """Dual-input CNN: COVID / Non-COVID from an X-ray and/or a CT slice."""
-            if dual_input is None:
-                raise gr.Error(f"{MODEL_NAMES['dual_input']} is not available")
-            try:
-                prediction = dual_input.predict(xray=_upload(xray, "X-ray"), ct=_upload(ct, "CT"))
-            except Exception as error:
-                raise _gradio_error(error) from None
-            cams = {
-                name: output_files.image(heatmap_overlay(prediction.images[name], cam))
-                for name, cam in prediction.gradcam.items()
-            }
-            return (
-                prediction.probabilities,
-                _summary(prediction, "dual_input"),
-                cams.get("xray"),
-                cams.get("ct"),
-                output_files.gallery(prediction),
-            )
-
-        def predict_chest_xray(
-            model_key: str | None, xray: str | None, lung_mask: str | None
-        ) -> tuple[Any, ...]:
-            """Four-class chest X-ray classification with the chosen model."""
-            # The radio button only offers served models; None is "nothing chosen".
-            predictor = (
-                models.classifiers.get(model_key) if model_key in FOUR_CLASS_MODELS else None
-            )
-            if predictor is None:
-                raise gr.Error("choose a model first")
-            try:
-                prediction = predictor.predict(
-                    xray=_upload(xray, "X-ray"), lung_mask=_upload(lung_mask, "lung mask")
-                )
-            except Exception as error:
-                raise _gradio_error(error) from None
-            image = prediction.images["xray"]
-            return (
-                prediction.probabilities,
-                _summary(prediction, model_key),
-                output_files.image(
-                    heatmap_overlay(image, prediction.gradcam["xray"])
-                    if prediction.gradcam
-                    else None
-                ),
-                output_files.image(
-                    None
-                    if prediction.lung_mask is None
-                    else mask_overlay(image, prediction.lung_mask)
-                ),
-                output_files.gallery(prediction),
-            )
-
-        for button, function, inputs, outputs, name in (
-            (
-                xray_ct_button,
-                predict_xray_ct,
-                [xray_ct_xray, xray_ct_ct],
-                [xray_ct_label, xray_ct_summary, xray_ct_xray_cam, xray_ct_ct_cam, xray_ct_gallery],
-                "predict_xray_ct",
-            ),
-            (
-                chest_button,
-                predict_chest_xray,
-                [chest_model, chest_xray, chest_mask],
-                [chest_label, chest_summary, chest_cam, chest_mask_overlay, chest_gallery],
-                "predict_chest_xray",
-            ),
-        ):
-            button.click(function, inputs, outputs, api_name=name)
+        xray_ct_button.click(
+            handlers.predict_xray_ct, xray_ct_inputs, xray_ct_outputs, api_name="predict_xray_ct"
+        )
+        chest_button.click(
+            handlers.predict_chest_xray,
+            [chest_model, *chest_inputs],
+            chest_outputs,
+            api_name="predict_chest_xray",
+        )
     demo.queue(default_concurrency_limit=config.concurrency_limit, max_size=config.max_queue_size)
+    sweeper.start()
     return demo
+
+
+def _examples_in_cache(demo: gr.Blocks) -> set[str]:
+    """Gradio's cached copies of the example files (``keep_in_cache``: served to every user)."""
+    return {
+        str(Path(path).resolve())
+        for block in demo.blocks.values()
+        for path in getattr(block, "keep_in_cache", ())
+    }
 
 
 def _about(models: ServedModels) -> str:
@@ -440,6 +517,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Load the configured models and serve the app until interrupted."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     config, host, port = parse_arguments(argv)
+    # Each prediction gets its share of the cores: more intra-op threads than cores (PyTorch's
+    # default, times the concurrent requests) makes every request several times slower.
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // config.concurrency_limit))
     demo = build_demo(config)
     _, url, _ = demo.launch(
         server_name=host,

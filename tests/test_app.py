@@ -11,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import gradio as gr
+import httpx
 import pytest
 import yaml
 from app_support import (
@@ -57,6 +58,7 @@ def upload_folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def url(checkpoints, upload_folder):
+    """The app, served on a free loopback port for this module's tests."""
     with running_app(
         checkpoints, max_image_pixels=1_000_000, max_file_size="1mb", cache_cleanup=(1, 4)
     ) as (_, url):
@@ -156,12 +158,17 @@ def test_unknown_model_choice_is_refused(client, images, model, message):
         client.predict(model, handle_file(images["xray"]), None, api_name="/predict_chest_xray")
 
 
-def test_upload_above_the_size_limit_is_refused(client, tmp_path):
+def test_upload_above_the_size_limit_is_refused(client, url, tmp_path):
     big = tmp_path / "big.png"
     big.write_bytes(b"\x89PNG" + os.urandom(1_100_000))
 
-    with pytest.raises(Exception, match="(?i)size"):
+    with pytest.raises(ValueError, match="exceeds the maximum file size of 1048576 bytes"):
         client.predict("cnn_lstm", handle_file(big), None, api_name="/predict_chest_xray")
+    # The server refuses it too, whatever the client checks.
+    response = httpx.post(
+        f"{url.rstrip('/')}/gradio_api/upload", files={"files": ("big.png", big.read_bytes())}
+    )
+    assert response.status_code == 413
 
 
 def wait_until_gone(folder: Path, name: str, timeout: float = 20.0) -> bool:
@@ -185,6 +192,7 @@ def test_dicom_upload_works_and_no_patient_data_reaches_the_outputs(client, imag
     # Uploads are not kept: Gradio's cache cleanup (every 1 s, older than 4 s in this app) takes it.
     assert any(upload_folder.iterdir())  # the uploads went here (their folders remain)
     assert wait_until_gone(upload_folder, "xray.dcm")
+    assert wait_until_gone(upload_folder / "hf_covid_outputs", "*.png")  # and the outputs
 
 
 def test_page_shows_the_disclaimer_and_model_cards(url):
@@ -193,6 +201,31 @@ def test_page_shows_the_disclaimer_and_model_cards(url):
     assert "not a diagnostic device" in config
     assert "Model card of cnn_lstm" in config
     assert "X-ray + CT" in config and "Chest X-ray, 4 classes" in config and "About" in config
+
+
+def test_cache_sweeper_deletes_old_uploads_and_outputs_but_not_examples(tmp_path):
+    outputs = tmp_path / "outputs"
+    outputs.mkdir()
+    upload, example, recent = (
+        tmp_path / "upload.png",
+        tmp_path / "example.png",
+        tmp_path / "new.png",
+    )
+    old_output = outputs / "old.png"
+    for path in (upload, example, recent, old_output):
+        path.write_bytes(b"png")
+    os.utime(old_output, (time.time() - 120, time.time() - 120))
+    sweeper = app.CacheSweeper(outputs, every=60, max_age=60, keep=lambda: {str(example)})
+    for path in (upload, example):
+        sweeper.used(str(path))
+    sweeper.max_age = -1  # everything used so far has expired
+    sweeper.sweep()
+    sweeper.max_age = 60
+    sweeper.used(str(recent))
+    sweeper.sweep()
+
+    assert not upload.exists() and not old_output.exists()
+    assert example.exists() and recent.exists()
 
 
 def markdown_texts(demo: gr.Blocks) -> str:
@@ -234,6 +267,7 @@ def test_flags_override_environment_variables_which_override_defaults():
     assert (host, port) == ("127.0.0.1", 7999)
 
 
+@pytest.mark.slow
 def test_command_line_launch_prints_the_url_and_serves(checkpoints):
     environ = dict(os.environ, **{app.environment_variable(k): v for k, v in checkpoints.items()})
     port = free_port()

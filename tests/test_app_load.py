@@ -18,6 +18,7 @@ def url(tmp_path_factory):
         yield url
 
 
+@pytest.mark.slow
 def test_eight_concurrent_clients_get_32_answers_without_errors(url, tmp_path):
     xray = write_test_images(tmp_path / "images")["xray"]
 

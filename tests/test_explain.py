@@ -15,6 +15,7 @@ from torch import nn
 from hf_covid import models
 from hf_covid.explain import (
     GradCAM,
+    HiResCAM,
     box_masks,
     default_target_layers,
     energy_inside,
@@ -117,6 +118,20 @@ def test_gradcam_gives_one_map_per_branch_of_a_two_input_model():
     maps = GradCAM(TwoBranchCNN())(inputs, class_index=[0, 1])
     assert maps["xray"].shape == (2, 24, 24)
     assert maps["ct"].shape == (2, 16, 16)  # each branch at the size of its own input
+
+
+def test_hirescam_equals_gradcam_for_a_global_average_pooling_head():
+    inputs = {"pixel_values": torch.rand(2, 1, SIZE, SIZE)}
+    model = TinyCNN()
+    gradcam = GradCAM(model)(inputs, class_index=1)["image"]
+    hirescam = HiResCAM(model)(inputs, class_index=1)["image"]
+    assert hirescam == pytest.approx(gradcam, abs=1e-5)
+    with_lstm = tiny_classifier("cnn_lstm")  # not average pooling: the maps differ
+    lstm_inputs = {"pixel_values": torch.rand(2, 1, SIZE, SIZE)}
+    assert not torch.allclose(
+        HiResCAM(with_lstm)(lstm_inputs, class_index=1)["image"],
+        GradCAM(with_lstm)(lstm_inputs, class_index=1)["image"],
+    )
 
 
 def test_gradcam_by_layer_name_and_model_state_restored():

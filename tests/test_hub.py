@@ -29,6 +29,8 @@ from hf_covid.hub import push_checkpoint, push_dataset
 from hf_covid.models import RADIOGRAPHY_LABELS, CNNLSTMConfig, CNNLSTMForImageClassification
 from hf_covid.models.image_processing_chest import ChestImageProcessor
 
+pytestmark = pytest.mark.slow  # every test here starts a server
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 IMAGE_SIZE = 32
 
@@ -178,7 +180,6 @@ print("same logits", logits.shape)
 """
 
 
-@pytest.mark.slow
 def test_pushed_checkpoint_loads_with_remote_code_where_hf_covid_is_missing(
     hub, checkpoint, token, tmp_path
 ):

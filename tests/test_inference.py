@@ -220,12 +220,13 @@ def test_overlays_are_rgb_and_fit_the_display_size():
     heat = np.zeros((20, 30), dtype=np.float32)
     heat[10, 15] = 1
 
-    overlay = heatmap_overlay(image, heat, max_side=300)
-    mask = mask_overlay(image, image > 0.5, max_side=300)
+    overlay = heatmap_overlay(image, heat, side=300)
+    mask = mask_overlay(image, image > 0.5, side=300)
 
     assert overlay.shape == (200, 300, 3) and overlay.dtype == np.uint8
     assert mask.shape == (200, 300, 3)
     assert (mask[150, 250] != mask[50, 50]).any()  # the lung side is tinted
+    assert heatmap_overlay(image[:60, :90], heat, side=300).shape == (200, 300, 3)  # grows
 
 
 def test_feature_map_grid_puts_channels_side_by_side():

@@ -425,6 +425,7 @@ def test_dual_input_backbones_start_from_pretrained_weights(tmp_path):
     pretrained.save_pretrained(tmp_path / "resnet")
     model = tiny_dual_input(backbone="transformers", backbone_pretrained=str(tmp_path / "resnet"))
     assert model.config.backbone_config["model_type"] == "resnet"
+    assert all(module.training for module in model.modules())
     for encoder in (model.dual_input.xray_encoder, model.dual_input.ct_encoder):
         loaded = encoder.backbone.state_dict()
         for key, value in pretrained.state_dict().items():

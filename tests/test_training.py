@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import yaml
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModelForImageClassification
 
+from hf_covid import training
 from hf_covid.data.synthetic import generate_radiography, generate_xray_ct
 from hf_covid.models.image_processing_chest import ChestImageProcessor
 from hf_covid.training import (
@@ -22,7 +24,6 @@ from hf_covid.training import (
     measure_trainer_overhead,
     parse_arguments,
     segmentation_metrics,
-    train,
     train_from_recipe,
 )
 
@@ -47,6 +48,12 @@ TINY_MODELS = {
     "dual_channel": {"widths": [4, 8], "classifier_hidden_sizes": [8]},
     "dual_input": {"widths": [4, 8], "classifier_hidden_sizes": [8]},
     "lung_unet": {"widths": [4, 8, 16]},
+    "resnet": {
+        "embedding_size": 8,
+        "hidden_sizes": [8, 16],
+        "depths": [1, 1],
+        "layer_type": "basic",
+    },
 }
 
 
@@ -158,6 +165,12 @@ def test_metric_for_best_model_must_be_one_the_model_computes(tmp_path, radiogra
         train_from_recipe(CONFIGS / "lung_unet_synthetic.yaml", overrides)
 
 
+def test_push_to_hub_needs_a_hub_model_id(tmp_path, radiography_root):
+    overrides = _tiny_overrides("cnn_lstm", radiography_root, tmp_path / "out", push_to_hub=True)
+    with pytest.raises(ConfigurationError, match="hub_model_id"):
+        train_from_recipe(CONFIGS / "cnn_lstm_synthetic.yaml", overrides)
+
+
 # ---- imbalance and metrics -------------------------------------------------------------------
 
 
@@ -215,12 +228,12 @@ def test_training_writes_a_complete_checkpoint_folder(tmp_path, radiography_root
         assert (out / name).is_file(), name
     top_level = {path.suffix for path in out.iterdir() if path.is_file()}
     assert not top_level & {".bin", ".pt", ".pth", ".pkl"}
-    assert sorted(path.name for path in (out / "checkpoints").iterdir()) == [
-        "checkpoint-3",
-        "checkpoint-6",
-    ]
-
     saved = json.loads((out / "eval_results.json").read_text())
+    steps_per_epoch = math.ceil(saved["dataset"]["split_sizes"]["train"] / 8)
+    assert sorted(path.name for path in (out / "checkpoints").iterdir()) == [
+        f"checkpoint-{steps_per_epoch}",
+        f"checkpoint-{2 * steps_per_epoch}",
+    ]
     assert saved["metrics"] == results["metrics"]
     assert saved["metrics"]["n_samples"] == saved["dataset"]["split_sizes"]["test"]
     for key in ("accuracy", "f1_macro", "recall_Viral Pneumonia", "covid_sensitivity"):
@@ -241,12 +254,30 @@ def test_training_writes_a_complete_checkpoint_folder(tmp_path, radiography_root
     assert processor.num_channels == 1
 
 
-def test_lung_unet_trains_on_the_lung_masks_and_reports_dice(tmp_path, radiography_root):
+def test_lung_unet_trains_on_the_lung_masks_reports_dice_and_pushes_the_folder(
+    tmp_path, radiography_root, monkeypatch
+):
+    pushed = []
+
+    def push_checkpoint(folder, repo_id, *, private=False, token=None):
+        pushed.append(
+            (Path(folder), repo_id, private, sorted(p.name for p in Path(folder).iterdir()))
+        )
+        return f"https://hub.test/{repo_id}/commit/1"
+
+    monkeypatch.setattr(training.hub, "push_checkpoint", push_checkpoint)
     out = tmp_path / "unet"
     results = train_from_recipe(
         CONFIGS / "lung_unet_synthetic.yaml",
-        _tiny_overrides("lung_unet", radiography_root, out),
+        _tiny_overrides(
+            "lung_unet", radiography_root, out, push_to_hub=True, hub_model_id="someone/lung-unet"
+        ),
     )
+    assert len(pushed) == 1
+    folder, repo_id, private, files = pushed[0]
+    assert (folder, repo_id, private) == (out, "someone/lung-unet", False)
+    assert {"model.safetensors", "eval_results.json", "README.md"} <= set(files)
+    assert results["hub_commit_url"].endswith("/commit/1")
     assert set(results["metrics"]) == {"dice", "iou", "loss"}
     assert 0.0 < results["metrics"]["dice"] <= 1.0
     assert results["training"]["best_metric"]["name"] == "dice"
@@ -272,20 +303,11 @@ def test_resnet_trains_with_three_channels_imagenet_statistics_and_balanced_samp
     tmp_path, radiography_root
 ):
     out = tmp_path / "resnet"
-    tiny_resnet = {
-        "embedding_size": 8,
-        "hidden_sizes": [8, 16],
-        "depths": [1, 1],
-        "layer_type": "basic",
-    }
     results = train_from_recipe(
         CONFIGS / "resnet_synthetic.yaml",
-        {
-            **_tiny_overrides("cnn_lstm", radiography_root, out),
-            "config_overrides": tiny_resnet,
-            "imbalance": "balanced_sampler",
-            "optimizer": "rmsprop",
-        },
+        _tiny_overrides(
+            "resnet", radiography_root, out, imbalance="balanced_sampler", optimizer="rmsprop"
+        ),
     )
     assert results["model_type"] == "resnet"
     assert results["training"]["imbalance"] == "balanced_sampler"
@@ -311,9 +333,7 @@ def test_trainer_overhead_is_measured_against_a_plain_loop(radiography_root, tmp
             json.dumps(TINY_MODELS["dual_channel"]),
         ]
     )
-    speed = measure_trainer_overhead(
-        model_args, data_args, training_args, steps=8, warmup_steps=2
-    )
+    speed = measure_trainer_overhead(model_args, data_args, training_args, steps=8, warmup_steps=2)
     assert speed["trainer_samples_per_second"] > 0
     assert speed["plain_samples_per_second"] > 0
     assert speed["overhead"] == pytest.approx(

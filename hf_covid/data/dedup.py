@@ -22,12 +22,12 @@ import numpy as np
 from PIL import Image
 from scipy.fft import dctn
 
-DEFAULT_MAX_COARSE_DISTANCE = 12
+DEFAULT_MAX_COARSE_DISTANCE = 8
 """Largest 64-bit pHash Hamming distance for a pair to be checked further."""
-DEFAULT_MAX_FINE_DISTANCE = 140
-"""Largest 1024-bit pHash Hamming distance (about 14%) between near-duplicates. On phantom
-radiographs, copies (JPEG, resize, +-20% contrast, noise) stayed under 10% and distinct images
-above 18%."""
+DEFAULT_MAX_FINE_DISTANCE = 100
+"""Largest 1024-bit pHash Hamming distance (about 10%) between near-duplicates. Measured on
+phantom radiographs: copies (JPEG, resize, noise, gamma) under 50 bits, +-20% contrast with
+clipping under 95; the closest of 4 million pairs of distinct phantoms 132."""
 
 
 class ImageHashes(NamedTuple):

@@ -23,7 +23,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -404,24 +404,13 @@ def report_bad_input(
     return len(problems)
 
 
-def resolve_cache_dir(cache_dir: str | Path | None, data_root: Path) -> Path:
-    """The hf_covid cache folder inside ``cache_dir`` (default: the datasets cache).
-
-    Raises:
-        ValueError: The cache would lie inside the data folder, which is never written to.
-    """
+def resolve_cache_dir(cache_dir: str | Path | None) -> Path:
+    """The hf_covid folder inside ``cache_dir`` (default: the datasets cache, HF_DATASETS_CACHE)."""
     if cache_dir is None:
         import datasets
 
         cache_dir = datasets.config.HF_DATASETS_CACHE
-    cache_root = Path(cache_dir).expanduser().resolve() / "hf_covid"
-    data_root = data_root.resolve()
-    if cache_root == data_root or data_root in cache_root.parents:
-        raise ValueError(
-            f"cache_dir '{cache_dir}' lies inside the data folder '{data_root}'; the data folder "
-            "is never written to, choose a cache outside it"
-        )
-    return cache_root
+    return Path(cache_dir).expanduser().resolve() / "hf_covid"
 
 
 @dataclass(frozen=True)
@@ -444,6 +433,16 @@ class ImageFileInfo:
     width: int = 0
     hashes: ImageHashes | None = None
 
+    def to_cache_entry(self, size: int, mtime_ns: int) -> list:
+        hashes = list(self.hashes) if self.hashes is not None else None
+        return [size, mtime_ns, self.error, self.image_format, self.height, self.width, hashes]
+
+    @classmethod
+    def from_cache_entry(cls, path: Path, entry: list) -> ImageFileInfo:
+        _, _, error, image_format, height, width, hashes = entry
+        hashes = ImageHashes(*hashes) if hashes is not None else None
+        return cls(path, error, image_format, height, width, hashes)
+
 
 def _inspect_one(path: Path) -> ImageFileInfo:
     try:
@@ -462,141 +461,147 @@ def _inspect_one(path: Path) -> ImageFileInfo:
     )
 
 
-def _scan_cache_file(cache_root: Path, data_root: Path) -> Path:
-    key = hashlib.sha256(str(data_root.resolve()).encode()).hexdigest()[:20]
-    return cache_root / "scans" / f"{key}.json"
+def _write_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """Write through a temporary file and rename, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    write(temporary)
+    os.replace(temporary, path)
 
 
-def _to_cache_entry(info: ImageFileInfo, size: int, mtime_ns: int) -> list:
-    hashes = list(info.hashes) if info.hashes is not None else None
-    return [size, mtime_ns, info.error, info.image_format, info.height, info.width, hashes]
+class DatasetCache:
+    """What the builders learn about one data folder, kept in the datasets cache.
 
-
-def _from_cache_entry(path: Path, entry: list) -> ImageFileInfo:
-    _, _, error, image_format, height, width, hashes = entry
-    return ImageFileInfo(
-        path=path,
-        error=error,
-        image_format=image_format,
-        height=height,
-        width=width,
-        hashes=ImageHashes(*hashes) if hashes is not None else None,
-    )
-
-
-def inspect_image_files(
-    paths: Sequence[Path],
-    *,
-    data_root: Path,
-    cache_root: Path,
-    num_threads: int | None = None,
-) -> list[ImageFileInfo]:
-    """Validate (fully decode) and hash every file once; results cached by path, size and mtime.
+    Everything is keyed by the files' paths, sizes and modification times, so a changed file is
+    looked at again and an unchanged one never is. Nothing is ever written inside the data
+    folder.
 
     Args:
-        paths: Files to inspect, all under ``data_root``.
-        data_root: The dataset folder (names the cache file; never written to).
-        cache_root: Folder from `resolve_cache_dir`.
-        num_threads: Decoding threads (PIL and zlib release the GIL); default: CPU count, at most 8.
-
-    Returns:
-        One `ImageFileInfo` per path, in order.
-    """
-    cache_file = _scan_cache_file(cache_root, data_root)
-    entries: dict[str, list] = {}
-    if cache_file.exists():
-        try:
-            cached = json.loads(cache_file.read_text())
-            if cached.get("version") == _SCAN_CACHE_VERSION:
-                entries = cached["entries"]
-        except (OSError, ValueError, KeyError):
-            logger.warning("ignoring unreadable scan cache %s", cache_file)
-
-    results: dict[int, ImageFileInfo] = {}
-    stats: dict[int, tuple[int, int]] = {}
-    to_inspect: list[int] = []
-    for index, path in enumerate(paths):
-        key = path.relative_to(data_root).as_posix()
-        try:
-            stat = path.stat()
-        except OSError as error:
-            results[index] = ImageFileInfo(path=path, error=f"cannot read file: {error.strerror}")
-            continue
-        stats[index] = (stat.st_size, stat.st_mtime_ns)
-        entry = entries.get(key)
-        if entry is not None and entry[0] == stat.st_size and entry[1] == stat.st_mtime_ns:
-            results[index] = _from_cache_entry(path, entry)
-        else:
-            to_inspect.append(index)
-
-    if to_inspect:
-        workers = num_threads or min(8, os.cpu_count() or 1)
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            inspected = list(pool.map(_inspect_one, (paths[index] for index in to_inspect)))
-        for index, info in zip(to_inspect, inspected, strict=True):
-            results[index] = info
-            key = paths[index].relative_to(data_root).as_posix()
-            entries[key] = _to_cache_entry(info, *stats[index])
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        temporary = cache_file.with_suffix(f".{os.getpid()}.tmp")
-        temporary.write_text(
-            json.dumps({"version": _SCAN_CACHE_VERSION, "root": str(data_root), "entries": entries})
-        )
-        os.replace(temporary, cache_file)
-    logger.debug(
-        "inspected %d file(s) under %s (%d from the scan cache)",
-        len(paths),
-        data_root,
-        len(paths) - len(to_inspect),
-    )
-    return [results[index] for index in range(len(paths))]
-
-
-def derived_png(
-    source: Path,
-    *,
-    cache_root: Path,
-    data_root: Path,
-    size: tuple[int, int] | None = None,
-    mask: bool = False,
-) -> Path:
-    """A PNG copy of ``source`` in the cache: DICOM converted, or a mask resized to ``size``.
-
-    Used where a dataset column must point to something `datasets.Image` can decode without
-    touching the data folder. Masks are binarised and resized with nearest neighbour; other
-    images are stored as 16-bit grayscale so no precision is lost. Reused while the source is
-    unchanged (the name carries its size and mtime).
-
-    Args:
-        source: File under ``data_root``.
-        cache_root: Folder from `resolve_cache_dir`.
         data_root: The dataset folder.
-        size: ``(height, width)`` to resize to, or None to keep the size.
-        mask: Binarise (threshold 0.5) and save as 8-bit 0/255.
+        cache_dir: Cache folder (default: the datasets cache).
 
-    Returns:
-        Path of the PNG in the cache.
+    Raises:
+        ValueError: The cache would lie inside the data folder.
     """
-    stat = source.stat()
-    relative = source.relative_to(data_root)
-    tag = f"{stat.st_size}_{stat.st_mtime_ns}"
-    if size is not None:
-        tag += f"_{size[0]}x{size[1]}"
-    folder = cache_root / "derived" / _scan_cache_file(cache_root, data_root).stem
-    target = folder / relative.parent / f"{relative.name}.{tag}{'.mask' if mask else ''}.png"
-    if target.exists():
+
+    def __init__(self, data_root: Path, cache_dir: str | Path | None = None):
+        self.data_root = data_root.resolve()
+        self.root = resolve_cache_dir(cache_dir)
+        if self.root == self.data_root or self.data_root in self.root.parents:
+            raise ValueError(
+                f"cache_dir '{cache_dir}' lies inside the data folder '{self.data_root}'; the "
+                "data folder is never written to, choose a cache outside it"
+            )
+        self.key = hashlib.sha256(str(self.data_root).encode()).hexdigest()[:20]
+
+    def _relative(self, path: Path) -> str:
+        return path.relative_to(self.data_root).as_posix()
+
+    def inspect(
+        self, paths: Sequence[Path], *, num_threads: int | None = None
+    ) -> list[ImageFileInfo]:
+        """Validate (fully decode) and hash every file; each file only once while unchanged.
+
+        Args:
+            paths: Files under the data folder.
+            num_threads: Decoding threads (PIL and zlib release the GIL); default: CPU count,
+                at most 8.
+
+        Returns:
+            One `ImageFileInfo` per path, in order.
+        """
+        scan_file = self.root / "scans" / f"{self.key}.json"
+        entries: dict[str, list] = {}
+        if scan_file.exists():
+            try:
+                cached = json.loads(scan_file.read_text())
+                if cached.get("version") == _SCAN_CACHE_VERSION:
+                    entries = cached["entries"]
+            except (OSError, ValueError, KeyError):
+                logger.warning("ignoring unreadable scan cache %s", scan_file)
+
+        results: dict[int, ImageFileInfo] = {}
+        stats: dict[int, tuple[int, int]] = {}
+        for index, path in enumerate(paths):
+            try:
+                stat = path.stat()
+            except OSError as error:
+                results[index] = ImageFileInfo(path, f"cannot read file: {error.strerror}")
+                continue
+            stats[index] = (stat.st_size, stat.st_mtime_ns)
+            entry = entries.get(self._relative(path))
+            if entry is not None and entry[0] == stat.st_size and entry[1] == stat.st_mtime_ns:
+                results[index] = ImageFileInfo.from_cache_entry(path, entry)
+        to_inspect = [index for index in stats if index not in results]
+        if to_inspect:
+            workers = num_threads or min(8, os.cpu_count() or 1)
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                inspected = list(pool.map(_inspect_one, (paths[index] for index in to_inspect)))
+            for index, info in zip(to_inspect, inspected, strict=True):
+                results[index] = info
+                entries[self._relative(paths[index])] = info.to_cache_entry(*stats[index])
+            payload = {
+                "version": _SCAN_CACHE_VERSION,
+                "root": str(self.data_root),
+                "entries": entries,
+            }
+            _write_atomically(scan_file, lambda target: target.write_text(json.dumps(payload)))
+        logger.debug(
+            "inspected %d file(s) under %s (%d from the scan cache)",
+            len(paths),
+            self.data_root,
+            len(paths) - len(to_inspect),
+        )
+        return [results[index] for index in range(len(paths))]
+
+    def _derived_path(self, source: Path, suffix: str) -> Path:
+        stat = source.stat()
+        relative = self._relative(source)
+        return (
+            self.root
+            / "derived"
+            / self.key
+            / f"{relative}.{stat.st_size}_{stat.st_mtime_ns}{suffix}"
+        )
+
+    def parsed(self, source: Path, parse: Callable[[Path], dict]) -> dict:
+        """``parse(source)`` (a JSON-serialisable dict), cached while the file is unchanged."""
+        target = self._derived_path(source, f".{parse.__name__}.json")
+        if target.exists():
+            return json.loads(target.read_text())
+        result = parse(source)
+        _write_atomically(target, lambda path: path.write_text(json.dumps(result)))
+        return result
+
+    def derived_png(
+        self, source: Path, *, size: tuple[int, int] | None = None, mask: bool = False
+    ) -> Path:
+        """A PNG copy of ``source`` in the cache: DICOM converted, or a mask resized to ``size``.
+
+        Used where a dataset column must point to something `datasets.Image` can decode.
+        Masks are binarised (threshold 0.5) and resized with nearest neighbour; other images
+        are stored as 16-bit grayscale so no precision is lost.
+
+        Args:
+            source: File under the data folder.
+            size: ``(height, width)`` to resize to, or None to keep the size.
+            mask: Binarise and save as 8-bit 0/255.
+
+        Returns:
+            Path of the PNG in the cache.
+        """
+        size_tag = f"_{size[0]}x{size[1]}" if size is not None else ""
+        target = self._derived_path(source, f"{size_tag}{'.mask' if mask else ''}.png")
+        if target.exists():
+            return target
+        array = load_image(source)
+        if mask:
+            image = Image.fromarray(((array >= 0.5) * 255).astype(np.uint8))
+            resample = Image.Resampling.NEAREST
+        else:
+            image = Image.fromarray(np.round(array * 65535).astype(np.uint16))
+            resample = Image.Resampling.BILINEAR
+        if size is not None and image.size != (size[1], size[0]):
+            image = image.resize((size[1], size[0]), resample)
+        _write_atomically(target, lambda path: image.save(path, format="PNG"))
         return target
-    array = load_image(source)
-    if mask:
-        image = Image.fromarray(((array >= 0.5) * 255).astype(np.uint8))
-        resample = Image.Resampling.NEAREST
-    else:
-        image = Image.fromarray(np.round(array * 65535).astype(np.uint16))
-        resample = Image.Resampling.BILINEAR
-    if size is not None and image.size != (size[1], size[0]):
-        image = image.resize((size[1], size[0]), resample)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_suffix(f".{os.getpid()}.tmp")
-    image.save(temporary, format="PNG")
-    os.replace(temporary, target)
-    return target

@@ -26,12 +26,10 @@ from datasets import DatasetDict, Features, Image, Value
 from hf_covid.models.image_processing_chest import ChestImageProcessor
 
 from .augment import ChestAugmentation
-from .io import load_image
+from .io import load_image, resolve_cache_dir
 
 PIXEL_COLUMNS = ("pixel_values", "lung_mask", "ct_pixel_values")
 """Columns stored as uint8 images of the target size."""
-BATCH_KEYS = (*PIXEL_COLUMNS, "xray_available", "ct_available", "labels")
-"""What `ChestBatchCollator` puts in a batch (the model inputs); other columns are left out."""
 _PREPROCESS_VERSION = 1
 
 
@@ -174,7 +172,7 @@ def preprocess_for_training(
     if image_size < 1:
         raise ValueError(f"image_size must be positive, got {image_size}")
     image_columns = [column for column in (image_column, mask_column, ct_column) if column]
-    cache_root = Path(cache_dir or _datasets_cache()).expanduser() / "hf_covid" / "preprocessed"
+    cache_root = resolve_cache_dir(cache_dir) / "preprocessed"
     cache_root.mkdir(parents=True, exist_ok=True)
     function = _DecodeAndResize(image_size, image_column, mask_column, ct_column, label_column)
     result = {}
@@ -228,12 +226,6 @@ def preprocess_for_training(
     return DatasetDict(result)
 
 
-def _datasets_cache() -> Path:
-    import datasets
-
-    return Path(datasets.config.HF_DATASETS_CACHE)
-
-
 class ChestBatchCollator:
     """Batch preprocessed examples into float tensors for the models (training and evaluation).
 
@@ -285,6 +277,25 @@ class ChestBatchCollator:
             images = (images - self.mean) / self.std
         return images.contiguous()
 
+    def _augment(
+        self,
+        pixel_values: torch.Tensor,
+        lung_mask: torch.Tensor | None,
+        ct_pixel_values: torch.Tensor | None,
+        flags: dict[str, torch.Tensor],
+    ) -> None:
+        """Augment each example in place; missing modalities stay zeros (no noise on nothing)."""
+        count = len(pixel_values)
+        xray_present = flags.get("xray_available", torch.ones(count, dtype=torch.bool))
+        for index in range(count):
+            if xray_present[index]:
+                mask = lung_mask[index] if lung_mask is not None else None
+                pixel_values[index], augmented_mask = self.augmentation(pixel_values[index], mask)
+                if lung_mask is not None:
+                    lung_mask[index] = augmented_mask
+            if ct_pixel_values is not None and flags["ct_available"][index]:
+                ct_pixel_values[index] = self.augmentation(ct_pixel_values[index])[0]
+
     def __call__(self, examples: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         if not examples:
             raise ValueError("cannot collate an empty list of examples")
@@ -305,18 +316,7 @@ class ChestBatchCollator:
             if key in first
         }
         if self.augmentation is not None:
-            # Missing modalities stay zeros (no noise on an image that is not there).
-            xray_present = flags.get("xray_available", torch.ones(len(examples), dtype=torch.bool))
-            for index in range(len(examples)):
-                if xray_present[index]:
-                    mask = lung_mask[index] if lung_mask is not None else None
-                    pixel_values[index], augmented_mask = self.augmentation(
-                        pixel_values[index], mask
-                    )
-                    if lung_mask is not None:
-                        lung_mask[index] = augmented_mask
-                if ct_pixel_values is not None and flags["ct_available"][index]:
-                    ct_pixel_values[index] = self.augmentation(ct_pixel_values[index])[0]
+            self._augment(pixel_values, lung_mask, ct_pixel_values, flags)
         batch["pixel_values"] = self._finish(pixel_values)
         if lung_mask is not None:
             batch["lung_mask"] = lung_mask

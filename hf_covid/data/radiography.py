@@ -29,12 +29,11 @@ from hf_covid.models.labels import RADIOGRAPHY_LABELS
 
 from .io import (
     BadImagesError,
-    derived_png,
-    inspect_image_files,
+    DatasetCache,
+    ImageFileInfo,
     list_folder,
     normalize_folder_name,
     report_bad_input,
-    resolve_cache_dir,
 )
 from .splits import (
     DEFAULT_SPLIT_RATIOS,
@@ -92,6 +91,80 @@ def _is_data_folder(folder: Path) -> bool:
     return bool(files) or any(sub.name.lower() == "images" for sub in folders)
 
 
+def _find_class_folders(
+    root: Path, class_names: tuple[str, ...], problems: list[tuple[str, str]]
+) -> tuple[dict[str, Path], list[Path]]:
+    """The selected class folders and the files at the root; unknown data folders are problems."""
+    try:
+        root_files, root_folders = list_folder(root)
+    except OSError as error:
+        raise BadImagesError(root, [(str(root), f"unreadable folder ({error})")]) from None
+    known = {normalize_folder_name(name): name for name in RADIOGRAPHY_LABELS}
+    class_folders: dict[str, Path] = {}
+    for folder in root_folders:
+        class_name = known.get(normalize_folder_name(folder.name))
+        if class_name is None and _is_data_folder(folder):
+            problems.append(
+                (folder.name, f"unknown class folder (expected {list(RADIOGRAPHY_LABELS)})")
+            )
+        elif class_name in class_names:
+            class_folders[class_name] = folder
+    missing = [name for name in class_names if name not in class_folders]
+    if missing:
+        raise FileNotFoundError(
+            f"class folder(s) {missing} not found in '{root}' (found "
+            f"{[folder.name for folder in root_folders]}); pass classes=[...] to use a subset"
+        )
+    return class_folders, root_files
+
+
+def _class_candidates(
+    root: Path,
+    folder: Path,
+    spreadsheet: Path | None,
+    cache: DatasetCache,
+    problems: list[tuple[str, str]],
+) -> list[tuple[Path, Path | None, str]]:
+    """``(image, mask or None, source URL)`` for every file of one class folder."""
+    images_folder = folder / "images" if (folder / "images").is_dir() else folder
+    listed: dict[str, list[Path]] = {}
+    for name, subfolder in (("images", images_folder), ("masks", folder / "masks")):
+        if name == "masks" and not subfolder.is_dir():
+            continue
+        try:
+            listed[name] = list_folder(subfolder)[0]
+        except OSError as error:
+            problems.append(
+                (subfolder.relative_to(root).as_posix(), f"unreadable folder ({error})")
+            )
+    if "images" in listed and not listed["images"]:
+        problems.append((images_folder.relative_to(root).as_posix(), "empty class folder"))
+    masks = {path.stem.lower(): path for path in listed.get("masks", [])}
+    sources: dict[str, str] = {}
+    if spreadsheet is not None:
+        try:
+            sources = cache.parsed(spreadsheet, _read_sources)
+        except Exception as error:  # openpyxl raises many types for a corrupt workbook
+            problems.append((spreadsheet.name, f"unreadable metadata spreadsheet ({error})"))
+    return [
+        (path, masks.get(path.stem.lower()), sources.get(path.stem.lower(), ""))
+        for path in listed.get("images", [])
+    ]
+
+
+def _mask_column_value(
+    mask_info: ImageFileInfo | None, image_info: ImageFileInfo, cache: DatasetCache
+) -> tuple[str | None, bool]:
+    """What the ``mask`` column holds (None, the file, or a resized copy) and whether resized."""
+    if mask_info is None or mask_info.error is not None:
+        return None, False
+    image_size = (image_info.height, image_info.width)
+    resized = (mask_info.height, mask_info.width) != image_size
+    if resized or mask_info.image_format == "DICOM":
+        return str(cache.derived_png(mask_info.path, size=image_size, mask=True)), resized
+    return str(mask_info.path), False
+
+
 def build_radiography_dataset(
     root: str | Path,
     *,
@@ -137,77 +210,26 @@ def build_radiography_dataset(
     if group_by not in (None, "source"):
         raise ValueError(f"group_by must be None or 'source', got {group_by!r}")
     class_names = _select_classes(classes)
-    cache_root = resolve_cache_dir(cache_dir, root)
+    cache = DatasetCache(root, cache_dir)
 
-    try:
-        root_files, root_folders = list_folder(root)
-    except OSError as error:
-        raise BadImagesError(root, [(str(root), f"unreadable folder ({error})")]) from None
     problems: list[tuple[str, str]] = []
-    known = {normalize_folder_name(name): name for name in RADIOGRAPHY_LABELS}
-    class_folders: dict[str, Path] = {}
-    for folder in root_folders:
-        class_name = known.get(normalize_folder_name(folder.name))
-        if class_name is None:
-            if _is_data_folder(folder):
-                problems.append(
-                    (folder.name, f"unknown class folder (expected {list(RADIOGRAPHY_LABELS)})")
-                )
-        elif class_name in class_names:
-            class_folders[class_name] = folder
-    missing = [name for name in class_names if name not in class_folders]
-    if missing:
-        raise FileNotFoundError(
-            f"class folder(s) {missing} not found in '{root}' (found "
-            f"{[folder.name for folder in root_folders]}); pass classes=[...] to use a subset"
-        )
-
-    # (image path, mask path or None, class name, source URL) per example.
-    candidates: list[tuple[Path, Path | None, str, str]] = []
+    class_folders, root_files = _find_class_folders(root, class_names, problems)
     spreadsheets = {path.name.lower(): path for path in root_files}
-    for class_name in class_names:
-        folder = class_folders[class_name]
-        images_folder = folder / "images" if (folder / "images").is_dir() else folder
-        try:
-            image_files, _ = list_folder(images_folder)
-        except OSError as error:
-            problems.append(
-                (images_folder.relative_to(root).as_posix(), f"unreadable folder ({error})")
-            )
-            continue
-        if not image_files:
-            problems.append((images_folder.relative_to(root).as_posix(), "empty class folder"))
-            continue
-        masks: dict[str, Path] = {}
-        if (folder / "masks").is_dir():
-            try:
-                masks = {path.stem.lower(): path for path in list_folder(folder / "masks")[0]}
-            except OSError as error:
-                problems.append(
-                    (
-                        (folder / "masks").relative_to(root).as_posix(),
-                        f"unreadable folder ({error})",
-                    )
-                )
-        sources: dict[str, str] = {}
-        spreadsheet = spreadsheets.get(f"{class_name}{METADATA_SUFFIX}".lower())
-        if spreadsheet is not None:
-            try:
-                sources = _read_sources(spreadsheet)
-            except Exception as error:  # openpyxl raises many types for a corrupt workbook
-                problems.append((spreadsheet.name, f"unreadable metadata spreadsheet ({error})"))
-        for image_path in image_files:
-            stem = image_path.stem.lower()
-            candidates.append((image_path, masks.get(stem), class_name, sources.get(stem, "")))
-
+    # (image, mask or None, source URL, class name) per example.
+    candidates = [
+        (*candidate, class_name)
+        for class_name in class_names
+        for candidate in _class_candidates(
+            root,
+            class_folders[class_name],
+            spreadsheets.get(f"{class_name}{METADATA_SUFFIX}".lower()),
+            cache,
+            problems,
+        )
+    ]
     files = [image for image, _, _, _ in candidates]
     files += [mask for _, mask, _, _ in candidates if mask is not None]
-    infos = {
-        info.path: info
-        for info in inspect_image_files(
-            files, data_root=root, cache_root=cache_root, num_threads=num_threads
-        )
-    }
+    infos = {info.path: info for info in cache.inspect(files, num_threads=num_threads)}
     problems += [
         (info.path.relative_to(root).as_posix(), info.error)
         for info in infos.values()
@@ -216,32 +238,17 @@ def build_radiography_dataset(
     skipped = report_bad_input(root, problems, skip_bad_images=skip_bad_images)
 
     examples, without_mask, resized_masks = [], 0, 0
-    for image_path, mask_path, class_name, source in candidates:
+    for image_path, mask_path, source, class_name in candidates:
         image_info = infos[image_path]
         if image_info.error is not None:
             continue
-        mask_info = infos.get(mask_path) if mask_path is not None else None
-        mask_value = None
-        if mask_info is None or mask_info.error is not None:
-            without_mask += 1
-        else:
-            image_size = (image_info.height, image_info.width)
-            size_differs = (mask_info.height, mask_info.width) != image_size
-            resized_masks += size_differs
-            mask_value = str(mask_path)
-            if size_differs or mask_info.image_format == "DICOM":
-                derived = derived_png(
-                    mask_path, cache_root=cache_root, data_root=root, size=image_size, mask=True
-                )
-                mask_value = str(derived)
-        image_value = (
-            str(derived_png(image_path, cache_root=cache_root, data_root=root))
-            if image_info.image_format == "DICOM"
-            else str(image_path)
-        )
+        mask_value, resized = _mask_column_value(infos.get(mask_path), image_info, cache)
+        without_mask += mask_value is None
+        resized_masks += resized
+        image_is_dicom = image_info.image_format == "DICOM"
         examples.append(
             {
-                "image": image_value,
+                "image": str(cache.derived_png(image_path) if image_is_dicom else image_path),
                 "mask": mask_value,
                 "label": class_names.index(class_name),
                 "image_id": image_path.stem,
@@ -256,7 +263,7 @@ def build_radiography_dataset(
             "%d lung mask(s) differ in size from their image; resized to the image size "
             "(nearest neighbour) into the cache %s",
             resized_masks,
-            cache_root,
+            cache.root,
         )
 
     labels = [example["label"] for example in examples]

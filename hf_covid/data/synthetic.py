@@ -84,9 +84,10 @@ MIN_IMAGE_SIZE = 32
 SHORTCUT_PROBABILITY = 0.9
 """Fraction of the images of a class that carry the class's corner marker when ``shortcut=True``."""
 
-SOURCE_URLS_PER_CLASS = 3
-_SOURCE_WEIGHTS = (0.5, 0.3, 0.2)
-_SOURCE_NAMES = ("source-a", "source-b", "source-c")
+SOURCE_URLS_PER_CLASS = 5
+"""Fake source URLs per class in the radiography metadata (uneven shares), for per-source splits."""
+_SOURCE_WEIGHTS = (0.3, 0.25, 0.2, 0.15, 0.1)
+_SOURCE_NAMES = ("source-a", "source-b", "source-c", "source-d", "source-e")
 
 # Seed-sequence spawn keys keep each layout's images independent of the other layouts and of the
 # number of images per class: image (class c, index i) of a layout always gets the same seed.
@@ -251,7 +252,7 @@ def _ellipse_distance(
 
 
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cells: int) -> np.ndarray:
-    """Smooth random texture with about ``cells`` blobs across the image, zero mean, unit std."""
+    """Smooth random texture with about ``cells`` blobs across the image (mean ~0, std ~1)."""
     coarse = rng.standard_normal((cells, cells)).astype(np.float32)
     return _resize(coarse, shape, Image.Resampling.BICUBIC)
 
@@ -476,7 +477,7 @@ def _ground_glass_xray(u, v, pixel, geometry, patient, level, rng):
             )
             distance = np.where(u * side > 0, distance, 9.0)
             opacity = np.maximum(opacity, np.clip(1.0 - (distance * distance) ** 2, 0.0, 1.0))
-            region = np.maximum(region, _soft(0.9 - distance, pixel / radius))
+            region = np.maximum(region, _soft(1.0 - distance, pixel / radius))
     texture = 0.75 + 0.25 * np.tanh(_smooth_noise(rng, u.shape, 14))
     peak = min(0.95, 0.7 * level.lesion_opacity)
     return peak * opacity * texture, region
@@ -613,7 +614,7 @@ def _ground_glass_ct(u, v, pixel, lungs, thorax, patient, level, rng):
             radii = (radius * float(rng.uniform(0.6, 0.9)), radius * float(rng.uniform(1.1, 1.6)))
             distance = _ellipse_distance(u, v, point, radii, normal)
             opacity = np.maximum(opacity, np.clip(1.0 - (distance * distance) ** 2, 0.0, 1.0))
-            region = np.maximum(region, _soft(0.9 - distance, pixel / radius))
+            region = np.maximum(region, _soft(1.0 - distance, pixel / radius))
     texture = 0.8 + 0.2 * np.tanh(_smooth_noise(rng, u.shape, 20))
     peak = min(0.95, 0.8 * level.lesion_opacity)
     return peak * opacity * texture * lungs, region
@@ -664,9 +665,10 @@ def render_ct(
     vertebra_v = thorax[1] - 0.15
     vertebra = _soft(0.1 - _hypot(u, v - vertebra_v), pixel)
     canal = _soft(0.04 - _hypot(u, v - vertebra_v - 0.13), pixel)
-    spinous = _soft(1.0 - _ellipse_distance(u, v, (0.0, vertebra_v + 0.21), (0.025, 0.05)), 0.1)
+    spinous = _soft(1.0 - _ellipse_distance(u, v, (0.0, vertebra_v + 0.19), (0.025, 0.045)), 0.1)
     sternum = _soft(1.0 - _ellipse_distance(u, v, (0.0, 0.04 - thorax[1]), (0.08, 0.03)), 0.1)
-    bone = np.maximum.reduce([ribs, vertebra, spinous, sternum])
+    # Bone stays under the skin, whatever the fat thickness.
+    bone = np.maximum.reduce([ribs, vertebra, spinous, sternum]) * _soft(body_margin - 0.02, pixel)
     field += 0.18 * bone - 0.08 * canal
 
     # Lungs: inside the rib cage, outside the heart / mediastinum, spine and descending aorta.

@@ -33,12 +33,10 @@ from hf_covid.models.labels import BINARY_LABELS
 
 from .io import (
     BadImagesError,
-    derived_png,
-    inspect_image_files,
+    DatasetCache,
     list_folder,
     normalize_folder_name,
     report_bad_input,
-    resolve_cache_dir,
 )
 from .splits import (
     DEFAULT_SPLIT_RATIOS,
@@ -78,6 +76,13 @@ def _read_patient_metadata(metadata_file: Path) -> dict[str, dict[str, str]]:
             entry = {key: (row[name] or "").strip() for key, name in fields.items()}
             rows[Path(entry["file"]).as_posix().lower()] = entry
     return rows
+
+
+def _metadata_class(value: str) -> str:
+    """Class name of a metadata label: a class name in any spelling, or its index ("1" = COVID)."""
+    if value.isdigit() and int(value) < len(BINARY_LABELS):
+        return BINARY_LABELS[int(value)]
+    return CLASS_FOLDERS.get(normalize_folder_name(value), value)
 
 
 def _discover(root: Path) -> tuple[list[tuple[Path, str, str]], list[tuple[str, str]]]:
@@ -176,7 +181,7 @@ def build_xray_ct_dataset(
         raise FileNotFoundError(f"X-ray/CT dataset folder '{root}' does not exist")
     if pairing not in PAIRING_DESCRIPTIONS:
         raise ValueError(f"pairing must be 'label' or 'patient', got {pairing!r}")
-    cache_root = resolve_cache_dir(cache_dir, root)
+    cache = DatasetCache(root, cache_dir)
     candidates, problems = _discover(root)
 
     metadata: dict[str, dict[str, str]] = {}
@@ -189,12 +194,7 @@ def build_xray_ct_dataset(
             )
         metadata = _read_patient_metadata(metadata_path)
 
-    infos = inspect_image_files(
-        [path for path, _, _ in candidates],
-        data_root=root,
-        cache_root=cache_root,
-        num_threads=num_threads,
-    )
+    infos = cache.inspect([path for path, _, _ in candidates], num_threads=num_threads)
     items = []
     for (path, modality, class_name), info in zip(candidates, infos, strict=True):
         relative = path.relative_to(root).as_posix()
@@ -202,9 +202,7 @@ def build_xray_ct_dataset(
             problems.append((relative, info.error))
             continue
         row = metadata.get(relative.lower(), {})
-        if row.get("label") and normalize_folder_name(row["label"]) != normalize_folder_name(
-            class_name
-        ):
+        if row.get("label") and _metadata_class(row["label"]) != class_name:
             problems.append(
                 (relative, f"metadata label {row['label']!r} but folder {class_name!r}")
             )
@@ -217,11 +215,7 @@ def build_xray_ct_dataset(
                 )
             )
             continue
-        value = (
-            str(derived_png(path, cache_root=cache_root, data_root=root))
-            if info.image_format == "DICOM"
-            else str(path)
-        )
+        value = str(cache.derived_png(path)) if info.image_format == "DICOM" else str(path)
         items.append(
             {
                 "value": value,

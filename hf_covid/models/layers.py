@@ -89,7 +89,8 @@ class BackboneEncoder(nn.Module):
         # The concrete class: AutoBackbone.from_pretrained asks the Hub first (fails on folders).
         backbone_class = MODEL_FOR_BACKBONE_MAPPING[type(config)]
         if pretrained is not None and torch.empty(0).device.type != "meta":
-            self.backbone = backbone_class.from_pretrained(pretrained, config=config)
+            # from_pretrained returns eval mode; a new module starts in training mode like the rest.
+            self.backbone = backbone_class.from_pretrained(pretrained, config=config).train()
         else:
             self.backbone = backbone_class(config)
         self.backbone_channels = config.num_channels
