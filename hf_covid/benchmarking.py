@@ -9,9 +9,13 @@ same augmentation), so the difference is the per-epoch decoding and resizing alo
 
 from __future__ import annotations
 
+import copy
+import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -278,3 +282,748 @@ def compare_data_pipelines(
         "preprocessed_cache_mb": directory_size_mb(cache_files),
         "torch_threads": torch.get_num_threads(),
     }
+
+
+# --------------------------------------------------------------------------------------------
+# The benchmark suite of scripts/benchmark.py: every case against its baseline, in one process.
+# --------------------------------------------------------------------------------------------
+
+# NVIDIA Deep Learning Examples, ResNet-50 v1.5 (PyTorch), training on one A100 80GB with
+# automatic mixed precision (batch 256): about 2,470 images/s.
+RESNET50_A100_REFERENCE = {
+    "images_per_second": 2470.0,
+    "source": "NVIDIA Deep Learning Examples, ResNet-50 v1.5 PyTorch, 1x A100 80GB, AMP, batch 256",
+    "url": "https://github.com/NVIDIA/DeepLearningExamples/tree/master/PyTorch/Classification/"
+    "ConvNets/resnet50v1.5",
+}
+NO_CUDA_NOTE = "skipped: no CUDA device"
+DEMO_MODEL_TYPES = ("dual_input", "cnn_lstm", "dual_channel", "resnet", "lung_unet")
+
+
+@dataclass
+class BenchmarkSettings:
+    """Sizes and repeats of one benchmark run; `BenchmarkSettings.quick_run()` for CI.
+
+    Attributes:
+        quick: The small CI variant (recorded in the results).
+        images_per_class: Phantoms per class for the data case (4 classes).
+        source_image_size: Side of the generated phantoms.
+        data_image_size: Target size of the data case.
+        data_rounds: Alternating measurements of each data pipeline.
+        num_workers: DataLoader workers (data and training cases).
+        model_image_size: Input size of the training and inference cases (None: each demo
+            recipe's own ``image_size``).
+        training_steps: Optimizer steps per training measurement.
+        training_warmup_steps: Steps excluded from the training timings.
+        training_batch_size: Batch size of the training case (None: the recipe's).
+        latency_repeats: Batch-1 forwards timed per inference variant.
+        throughput_repeats: Batch-32 forwards timed per inference variant.
+        compile: Also measure ``torch.compile`` (slow to compile on CPU: full run only).
+        app_requests: Requests per app endpoint (sent one after the other).
+        xray_ct_images_per_class: Phantoms per class of the X-ray + CT set (dual-input model).
+        resnet50_batch_size: Batch of the ResNet-50 reference measurement (CUDA only).
+        resnet50_steps: Timed steps of the ResNet-50 reference measurement (CUDA only).
+    """
+
+    quick: bool = False
+    images_per_class: int = 500
+    source_image_size: int = 299
+    data_image_size: int = 224
+    data_rounds: int = 2
+    num_workers: int = 2
+    model_image_size: int | None = None
+    training_steps: int = 25
+    training_warmup_steps: int = 5
+    training_batch_size: int | None = None
+    latency_repeats: int = 30
+    throughput_repeats: int = 3
+    compile: bool = True
+    app_requests: int = 20
+    xray_ct_images_per_class: int = 40
+    resnet50_batch_size: int = 256
+    resnet50_steps: int = 30
+
+    @classmethod
+    def quick_run(cls, **changes: Any) -> BenchmarkSettings:
+        """A small version of every case (under 2 minutes on 2 cores), without compilation."""
+        values = {
+            "quick": True,
+            "images_per_class": 25,
+            "source_image_size": 64,
+            "data_image_size": 32,
+            "data_rounds": 1,
+            "num_workers": 0,
+            "model_image_size": 32,
+            "training_steps": 4,
+            "training_warmup_steps": 1,
+            "training_batch_size": 8,
+            "latency_repeats": 5,
+            "throughput_repeats": 1,
+            "compile": False,
+            "app_requests": 2,
+            "xray_ct_images_per_class": 8,
+            "resnet50_batch_size": 32,
+            "resnet50_steps": 5,
+        }
+        return cls(**{**values, **changes})
+
+
+def machine_info() -> dict[str, Any]:
+    """The machine the numbers come from: cores, threads, versions, device, load average."""
+    import platform
+
+    cuda = torch.cuda.is_available()
+    load_1, load_5, load_15 = os.getloadavg()
+    return {
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "platform": platform.platform(),
+        "device": torch.cuda.get_device_name(0) if cuda else "cpu",
+        "cuda_available": cuda,
+        "load_average": [load_1, load_5, load_15],
+        # More runnable processes than cores: other jobs shared the machine during the run.
+        "shared_machine": load_1 > (os.cpu_count() or 1),
+    }
+
+
+def load_demo_recipes(configs_dir: str | Path) -> dict[str, dict[str, Any]]:
+    """The demo recipes (``<model>_synthetic.yaml``) of every model type, by model type."""
+    from hf_covid.training import load_recipe
+
+    recipes = {}
+    for model_type in DEMO_MODEL_TYPES:
+        path = Path(configs_dir) / f"{model_type}_synthetic.yaml"
+        recipes[model_type] = load_recipe(path)
+    return recipes
+
+
+def _model_arguments(recipe: dict[str, Any]):
+    from hf_covid.training import ModelArguments
+
+    return ModelArguments(
+        model_type=recipe["model_type"],
+        config_overrides=recipe.get("config_overrides"),
+        pretrained=recipe.get("pretrained"),
+    )
+
+
+def _class_names(model_type: str) -> tuple[str, ...]:
+    from hf_covid.models.labels import BINARY_LABELS, RADIOGRAPHY_LABELS
+
+    return BINARY_LABELS if model_type == "dual_input" else RADIOGRAPHY_LABELS
+
+
+def build_demo_model(recipe: dict[str, Any]) -> torch.nn.Module:
+    """A randomly initialised model of a demo recipe (speed does not depend on the weights)."""
+    from hf_covid.training import build_model
+
+    return build_model(_model_arguments(recipe), _class_names(recipe["model_type"]))
+
+
+def save_random_checkpoints(
+    recipes: dict[str, dict[str, Any]], folder: str | Path, image_size: int | None = None
+) -> dict[str, str]:
+    """Save a randomly initialised checkpoint (model + image processor) per recipe.
+
+    Returns:
+        Model type -> checkpoint folder, as the app's ``AppConfig.checkpoints`` takes it.
+    """
+    from hf_covid.training import build_image_processor
+
+    checkpoints = {}
+    for model_type, recipe in recipes.items():
+        target = Path(folder) / model_type
+        build_demo_model(recipe).save_pretrained(target)
+        size = image_size or recipe["image_size"]
+        build_image_processor(_model_arguments(recipe), size).save_pretrained(target)
+        checkpoints[model_type] = str(target)
+    return checkpoints
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _to_memory_format(inputs: dict[str, torch.Tensor], channels_last: bool):
+    if not channels_last:
+        return inputs
+    return {
+        name: value.contiguous(memory_format=torch.channels_last) if value.dim() == 4 else value
+        for name, value in inputs.items()
+    }
+
+
+def _timed_calls(call: Callable[[], Any], repeats: int, device: torch.device) -> list[float]:
+    timings = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        _synchronize(device)
+        timings.append(time.perf_counter() - start)
+    return timings
+
+
+def measure_inference(
+    model: torch.nn.Module,
+    *,
+    image_size: int,
+    channels_last: bool = False,
+    compile: bool = False,
+    bf16: bool = False,
+    device: str | torch.device = "cpu",
+    batch_size: int = 32,
+    latency_repeats: int = 30,
+    throughput_repeats: int = 3,
+) -> dict[str, float]:
+    """Batch-1 latency and batch-``batch_size`` throughput of one inference variant.
+
+    The model is copied, so variants do not change each other. Warm-up calls (and the
+    compilation, timed apart as ``warmup_seconds``) are excluded from the timings.
+
+    Args:
+        model: A model built from an hf_covid (or transformers ResNet) config.
+        image_size: Input height and width.
+        channels_last: Use the channels_last memory format for weights and inputs.
+        compile: Run ``torch.compile(model)``.
+        bf16: Autocast to bfloat16 (CUDA).
+        device: Where to run.
+        batch_size: Batch of the throughput measurement.
+        latency_repeats: Timed batch-1 forwards.
+        throughput_repeats: Timed batch forwards.
+
+    Returns:
+        ``batch1_p50_ms``, ``batch1_p95_ms``, ``throughput_samples_per_second``,
+        ``warmup_seconds``.
+    """
+    from hf_covid.models import example_inputs
+
+    device = torch.device(device)
+    model = copy.deepcopy(model).eval().to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    forward = torch.compile(model) if compile else model
+    single, batch = (
+        _to_memory_format(
+            {
+                name: value.to(device)
+                for name, value in example_inputs(model.config, size, image_size).items()
+            },
+            channels_last,
+        )
+        for size in (1, batch_size)
+    )
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+    with torch.inference_mode(), autocast:
+        start = time.perf_counter()
+        for inputs in (single, single, batch):  # compiles both shapes when compiling
+            forward(**inputs)
+        _synchronize(device)
+        warmup_seconds = time.perf_counter() - start
+        latencies = _timed_calls(lambda: forward(**single), latency_repeats, device)
+        batch_times = _timed_calls(lambda: forward(**batch), throughput_repeats, device)
+    return {
+        "batch1_p50_ms": 1000 * float(np.percentile(latencies, 50)),
+        "batch1_p95_ms": 1000 * float(np.percentile(latencies, 95)),
+        "throughput_samples_per_second": batch_size * len(batch_times) / sum(batch_times),
+        "warmup_seconds": warmup_seconds,
+    }
+
+
+def compare_inference_variants(
+    model: torch.nn.Module,
+    *,
+    image_size: int,
+    variants: dict[str, dict[str, bool]],
+    device: str | torch.device = "cpu",
+    **timing: int,
+) -> dict[str, Any]:
+    """Measure every variant of `variants` (name -> `measure_inference` flags) against the
+    first one, the baseline: ``p50_ratio`` < 1 and ``throughput_ratio`` > 1 mean faster."""
+    results: dict[str, Any] = {}
+    baseline_name = next(iter(variants))
+    for name, flags in variants.items():
+        result = measure_inference(model, image_size=image_size, device=device, **flags, **timing)
+        baseline = results.get(baseline_name, result)
+        result["p50_ratio"] = result["batch1_p50_ms"] / baseline["batch1_p50_ms"]
+        result["throughput_ratio"] = (
+            result["throughput_samples_per_second"] / baseline["throughput_samples_per_second"]
+        )
+        results[name] = result
+    faster = [
+        name
+        for name, result in results.items()
+        if name != baseline_name
+        and (result["p50_ratio"] < 0.95 or result["throughput_ratio"] > 1.05)
+    ]
+    return {"baseline": baseline_name, "variants": results, "helps": faster}
+
+
+def compare_training_loops(
+    recipe: dict[str, Any],
+    data_dir: str | Path,
+    *,
+    steps: int,
+    warmup_steps: int,
+    cache_dir: str | Path | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """HF Trainer against a plain PyTorch loop for one demo recipe
+    (`hf_covid.training.measure_trainer_overhead`), with ``trainer_to_plain`` = their ratio.
+
+    Args:
+        recipe: A demo recipe (see `load_demo_recipes`).
+        data_dir: Its data set (Radiography layout, or X-ray + CT for the dual-input model).
+        steps: Optimizer steps per loop.
+        warmup_steps: Steps excluded from the timings.
+        cache_dir: Datasets cache.
+        **overrides: Further recipe values (``image_size``, ``per_device_train_batch_size``,
+            ``mixed_precision``, ``channels_last``, ...).
+    """
+    from hf_covid.training import measure_trainer_overhead, parse_arguments
+
+    with tempfile.TemporaryDirectory() as scratch:
+        values = {
+            **recipe,
+            "data_dir": str(data_dir),
+            "output_dir": scratch,
+            "cache_dir": str(cache_dir) if cache_dir else None,
+            "disable_tqdm": True,
+            "report_to": "none",
+            **overrides,
+        }
+        arguments = parse_arguments([], recipe=values)
+        result = measure_trainer_overhead(*arguments, steps=steps, warmup_steps=warmup_steps)
+    result["trainer_to_plain"] = (
+        result["trainer_samples_per_second"] / result["plain_samples_per_second"]
+    )
+    result["image_size"] = values.get("image_size")
+    return result
+
+
+def resnet50_training_throughput(
+    *, batch_size: int = 256, steps: int = 30, warmup_steps: int = 5, image_size: int = 224
+) -> dict[str, Any]:
+    """ResNet-50 training images/s on CUDA (bf16 autocast, channels_last, SGD), next to
+    NVIDIA's published A100 figure (`RESNET50_A100_REFERENCE`). Synthetic inputs, so the data
+    pipeline is not part of the number."""
+    from hf_covid.models import build_resnet_classifier, example_inputs
+
+    device = torch.device("cuda")
+    model = build_resnet_classifier(pretrained=None).to(device, memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    inputs = _to_memory_format(
+        {
+            name: value.to(device)
+            for name, value in example_inputs(model.config, batch_size, image_size, True).items()
+        },
+        channels_last=True,
+    )
+
+    def step() -> None:
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = model(**inputs).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    model.train()
+    _timed_calls(step, warmup_steps, device)
+    seconds = sum(_timed_calls(step, steps, device))
+    images_per_second = batch_size * steps / seconds
+    return {
+        "images_per_second": images_per_second,
+        "batch_size": batch_size,
+        "image_size": image_size,
+        "reference": RESNET50_A100_REFERENCE,
+        "fraction_of_reference": images_per_second / RESNET50_A100_REFERENCE["images_per_second"],
+    }
+
+
+def _free_loopback_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _load_app_module(app_file: Path):
+    """``spaces_app/app.py`` as a module (a Space's app file is not a package)."""
+    import importlib.util
+    import sys
+
+    name = "hf_covid_space_app"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, app_file)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def measure_app_endpoints(
+    app_file: str | Path,
+    checkpoints: dict[str, str],
+    *,
+    xray: str | Path,
+    ct: str | Path,
+    n_requests: int = 20,
+) -> dict[str, Any]:
+    """End-to-end predict latency of every app tab through ``gradio_client``, against the same
+    prediction called in-process (``ChestPredictor.predict``): ``p50_ratio`` is the app's share.
+
+    The app is served in this process on a free loopback port; requests are sent one after
+    the other (latency, not load).
+
+    Args:
+        app_file: ``spaces_app/app.py``.
+        checkpoints: Model type -> checkpoint folder (`save_random_checkpoints`).
+        xray: A chest X-ray file.
+        ct: A CT slice file.
+        n_requests: Requests per endpoint (after one warm-up request).
+    """
+    from gradio_client import handle_file
+
+    from hf_covid.inference import LatencyReport, load_served_models, measure_app_latency
+
+    app = _load_app_module(Path(app_file))
+    config = app.AppConfig(checkpoints=checkpoints, examples_dir=None)
+    served = load_served_models(checkpoints, max_pixels=config.max_image_pixels)
+    demo = app.build_demo(config, served)
+    demo.launch(
+        server_name="127.0.0.1",
+        server_port=_free_loopback_port(),
+        prevent_thread_lock=True,
+        quiet=True,
+        **app.launch_options(config),
+    )
+    endpoints = {
+        "xray_ct/dual_input": (
+            "/predict_xray_ct",
+            [handle_file(str(xray)), handle_file(str(ct))],
+            lambda: served.classifiers["dual_input"].predict(xray=str(xray), ct=str(ct)),
+        ),
+        **{
+            f"chest_xray/{key}": (
+                "/predict_chest_xray",
+                [key, handle_file(str(xray)), None],
+                lambda key=key: served.classifiers[key].predict(xray=str(xray)),
+            )
+            for key in ("cnn_lstm", "dual_channel", "resnet")
+        },
+    }
+    results = {}
+    try:
+        for name, (api_name, arguments, direct) in endpoints.items():
+            measure_app_latency(demo.local_url, api_name, arguments, n_requests=1, concurrency=1)
+            report = measure_app_latency(
+                demo.local_url, api_name, arguments, n_requests=n_requests, concurrency=1
+            )
+            direct()
+            in_process = LatencyReport(
+                n_requests=n_requests,
+                concurrency=1,
+                latencies_s=tuple(_timed_calls(direct, n_requests, torch.device("cpu"))),
+                errors=(),
+                wall_s=0.0,
+            )
+            summary = report.to_dict()
+            summary["in_process_p50_s"] = in_process.p50_s
+            summary["in_process_p95_s"] = in_process.p95_s
+            summary["p50_ratio"] = report.p50_s / in_process.p50_s
+            results[name] = summary
+    finally:
+        demo.close()
+    return results
+
+
+def _inference_variants(compile: bool, cuda: bool) -> dict[str, dict[str, bool]]:
+    variants = {"eager": {}, "channels_last": {"channels_last": True}}
+    if compile:
+        variants["compile"] = {"compile": True}
+    if cuda:
+        variants = {"fp32": {}, "bf16_channels_last": {"bf16": True, "channels_last": True}}
+    return variants
+
+
+def _prepare_data(data_dir: Path, settings: BenchmarkSettings) -> dict[str, Any]:
+    """The phantom sets of the run under ``data_dir``, generated when missing."""
+    from hf_covid.data.synthetic import generate_radiography, generate_xray_ct
+
+    radiography, xray_ct = data_dir / "radiography", data_dir / "xray_ct"
+    start = time.perf_counter()
+    if not radiography.exists():
+        mask_size = min(256, settings.source_image_size)
+        generate_radiography(
+            radiography,
+            images_per_class=settings.images_per_class,
+            image_size=settings.source_image_size,
+            mask_size=mask_size,
+            progress=False,
+        )
+    if not xray_ct.exists():
+        generate_xray_ct(
+            xray_ct, images_per_class=settings.xray_ct_images_per_class, progress=False
+        )
+    return {
+        "radiography": radiography,
+        "xray_ct": xray_ct,
+        "generation_seconds": time.perf_counter() - start,
+    }
+
+
+def run_benchmarks(
+    settings: BenchmarkSettings,
+    *,
+    configs_dir: str | Path,
+    app_file: str | Path,
+    work_dir: str | Path,
+    data_dir: str | Path | None = None,
+    checkpoints_dir: str | Path | None = None,
+    cases: tuple[str, ...] = ("data", "training", "inference", "app", "cuda"),
+    progress: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run every benchmark case against its baseline in this process.
+
+    Args:
+        settings: Sizes and repeats.
+        configs_dir: Folder of the demo recipes (``scripts/configs``).
+        app_file: ``spaces_app/app.py``.
+        work_dir: Scratch folder (generated data, datasets cache, random checkpoints).
+        data_dir: Folder with ``radiography/`` and ``xray_ct/`` phantom sets (generated there
+            when missing; default: under ``work_dir``).
+        checkpoints_dir: Checkpoint folders per model type for the app case (default: random
+            checkpoints of the demo recipes).
+        cases: Cases to run.
+        progress: Called with the name of each step.
+
+    Returns:
+        ``{"settings", "machine", "data", "training", "inference", "app", "cuda"}``; a case not
+        run is absent, a case that cannot run here holds a ``note``.
+    """
+    from dataclasses import asdict
+
+    work_dir = Path(work_dir)
+    recipes = load_demo_recipes(configs_dir)
+    results: dict[str, Any] = {"settings": asdict(settings), "machine": machine_info()}
+    cuda = torch.cuda.is_available()
+    progress("preparing the phantom data")
+    data = _prepare_data(Path(data_dir) if data_dir else work_dir / "data", settings)
+    results["settings"]["data_generation_seconds"] = data["generation_seconds"]
+    cache_dir = work_dir / "datasets_cache"
+
+    if "data" in cases:
+        progress("data: preprocessed pipeline against PIL open + resize every epoch")
+        results["data"] = compare_data_pipelines(
+            data["radiography"],
+            image_size=settings.data_image_size,
+            num_workers=settings.num_workers,
+            rounds=settings.data_rounds,
+            cache_dir=cache_dir,
+        )
+
+    def image_size(recipe: dict[str, Any]) -> int:
+        return settings.model_image_size or recipe["image_size"]
+
+    def training_case(precision: dict[str, Any]) -> dict[str, Any]:
+        rows = {}
+        for model_type, recipe in recipes.items():
+            progress(f"training: {model_type}, Trainer against a plain loop {precision or ''}")
+            overrides = {"image_size": image_size(recipe), **precision}
+            if settings.training_batch_size:
+                overrides["per_device_train_batch_size"] = settings.training_batch_size
+            rows[model_type] = compare_training_loops(
+                recipe,
+                data["xray_ct" if model_type == "dual_input" else "radiography"],
+                steps=settings.training_steps,
+                warmup_steps=settings.training_warmup_steps,
+                cache_dir=cache_dir,
+                dataloader_num_workers=settings.num_workers,
+                **overrides,
+            )
+        return rows
+
+    if "training" in cases:
+        results["training"] = training_case({"mixed_precision": "no"})
+
+    def inference_case(device: str) -> dict[str, Any]:
+        rows = {}
+        for model_type, recipe in recipes.items():
+            progress(f"inference: {model_type} on {device}")
+            rows[model_type] = compare_inference_variants(
+                build_demo_model(recipe),
+                image_size=image_size(recipe),
+                variants=_inference_variants(settings.compile, device == "cuda"),
+                device=device,
+                latency_repeats=settings.latency_repeats,
+                throughput_repeats=settings.throughput_repeats,
+            )
+        return rows
+
+    if "inference" in cases:
+        results["inference"] = inference_case("cpu")
+
+    if "app" in cases:
+        progress("app: end-to-end predict latency per tab through gradio_client")
+        if checkpoints_dir:
+            checkpoints = {key: str(Path(checkpoints_dir) / key) for key in recipes}
+        else:
+            checkpoints = save_random_checkpoints(
+                recipes, work_dir / "checkpoints", settings.model_image_size
+            )
+        xray = next((data["radiography"] / "COVID" / "images").glob("*.png"))
+        ct = next(path for path in sorted((data["xray_ct"] / "CT").rglob("*")) if path.is_file())
+        results["app"] = measure_app_endpoints(
+            app_file, checkpoints, xray=xray, ct=ct, n_requests=settings.app_requests
+        )
+
+    if "cuda" in cases:
+        if not cuda:
+            results["cuda"] = {"note": NO_CUDA_NOTE}
+        else:
+            progress("cuda: bf16 + channels_last against fp32, ResNet-50 reference")
+            fp32 = training_case({"mixed_precision": "no"})
+            bf16 = training_case({"mixed_precision": "bf16", "channels_last": True})
+            for model_type, row in bf16.items():
+                row["bf16_to_fp32"] = (
+                    row["trainer_samples_per_second"]
+                    / fp32[model_type]["trainer_samples_per_second"]
+                )
+            results["cuda"] = {
+                "training_fp32": fp32,
+                "training_bf16_channels_last": bf16,
+                "inference": inference_case("cuda"),
+                "resnet50_training": resnet50_training_throughput(
+                    batch_size=settings.resnet50_batch_size, steps=settings.resnet50_steps
+                ),
+            }
+    results["machine"]["load_average_after"] = list(os.getloadavg())
+    return results
+
+
+def _number(value: float, digits: int = 1) -> str:
+    return f"{value:,.{digits}f}"
+
+
+def results_markdown(results: dict[str, Any]) -> str:
+    """The results of `run_benchmarks` as Markdown tables (``benchmarks/results.md``)."""
+    machine = results["machine"]
+    lines = [
+        "# hf_covid benchmarks",
+        "",
+        "Written by `scripts/benchmark.py`"
+        + (" --quick" if results["settings"]["quick"] else "")
+        + ". Each case is compared with its baseline in the same run: the ratios are the "
+        "result; absolute numbers depend on the machine and its load.",
+        "",
+        f"Machine: {machine['cpu_count']} CPUs, {machine['torch_threads']} torch threads, "
+        f"torch {machine['torch_version']}, device {machine['device']}, load average "
+        f"{' / '.join(_number(value, 2) for value in machine['load_average'])} at the start"
+        + (
+            " (more runnable processes than cores: the machine was shared during the run)."
+            if machine["shared_machine"]
+            else "."
+        ),
+        "",
+    ]
+    if data := results.get("data"):
+        lines += [
+            f"## Data: DataLoader samples/s ({data['images']} images, {data['image_size']} px, "
+            f"batch {data['batch_size']}, {data['num_workers']} workers, augmentation "
+            f"{'on' if data['augment'] else 'off'})",
+            "",
+            "| pipeline | samples/s | peak memory (MB) | speed-up (target 3x) |",
+            "| --- | ---: | ---: | ---: |",
+            f"| naive (PIL open + resize every epoch) | "
+            f"{_number(data['naive']['samples_per_second'])} | "
+            f"{_number(data['naive']['peak_memory_mb'], 0)} | 1.0x |",
+            f"| hf_covid (preprocessed once) | "
+            f"{_number(data['preprocessed']['samples_per_second'])} | "
+            f"{_number(data['preprocessed']['peak_memory_mb'], 0)} | "
+            f"{_number(data['speedup'])}x |",
+            "",
+            f"One-off preprocessing: {_number(data['preprocess_seconds'])} s "
+            f"({_number(data['preprocessed_cache_mb'])} MB cache).",
+            "",
+        ]
+    if training := results.get("training"):
+        lines += _training_table("Training: samples/s, HF Trainer against a plain loop", training)
+    if inference := results.get("inference"):
+        lines += _inference_table("Inference (CPU)", inference)
+    if app := results.get("app"):
+        lines += [
+            "## App: end-to-end predict latency through gradio_client (one request at a time)",
+            "",
+            "| tab / model | p50 (s) | p95 (s, target < 1) | in-process p50 (s) | app / in-process "
+            "| errors |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
+            *(
+                f"| {name} | {_number(row['p50_s'], 3)} | {_number(row['p95_s'], 3)} | "
+                f"{_number(row['in_process_p50_s'], 3)} | {_number(row['p50_ratio'], 2)}x | "
+                f"{row['n_errors']} |"
+                for name, row in app.items()
+            ),
+            "",
+        ]
+    if cuda := results.get("cuda"):
+        lines += ["## CUDA: bf16 + channels_last against fp32", ""]
+        if "note" in cuda:
+            lines += [cuda["note"][0].upper() + cuda["note"][1:] + ".", ""]
+        else:
+            lines += _training_table("Training fp32", cuda["training_fp32"], level="###")
+            lines += _training_table(
+                "Training bf16 + channels_last", cuda["training_bf16_channels_last"], level="###"
+            )
+            lines += _inference_table("Inference (CUDA)", cuda["inference"], level="###")
+            resnet = cuda["resnet50_training"]
+            lines += [
+                f"ResNet-50 training at {resnet['image_size']} px, batch {resnet['batch_size']}: "
+                f"{_number(resnet['images_per_second'], 0)} images/s, "
+                f"{_number(100 * resnet['fraction_of_reference'], 0)} % of the published "
+                f"{_number(resnet['reference']['images_per_second'], 0)} images/s "
+                f"({resnet['reference']['source']}).",
+                "",
+            ]
+    return "\n".join(lines)
+
+
+def _training_table(title: str, rows: dict[str, Any], level: str = "##") -> list[str]:
+    return [
+        f"{level} {title} (overhead target at most 10 %)",
+        "",
+        "| model | image px | batch | Trainer samples/s | plain loop samples/s | Trainer / plain "
+        "| overhead |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        *(
+            f"| {name} | {row['image_size']} | {row['batch_size']} | "
+            f"{_number(row['trainer_samples_per_second'])} | "
+            f"{_number(row['plain_samples_per_second'])} | {_number(row['trainer_to_plain'], 2)} | "
+            f"{_number(100 * row['overhead'])} % |"
+            for name, row in rows.items()
+        ),
+        "",
+    ]
+
+
+def _inference_table(title: str, rows: dict[str, Any], level: str = "##") -> list[str]:
+    lines = [
+        f"{level} {title}: batch-1 latency and batch-32 throughput",
+        "",
+        "| model | variant | batch-1 p50 (ms) | batch-1 p95 (ms) | batch-32 samples/s "
+        "| p50 vs baseline | throughput vs baseline | warm-up (s) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, row in rows.items():
+        for variant, result in row["variants"].items():
+            lines.append(
+                f"| {name} | {variant}{' (helps)' if variant in row['helps'] else ''} | "
+                f"{_number(result['batch1_p50_ms'], 2)} | {_number(result['batch1_p95_ms'], 2)} | "
+                f"{_number(result['throughput_samples_per_second'])} | "
+                f"{_number(result['p50_ratio'], 2)} | {_number(result['throughput_ratio'], 2)} | "
+                f"{_number(result['warmup_seconds'], 1)} |"
+            )
+    return [*lines, ""]

@@ -86,7 +86,8 @@ class Prediction:
         images: input name -> the (H, W) float image in [0, 1] as read (before resizing).
         gradcam: input name -> (H, W) Grad-CAM map in [0, 1] for the predicted class, at the
             resolution of that input image; empty when explanations were not requested.
-        feature_maps: layer name -> (C, h, w) activations of the first channels.
+        feature_maps: input name -> (C, h, w) activations (the first channels) of the Grad-CAM
+            layer of that input's branch, the last convolutional block.
         lung_mask: (H, W) bool lung mask at the X-ray's resolution, or None.
         mask_source: "uploaded", "lung_unet" or None.
     """
@@ -147,7 +148,7 @@ def _encoded(source: ImageInput, what: str) -> bytes:
         try:
             return Path(source).read_bytes()
         except OSError as error:
-            raise InputError(f"{what}: the file could not be read ({error.strerror})") from None
+            raise InputError(f"cannot read the {what}: {error.strerror}") from None
     if isinstance(source, np.ndarray):
         if source.dtype.kind not in "ub":
             raise InputError(f"{what}: unsupported array dtype {source.dtype}")
@@ -472,31 +473,28 @@ def load_served_models(
     cards: dict[str, str] = {}
 
     def load(key: str, loader: Any) -> Any:
-        location = checkpoints.get(key)
-        if location is None:
-            unavailable[key] = "no checkpoint configured"
-            return None
-        location = str(location)
-        if not Path(location).is_dir() and not _HUB_ID.match(location):
-            unavailable[key] = f"no checkpoint folder at {location}"
-            return None
         try:
+            location = _checkpoint_location(checkpoints.get(key))
             model_type = AutoConfig.from_pretrained(location).model_type
             if model_type != SERVED_MODEL_TYPES[key]:
                 raise ValueError(
                     f"expected a {SERVED_MODEL_TYPES[key]} checkpoint, found model_type {model_type!r}"
                 )
             loaded = loader(location)
+        except _NotConfigured as missing:
+            unavailable[key] = str(missing)
         except Exception as error:  # a broken checkpoint must not take the app down
-            logger.warning("not serving %s from %s: %s", key, location, error)
             unavailable[key] = (
                 f"could not be loaded from {location} ({type(error).__name__}: {error})"
             )
-            return None
-        card = read_model_card(location)
-        if card:
-            cards[key] = card
-        return loaded
+        else:
+            logger.info("serving %s from %s", key, location)
+            card = read_model_card(location)
+            if card:
+                cards[key] = card
+            return loaded
+        logger.warning("not serving %s: %s", key, unavailable[key])
+        return None
 
     segmenter = load("lung_unet", LungSegmenter.from_pretrained)
     classifiers = {}
@@ -515,6 +513,19 @@ def load_served_models(
         reasons = "; ".join(f"{key}: {reason}" for key, reason in unavailable.items())
         raise RuntimeError(f"no classifier checkpoint could be loaded ({reasons})")
     return ServedModels(classifiers, segmenter, unavailable, cards)
+
+
+class _NotConfigured(Exception):
+    """A served model without a checkpoint (not an error: its choice is turned off)."""
+
+
+def _checkpoint_location(location: str | os.PathLike | None) -> str:
+    if location is None:
+        raise _NotConfigured("no checkpoint configured")
+    location = str(location)
+    if not Path(location).is_dir() and not _HUB_ID.match(location):
+        raise _NotConfigured(f"no checkpoint folder at {location}")
+    return location
 
 
 def read_model_card(path_or_repo: str | os.PathLike) -> str | None:

@@ -58,7 +58,7 @@ MODEL_NAMES: dict[str, str] = {
     "dual_input": "Dual-input CNN (X-ray + CT)",
     "cnn_lstm": "CNN + LSTM",
     "dual_channel": "Dual-channel CNN (X-ray + lung mask)",
-    "resnet": "ResNet-50 (transfer learning)",
+    "resnet": "ResNet (transfer learning)",
     "lung_unet": "Lung U-Net (segmentation)",
 }
 FOUR_CLASS_MODELS = ("cnn_lstm", "dual_channel", "resnet")
@@ -513,9 +513,8 @@ def launch_options(config: AppConfig) -> dict[str, Any]:
     }
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Load the configured models and serve the app until interrupted."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+def serve(argv: Sequence[str] | None = None) -> gr.Blocks:
+    """Load the configured models, start the server in the background and print its URL."""
     config, host, port = parse_arguments(argv)
     # Each prediction gets its share of the cores: more intra-op threads than cores (PyTorch's
     # default, times the concurrent requests) makes every request several times slower.
@@ -529,7 +528,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         **launch_options(config),
     )
     print(f"hf_covid app running on {url}", flush=True)
-    demo.block_thread()
+    return demo
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Serve the app until interrupted."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("hf_covid").setLevel(logging.INFO)  # which models are served, and errors
+    serve(argv).block_thread()
 
 
 if __name__ == "__main__":

@@ -4,8 +4,6 @@ gradio_client against a live app on a loopback port."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -13,9 +11,9 @@ from pathlib import Path
 import gradio as gr
 import httpx
 import pytest
+import torch
 import yaml
 from app_support import (
-    APP_FILE,
     PATIENT_ID,
     PATIENT_NAME,
     REPO_ROOT,
@@ -241,7 +239,7 @@ def test_missing_checkpoint_disables_its_choice_with_a_visible_note(checkpoints,
     (radio,) = [block for block in demo.blocks.values() if isinstance(block, gr.Radio)]
     assert [value for _, value in radio.choices] == ["cnn_lstm", "dual_channel"]
     notes = markdown_texts(demo)
-    assert "ResNet-50 (transfer learning) is not available: no checkpoint folder at" in notes
+    assert "ResNet (transfer learning) is not available: no checkpoint folder at" in notes
     assert "Dual-input CNN (X-ray + CT) is not available" in notes
     buttons = [block for block in demo.blocks.values() if isinstance(block, gr.Button)]
     assert [button.interactive for button in buttons] == [False, True]
@@ -267,30 +265,19 @@ def test_flags_override_environment_variables_which_override_defaults():
     assert (host, port) == ("127.0.0.1", 7999)
 
 
-@pytest.mark.slow
-def test_command_line_launch_prints_the_url_and_serves(checkpoints):
-    environ = dict(os.environ, **{app.environment_variable(k): v for k, v in checkpoints.items()})
+def test_launch_from_flags_prints_the_url_and_serves(checkpoints, capsys):
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, str(APP_FILE), "--host", "127.0.0.1", "--port", str(port)],
-        env=environ,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    flags = [f"--{key.replace('_', '-')}={path}" for key, path in checkpoints.items()]
+    threads = torch.get_num_threads()
+
+    demo = app.serve(["--host", "127.0.0.1", "--port", str(port), *flags])
     try:
-        lines = []
-        for line in process.stdout:
-            lines.append(line)
-            if "running on" in line:
-                break
-        assert f"hf_covid app running on http://127.0.0.1:{port}" in "".join(lines), lines
+        assert f"hf_covid app running on http://127.0.0.1:{port}" in capsys.readouterr().out
         page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10).read().decode()
         assert "<html" in page.lower()
     finally:
-        process.terminate()
-        process.wait(timeout=20)
+        demo.close()
+        torch.set_num_threads(threads)
 
 
 def test_space_folder_is_a_deployable_gradio_space():

@@ -1,0 +1,109 @@
+"""scripts/benchmark.py --quick: every case runs and writes well-formed results (not speeds)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from hf_covid.benchmarking import DEMO_MODEL_TYPES, NO_CUDA_NOTE
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
+
+
+def _positive(value) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value) and value > 0
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp("benchmarks")
+    spec = importlib.util.spec_from_file_location("benchmark_script", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    returned = script.main(["--quick", "--output-dir", str(output_dir)])
+    return output_dir, returned
+
+
+@pytest.mark.slow
+def test_quick_benchmark_writes_json_and_markdown_into_output_dir(quick_run):
+    output_dir, returned = quick_run
+    written = json.loads((output_dir / "results.json").read_text())
+    assert written["settings"]["quick"] is True
+    assert set(written) >= {"settings", "machine", "data", "training", "inference", "app", "cuda"}
+    assert written["data"]["speedup"] == pytest.approx(returned["data"]["speedup"])
+    markdown = (output_dir / "results.md").read_text()
+    for model_type in DEMO_MODEL_TYPES:
+        assert f"| {model_type} |" in markdown
+    assert "| chest_xray/dual_channel |" in markdown
+
+
+@pytest.mark.slow
+def test_quick_benchmark_records_the_machine(quick_run):
+    machine = quick_run[1]["machine"]
+    assert machine["cpu_count"] >= 1 and machine["torch_threads"] >= 1
+    assert machine["torch_version"] == torch.__version__
+    assert len(machine["load_average"]) == 3
+    assert machine["device"] == ("cpu" if not torch.cuda.is_available() else machine["device"])
+
+
+@pytest.mark.slow
+def test_quick_benchmark_data_case_compares_both_pipelines(quick_run):
+    data = quick_run[1]["data"]
+    assert data["images"] == 100
+    for pipeline in ("naive", "preprocessed"):
+        assert _positive(data[pipeline]["samples_per_second"])
+    assert data["speedup"] == pytest.approx(
+        data["preprocessed"]["samples_per_second"] / data["naive"]["samples_per_second"]
+    )
+
+
+@pytest.mark.slow
+def test_quick_benchmark_training_case_has_a_ratio_per_model(quick_run):
+    training = quick_run[1]["training"]
+    assert set(training) == set(DEMO_MODEL_TYPES)
+    for row in training.values():
+        assert _positive(row["trainer_samples_per_second"])
+        assert _positive(row["plain_samples_per_second"])
+        assert row["trainer_to_plain"] == pytest.approx(
+            row["trainer_samples_per_second"] / row["plain_samples_per_second"]
+        )
+
+
+@pytest.mark.slow
+def test_quick_benchmark_inference_case_compares_variants_with_eager(quick_run):
+    inference = quick_run[1]["inference"]
+    assert set(inference) == set(DEMO_MODEL_TYPES)
+    for row in inference.values():
+        assert row["baseline"] == "eager"
+        assert set(row["variants"]) == {"eager", "channels_last"}  # --quick: no compile
+        assert row["variants"]["eager"]["p50_ratio"] == pytest.approx(1.0)
+        for result in row["variants"].values():
+            assert 0 < result["batch1_p50_ms"] <= result["batch1_p95_ms"]
+            assert _positive(result["throughput_samples_per_second"])
+            assert _positive(result["throughput_ratio"])
+
+
+@pytest.mark.slow
+def test_quick_benchmark_app_case_answers_every_tab_without_errors(quick_run):
+    app = quick_run[1]["app"]
+    assert set(app) == {
+        "xray_ct/dual_input",
+        "chest_xray/cnn_lstm",
+        "chest_xray/dual_channel",
+        "chest_xray/resnet",
+    }
+    for row in app.values():
+        assert row["n_errors"] == 0, row["errors"]
+        assert 0 < row["p50_s"] <= row["p95_s"]
+        assert _positive(row["p50_ratio"])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the note written without CUDA")
+def test_quick_benchmark_notes_the_missing_cuda_device(quick_run):
+    assert quick_run[1]["cuda"] == {"note": NO_CUDA_NOTE}
