@@ -109,10 +109,10 @@ def train_demo_models(settings: DemoSettings) -> dict[str, Path]:
 
 
 def evaluate_demo_models(settings: DemoSettings, folders: dict[str, Path]) -> dict[str, dict]:
-    """Evaluate every checkpoint on its test split; reports go to ``<checkpoint>/evaluation``."""
+    """Evaluate every checkpoint on its test split; reports go to ``<checkpoint>/evaluation_test``."""
     results = {}
     for name, folder in folders.items():
-        report_dir = folder / "evaluation"
+        report_dir = folder / "evaluation_test"
         report_file = report_dir / "eval_results.json"
         if settings.reuse and report_file.is_file() and (
             report_file.stat().st_mtime >= (folder / "model.safetensors").stat().st_mtime

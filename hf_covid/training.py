@@ -911,8 +911,7 @@ def build_trainer(
     model_args: ModelArguments,
     data_args: DataArguments,
     training_args: ChestTrainingArguments,
-    data: TrainingData | None = None,
-) -> tuple[ChestTrainer, TrainingData, Any]:
+) -> tuple[ChestTrainer, TrainingData, ChestImageProcessor]:
     """Everything :func:`train` builds before ``trainer.train()``: the trainer, data and processor.
 
     Raises:
@@ -921,9 +920,8 @@ def build_trainer(
     spec = MODEL_SPECS[model_args.model_type]
     class_names = _expected_classes(spec, data_args)
     metric = _validate_training_arguments(spec, class_names, training_args)
-    if data is None:
-        with training_args.main_process_first(desc="dataset preprocessing"):
-            data = load_training_data(spec, data_args)
+    with training_args.main_process_first(desc="dataset preprocessing"):
+        data = load_training_data(spec, data_args)
     set_seed(training_args.seed)
     model = build_model(model_args, data.class_names)
     if training_args.channels_last:
@@ -948,6 +946,7 @@ def build_trainer(
         args=_trainer_arguments(training_args, metric),
         data_collator=train_collator,
         eval_data_collator=eval_collator,
+        processing_class=processor,
         train_dataset=data.splits["train"],
         eval_dataset=data.splits["validation"],
         compute_metrics=compute_metrics,
@@ -993,9 +992,9 @@ def train(
     """
     spec = MODEL_SPECS[model_args.model_type]
     output_dir = Path(training_args.output_dir or "")
-    trainer, data, processor = build_trainer(model_args, data_args, training_args)
     checkpoints_dir = output_dir / CHECKPOINTS_SUBDIR
     resume = _resolve_resume(training_args.resume_from_checkpoint, checkpoints_dir)
+    trainer, data, processor = build_trainer(model_args, data_args, training_args)
     if resume is None and trainer.is_world_process_zero():
         _remove_stale_checkpoints(checkpoints_dir)
     started = time.perf_counter()
@@ -1057,7 +1056,7 @@ def _training_summary(trainer, args, train_output, seconds: float) -> dict[str, 
 
 def write_checkpoint_folder(
     trainer: ChestTrainer,
-    processor,
+    processor: ChestImageProcessor,
     results: dict[str, Any],
     model_args: ModelArguments,
     data_args: DataArguments,
