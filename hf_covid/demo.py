@@ -114,8 +114,10 @@ def evaluate_demo_models(settings: DemoSettings, folders: dict[str, Path]) -> di
     for name, folder in folders.items():
         report_dir = folder / "evaluation_test"
         report_file = report_dir / "eval_results.json"
-        if settings.reuse and report_file.is_file() and (
-            report_file.stat().st_mtime >= (folder / "model.safetensors").stat().st_mtime
+        if (
+            settings.reuse
+            and report_file.is_file()
+            and (report_file.stat().st_mtime >= (folder / "model.safetensors").stat().st_mtime)
         ):
             results[name] = json.loads(report_file.read_text())
             print(f"[evaluate] reusing {report_dir}")

@@ -1,9 +1,9 @@
 """The main job: synthetic data -> train the demo models -> evaluate -> serve the app.
 
-    python scripts/demo.py                 # everything, then serve on http://127.0.0.1:7860
-    python scripts/demo.py --no-serve      # stop after the evaluation reports
-    python scripts/demo.py --retrain       # remake data and checkpoints even if they exist
-    HF_COVID_REUSE=0 make demo             # same as --retrain
+python scripts/demo.py                 # everything, then serve on http://127.0.0.1:7860
+python scripts/demo.py --no-serve      # stop after the evaluation reports
+python scripts/demo.py --retrain       # remake data and checkpoints even if they exist
+HF_COVID_REUSE=0 make demo             # same as --retrain
 """
 
 import argparse
