@@ -1208,16 +1208,20 @@ def measure_trainer_overhead(
     *,
     steps: int = 40,
     warmup_steps: int = 5,
-) -> dict[str, float]:
+    repeats: int = 3,
+) -> dict[str, Any]:
     """Training throughput of the Trainer against a plain PyTorch loop, same model and data.
 
-    Both start from the same weights, use the same collator (with augmentation), DataLoader
+    Both start from the same weights and use the same collator (with augmentation), DataLoader
     settings, batch size, optimizer and gradient clipping; steady-state samples/s is timed from
-    the end of step ``warmup_steps`` to the end of step ``steps``. No evaluation or saving.
+    the end of step ``warmup_steps`` to the end of step ``steps``, without evaluation or saving.
+    The two loops alternate ``repeats`` times and the medians are compared, so that a burst of
+    load from other processes does not land on one side only.
 
     Returns:
-        ``trainer_samples_per_second``, ``plain_samples_per_second`` and ``overhead``
-        (``1 - trainer / plain``; 0.05 means the Trainer is 5 % slower).
+        ``trainer_samples_per_second`` and ``plain_samples_per_second`` (medians), ``overhead``
+        (``1 - trainer / plain``: 0.05 means the Trainer is 5 % slower), every repeat's rates,
+        ``steps`` and ``batch_size``.
     """
     if steps <= warmup_steps + 1:
         raise ValueError(f"steps ({steps}) must exceed warmup_steps + 1 ({warmup_steps + 1})")
@@ -1232,23 +1236,33 @@ def measure_trainer_overhead(
         args.metric_for_best_model = "loss"
         args.disable_tqdm = True
         trainer, data, _ = build_trainer(model_args, data_args, args)
-        initial_state = copy.deepcopy(trainer.model.state_dict())
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        initial_state = copy.deepcopy(model.state_dict())
         timer = _StepTimer()
         trainer.add_callback(timer)
-        trainer.train()
-        trainer_rate = _steady_samples_per_second(
-            timer.times, args.per_device_train_batch_size, warmup_steps
-        )
-
-        model = trainer.accelerator.unwrap_model(trainer.model)
-        model.load_state_dict(initial_state)
-        plain_rate = _plain_loop_samples_per_second(
-            model, data.splits["train"], trainer.data_collator, args, steps, warmup_steps
-        )
+        trainer_rates, plain_rates = [], []
+        for _ in range(repeats):
+            model.load_state_dict(initial_state)
+            timer.times.clear()
+            trainer.train()
+            trainer_rates.append(
+                _steady_samples_per_second(
+                    timer.times, args.per_device_train_batch_size, warmup_steps
+                )
+            )
+            model.load_state_dict(initial_state)
+            plain_rates.append(
+                _plain_loop_samples_per_second(
+                    model, data.splits["train"], trainer.data_collator, args, steps, warmup_steps
+                )
+            )
+    trainer_rate, plain_rate = float(np.median(trainer_rates)), float(np.median(plain_rates))
     return {
         "trainer_samples_per_second": trainer_rate,
         "plain_samples_per_second": plain_rate,
         "overhead": 1.0 - trainer_rate / plain_rate,
+        "trainer_runs": trainer_rates,
+        "plain_runs": plain_rates,
         "steps": steps,
         "batch_size": args.per_device_train_batch_size,
     }

@@ -333,7 +333,10 @@ def test_trainer_overhead_is_measured_against_a_plain_loop(radiography_root, tmp
             json.dumps(TINY_MODELS["dual_channel"]),
         ]
     )
-    speed = measure_trainer_overhead(model_args, data_args, training_args, steps=8, warmup_steps=2)
+    speed = measure_trainer_overhead(
+        model_args, data_args, training_args, steps=8, warmup_steps=2, repeats=2
+    )
+    assert len(speed["trainer_runs"]) == len(speed["plain_runs"]) == 2
     assert speed["trainer_samples_per_second"] > 0
     assert speed["plain_samples_per_second"] > 0
     assert speed["overhead"] == pytest.approx(
