@@ -643,7 +643,8 @@ def resnet50_training_throughput(
     }
 
 
-def _free_loopback_port() -> int:
+def free_loopback_port() -> int:
+    """A free TCP port on 127.0.0.1."""
     import socket
 
     with socket.socket() as probe:
@@ -651,7 +652,7 @@ def _free_loopback_port() -> int:
         return probe.getsockname()[1]
 
 
-def _load_app_module(app_file: Path):
+def load_app_module(app_file: str | Path):
     """``spaces_app/app.py`` as a module (a Space's app file is not a package)."""
     import importlib.util
     import sys
@@ -690,13 +691,13 @@ def measure_app_endpoints(
 
     from hf_covid.inference import LatencyReport, load_served_models, measure_app_latency
 
-    app = _load_app_module(Path(app_file))
+    app = load_app_module(app_file)
     config = app.AppConfig(checkpoints=checkpoints, examples_dir=None)
     served = load_served_models(checkpoints, max_pixels=config.max_image_pixels)
     demo = app.build_demo(config, served)
     demo.launch(
         server_name="127.0.0.1",
-        server_port=_free_loopback_port(),
+        server_port=free_loopback_port(),
         prevent_thread_lock=True,
         quiet=True,
         **app.launch_options(config),

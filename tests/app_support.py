@@ -4,15 +4,13 @@ a live app on a free loopback port."""
 from __future__ import annotations
 
 import contextlib
-import importlib.util
-import socket
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from hf_covid import benchmarking
 from hf_covid.models import (
     CNNLSTMConfig,
     CNNLSTMForImageClassification,
@@ -144,20 +142,11 @@ def write_dicom(path: Path, pixels: np.ndarray) -> None:
 
 
 def load_app_module():
-    """``spaces_app/app.py`` as a module (a Space's app file is not a package)."""
-    name = "hf_covid_space_app"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, APP_FILE)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    """``spaces_app/app.py`` as a module."""
+    return benchmarking.load_app_module(APP_FILE)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+free_port = benchmarking.free_loopback_port
 
 
 @contextlib.contextmanager
