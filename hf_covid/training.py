@@ -59,6 +59,7 @@ from .data import (
     build_xray_ct_dataset,
     preprocess_for_training,
 )
+from .data.synthetic import LESION_MASK_FOLDER
 from .evaluation import classification_metrics
 from .models.image_processing_chest import ChestImageProcessor
 from .models.labels import BINARY_LABELS, RADIOGRAPHY_LABELS, label_maps
@@ -591,6 +592,8 @@ def _dataset_summary(spec: ModelSpec, data_args: DataArguments, raw) -> dict[str
         if spec.dataset == "xray_ct"
         else "COVID-19 Radiography Database",
         "data_dir": str(data_args.data_dir),
+        # Only the phantom generator writes lesion ground truth next to the class folders.
+        "synthetic": (Path(data_args.data_dir) / LESION_MASK_FOLDER).is_dir(),
         "image_size": data_args.image_size,
         "split_sizes": {split: len(raw[split]) for split in raw},
         "class_counts": {
@@ -1118,18 +1121,20 @@ def format_summary(results: dict[str, Any]) -> str:
         else ("accuracy", "balanced_accuracy", "f1_macro", "covid_sensitivity", "roc_auc", "loss")
     )
     best = training["best_metric"]
+    best_value = "n/a" if best["value"] is None else f"{best['value']:.4f}"
+    best_epoch = "n/a" if training["best_epoch"] is None else f"{training['best_epoch']:g}"
+    dataset = results["dataset"]
+    data_name = ("synthetic phantoms, " if dataset.get("synthetic") else "") + dataset["name"]
     lines = [
         "=" * 72,
-        f"{results['model_type']} trained on {results['dataset']['name']}",
-        f"  data: {results['dataset']['data_dir']}  splits: {results['dataset']['split_sizes']}",
+        f"{results['model_type']} trained on {data_name}",
+        f"  data: {dataset['data_dir']}  splits: {dataset['split_sizes']}",
     ]
-    if "pairing_note" in results["dataset"]:
-        lines.append(f"  pairing: label. {results['dataset']['pairing_note']}")
-    best_value = best["value"]
+    if "pairing_note" in dataset:
+        lines.append(f"  pairing: label. {dataset['pairing_note']}")
     lines += [
-        f"  epochs: {training['epochs_trained']}  best epoch: {training['best_epoch']} "
-        f"(validation {best['name']} = {best_value if best_value is None else round(best_value, 4)})"
-        f"  time: {training['train_runtime_s']:.1f} s",
+        f"  epochs: {training['epochs_trained']:g}  best epoch: {best_epoch} "
+        f"(validation {best['name']} {best_value})  time: {training['train_runtime_s']:.1f} s",
         "  test metrics: "
         + ", ".join(
             f"{name} {metrics[name]:.4f}" for name in headline if metrics.get(name) is not None

@@ -211,7 +211,14 @@ def test_training_writes_a_complete_checkpoint_folder(tmp_path, radiography_root
     out = tmp_path / "cnn_lstm"
     results = train_from_recipe(
         CONFIGS / "cnn_lstm_synthetic.yaml",
-        _tiny_overrides("cnn_lstm", radiography_root, out, num_train_epochs=2, optimizer="adam"),
+        _tiny_overrides(
+            "cnn_lstm",
+            radiography_root,
+            out,
+            num_train_epochs=2,
+            optimizer="adam",
+            channels_last=True,
+        ),
     )
     for name in (
         "config.json",
@@ -242,6 +249,7 @@ def test_training_writes_a_complete_checkpoint_folder(tmp_path, radiography_root
     assert saved["training"]["best_metric"]["name"] == "f1_macro"
     assert saved["training"]["best_epoch"] in (1.0, 2.0)
     assert saved["training"]["optimizer"] == "adam"
+    assert saved["dataset"]["synthetic"] is True
 
     config = AutoConfig.from_pretrained(out)
     assert config.auto_map["AutoModelForImageClassification"].startswith("modeling_cnn_lstm.")

@@ -55,7 +55,7 @@ def test_two_process_cpu_training_splits_the_batches_and_writes_once(tmp_path):
         command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300
     )
     assert finished.returncode == 0, finished.stderr[-3000:]
-    assert finished.stdout.count("trained on COVID-19 Radiography Database") == 1
+    assert finished.stdout.count("covid_cnn_lstm trained on") == 1  # main process only
 
     results = json.loads((output_dir / "eval_results.json").read_text())
     training, sizes = results["training"], results["dataset"]["split_sizes"]
