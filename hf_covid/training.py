@@ -825,17 +825,31 @@ def optimizer_class_and_kwargs(
     return optimizer_class, {"lr": args.learning_rate, **adam}
 
 
+def is_complete_checkpoint(folder: str | Path) -> bool:
+    """Whether ``folder`` holds a finished Trainer checkpoint.
+
+    The Trainer writes ``trainer_state.json`` last, so a run killed while saving leaves that file
+    missing, empty or cut short; only a state file that parses marks a complete checkpoint.
+    """
+    state = Path(folder) / "trainer_state.json"
+    try:
+        json.loads(state.read_text())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def latest_checkpoint(folder: str | Path) -> Path | None:
-    """The newest complete ``checkpoint-*`` folder (one whose trainer_state.json was written)."""
+    """The newest complete ``checkpoint-*`` folder; incomplete newer ones are skipped with a warning."""
     folder = Path(folder)
     if not folder.is_dir():
         return None
-    complete = [
-        path
-        for path in folder.glob("checkpoint-*")
-        if path.name.split("-")[-1].isdigit() and (path / "trainer_state.json").is_file()
-    ]
-    return max(complete, key=lambda path: int(path.name.split("-")[-1]), default=None)
+    numbered = [path for path in folder.glob("checkpoint-*") if path.name.split("-")[-1].isdigit()]
+    for path in sorted(numbered, key=lambda path: int(path.name.split("-")[-1]), reverse=True):
+        if is_complete_checkpoint(path):
+            return path
+        logger.warning("Skipping %s: its trainer_state.json is missing or incomplete", path)
+    return None
 
 
 def _resolve_resume(value: str | None, checkpoints_dir: Path) -> str | None:
@@ -848,9 +862,10 @@ def _resolve_resume(value: str | None, checkpoints_dir: Path) -> str | None:
                 "No complete checkpoint under %s: training from scratch", checkpoints_dir
             )
         return None if found is None else str(found)
-    if not (Path(value) / "trainer_state.json").is_file():
+    if not is_complete_checkpoint(value):
         raise ConfigurationError(
-            f"resume_from_checkpoint: {value} is not a complete checkpoint (no trainer_state.json)"
+            f"resume_from_checkpoint: {value} is not a complete checkpoint "
+            "(trainer_state.json missing or unreadable; the run was probably killed while saving)"
         )
     return str(value)
 

@@ -16,7 +16,12 @@ import torch
 from safetensors.torch import load_file
 
 from hf_covid.data.synthetic import generate_radiography
-from hf_covid.training import train_from_recipe
+from hf_covid.training import (
+    ConfigurationError,
+    is_complete_checkpoint,
+    latest_checkpoint,
+    train_from_recipe,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "scripts" / "configs" / "cnn_lstm_synthetic.yaml"
@@ -39,7 +44,7 @@ def _command_line(values: dict) -> list[str]:
 
 def _wait_for_checkpoint(process: subprocess.Popen, checkpoints: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
-    while not list(checkpoints.glob("checkpoint-*/trainer_state.json")):
+    while latest_checkpoint(checkpoints) is None:
         assert process.poll() is None, "training ended before its first checkpoint"
         assert time.monotonic() < deadline, "no checkpoint appeared in time"
         time.sleep(0.01)
@@ -88,3 +93,23 @@ def test_run_killed_after_an_epoch_resumes_to_the_uninterrupted_result(tmp_path)
     expected = load_file(tmp_path / "full" / "model.safetensors")
     for name, tensor in load_file(output_dir / "model.safetensors").items():
         torch.testing.assert_close(tensor, expected[name], rtol=0, atol=0)
+
+
+def test_latest_checkpoint_skips_one_killed_while_saving(tmp_path, caplog):
+    (tmp_path / "checkpoint-2").mkdir()
+    (tmp_path / "checkpoint-2" / "trainer_state.json").write_text('{"global_step": 2}')
+    (tmp_path / "checkpoint-4").mkdir()
+    (tmp_path / "checkpoint-4" / "trainer_state.json").write_text('{"global_st')
+    (tmp_path / "checkpoint-6").mkdir()  # killed before the state was written at all
+
+    assert latest_checkpoint(tmp_path) == tmp_path / "checkpoint-2"
+    assert "checkpoint-4" in caplog.text and "checkpoint-6" in caplog.text
+    assert not is_complete_checkpoint(tmp_path / "checkpoint-4")
+
+
+def test_resuming_from_an_incomplete_checkpoint_names_it(tmp_path):
+    checkpoint = tmp_path / "checkpoints" / "checkpoint-3"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "trainer_state.json").write_text("")
+    with pytest.raises(ConfigurationError, match="checkpoint-3 is not a complete checkpoint"):
+        train_from_recipe(RECIPE, {"resume_from_checkpoint": str(checkpoint)})
