@@ -499,6 +499,116 @@ def _match_files(image_ids: Sequence[str | None], files: Mapping[str, object]) -
     return matched
 
 
+CAM_METHODS: dict[str, type[GradCAM]] = {"gradcam": GradCAM, "hirescam": HiResCAM}
+"""Explanation methods by the name that scripts and reports use."""
+
+
+def _cam_method(method: str | type[GradCAM]) -> type[GradCAM]:
+    if isinstance(method, str):
+        if method not in CAM_METHODS:
+            raise ValueError(f"unknown CAM method '{method}'; choose one of {sorted(CAM_METHODS)}")
+        return CAM_METHODS[method]
+    return method
+
+
+def encoder_stages(model: nn.Module) -> dict[str, list[str]]:
+    """For each branch, the stages of the encoder that holds its default Grad-CAM layer, shallow
+    to deep (``...encoder.blocks.0``, ...; ResNet's ``resnet.encoder.stages.0``, ...). A branch
+    whose encoder has no such list keeps just its default layer.
+    """
+    modules = dict(model.named_modules())
+    stages = {}
+    for key, name in default_target_layers(model).items():
+        parent = name.rsplit(".", 1)[0]
+        container = parent if isinstance(modules.get(parent), nn.ModuleList) else f"{parent}.blocks"
+        if isinstance(modules.get(container), nn.ModuleList):
+            stages[key] = [
+                f"{container}.{child}" for child, _ in modules[container].named_children()
+            ]
+        else:
+            stages[key] = [name]
+    return stages
+
+
+class _LesionExamples:
+    """Images of one class that have phantom lesion masks, ready for CAM passes."""
+
+    def __init__(
+        self, model, dataset, lesion_mask_root, branches, processor, class_name, max_images
+    ):
+        from .data import load_image
+        from .evaluation import prepare_inputs
+
+        root = Path(lesion_mask_root)
+        if (root / "lesion_masks").is_dir():
+            root = root / "lesion_masks"
+        if not root.is_dir():
+            raise FileNotFoundError(f"lesion mask folder '{root}' does not exist")
+        names = list(dataset.features["label"].names)
+        if class_name not in names:
+            raise ValueError(f"class '{class_name}' is not one of the dataset's classes {names}")
+        self.class_index = names.index(class_name)
+        self.default_column = "xray_id" if "xray_id" in dataset.column_names else "image_id"
+        columns = {BRANCH_ID_COLUMNS.get(key, self.default_column) for key in branches}
+        files = {path.relative_to(root).as_posix(): path for path in sorted(root.rglob("*.png"))}
+        mask_files = {column: _match_files(list(dataset[column]), files) for column in columns}
+        rows, self.masks = [], {column: [] for column in columns}
+        for row, label in enumerate(dataset["label"]):
+            if label != self.class_index:
+                continue
+            found = {
+                column: None if paths[row] is None else load_image(paths[row]) > 0.5
+                for column, paths in mask_files.items()
+            }
+            if not any(mask is not None and mask.any() for mask in found.values()):
+                continue
+            rows.append(row)
+            for column, mask in found.items():
+                self.masks[column].append(mask)
+            if max_images is not None and len(rows) >= max_images:
+                break
+        if not rows:
+            raise ValueError(
+                f"no '{class_name}' image of the dataset has a lesion mask under {root}"
+            )
+        self.count = len(rows)
+        self.prepared, self.collator, _ = prepare_inputs(model, processor, dataset.select(rows))
+
+    def score(self, model, layers, method, tolerance, batch_size) -> dict[str, dict]:
+        """Pointing game and energy inside the lesions of ``method`` maps at ``layers``."""
+        device = next(model.parameters()).device
+        cam = _cam_method(method)(model, layers)
+        hits: dict[str, list] = {key: [] for key in cam.target_layers}
+        energy: dict[str, list] = {key: [] for key in cam.target_layers}
+        area: dict[str, list] = {key: [] for key in cam.target_layers}
+        for start in range(0, self.count, batch_size):
+            stop = min(start + batch_size, self.count)
+            batch = self.collator([self.prepared[i] for i in range(start, stop)])
+            batch.pop("labels")
+            maps = cam({k: v.to(device) for k, v in batch.items()}, class_index=self.class_index)
+            for key, batch_maps in maps.items():
+                column = BRANCH_ID_COLUMNS.get(key, self.default_column)
+                for offset, lesion in enumerate(self.masks[column][start:stop]):
+                    if lesion is None or not lesion.any():
+                        continue
+                    one = batch_maps[offset : offset + 1]
+                    resized = _masks_like(lesion[None], one)
+                    hits[key].append(pointing_game(one, resized, tolerance))
+                    energy[key].append(energy_inside(one, resized))
+                    area[key].append(float(resized.float().mean()))
+        return {
+            key: {
+                "pointing_game": float(np.mean(hits[key])),
+                "energy_inside": float(np.mean(energy[key])),
+                "lesion_area_fraction": float(np.mean(area[key])),
+                "n_images": len(hits[key]),
+                "tolerance": tolerance,
+            }
+            for key in cam.target_layers
+            if hits[key]
+        }
+
+
 def evaluate_explanations(
     model: nn.Module,
     dataset,
@@ -510,7 +620,7 @@ def evaluate_explanations(
     tolerance: int = 0,
     batch_size: int = 16,
     max_images: int | None = None,
-    method: type[GradCAM] = GradCAM,
+    method: str | type[GradCAM] = GradCAM,
 ) -> dict[str, dict]:
     """Pointing game and energy inside the lesion of Grad-CAM maps, on phantoms with lesion masks.
 
@@ -528,82 +638,56 @@ def evaluate_explanations(
         tolerance: pixels of slack of the pointing game, at the model's input size.
         batch_size: images per Grad-CAM pass.
         max_images: score at most this many images.
-        method: :class:`GradCAM` or :class:`HiResCAM`.
+        method: :class:`GradCAM` or :class:`HiResCAM`, or its name in :data:`CAM_METHODS`.
 
     Returns:
         Per map (e.g. ``"image"``, or ``"xray"`` and ``"ct"``): ``pointing_game`` (hit rate),
         ``energy_inside`` (mean fraction), ``lesion_area_fraction`` (mean, what a uniform map
         would score), ``n_images``.
     """
-    from .data import load_image
-    from .evaluation import prepare_inputs
-
-    root = Path(lesion_mask_root)
-    if (root / "lesion_masks").is_dir():
-        root = root / "lesion_masks"
-    if not root.is_dir():
-        raise FileNotFoundError(f"lesion mask folder '{root}' does not exist")
-    names = list(dataset.features["label"].names)
-    if class_name not in names:
-        raise ValueError(f"class '{class_name}' is not one of the dataset's classes {names}")
-    class_index = names.index(class_name)
     layers = _resolve_layers(model, target_layers)
-    id_columns = {
-        key: BRANCH_ID_COLUMNS.get(
-            key, "xray_id" if "xray_id" in dataset.column_names else "image_id"
-        )
-        for key in layers
-    }
-    files = {path.relative_to(root).as_posix(): path for path in sorted(root.rglob("*.png"))}
-    labels = list(dataset["label"])
-    mask_files = {key: _match_files(list(dataset[c]), files) for key, c in id_columns.items()}
-    rows, masks = [], {key: [] for key in layers}
-    for row, label in enumerate(labels):
-        if label != class_index:
-            continue
-        found = {
-            key: None if paths[row] is None else load_image(paths[row]) > 0.5
-            for key, paths in mask_files.items()
-        }
-        if not any(mask is not None and mask.any() for mask in found.values()):
-            continue
-        rows.append(row)
-        for key, mask in found.items():
-            masks[key].append(mask)
-        if max_images is not None and len(rows) >= max_images:
-            break
-    if not rows:
-        raise ValueError(f"no '{class_name}' image of the dataset has a lesion mask under {root}")
+    examples = _LesionExamples(
+        model, dataset, lesion_mask_root, layers, processor, class_name, max_images
+    )
+    return examples.score(model, layers, method, tolerance, batch_size)
 
-    prepared, collator, _ = prepare_inputs(model, processor, dataset.select(rows))
-    device = next(model.parameters()).device
-    cam = method(model, layers)
-    hits: dict[str, list] = {key: [] for key in layers}
-    energy: dict[str, list] = {key: [] for key in layers}
-    area: dict[str, list] = {key: [] for key in layers}
-    for start in range(0, len(rows), batch_size):
-        batch = collator([prepared[i] for i in range(start, min(start + batch_size, len(rows)))])
-        batch.pop("labels")
-        maps = cam({k: v.to(device) for k, v in batch.items()}, class_index=class_index)
-        for key, batch_maps in maps.items():
-            for offset, lesion in enumerate(masks[key][start : start + len(batch_maps)]):
-                if lesion is None or not lesion.any():
-                    continue
-                resized = _masks_like(lesion[None], batch_maps[offset : offset + 1])
-                hits[key].append(pointing_game(batch_maps[offset : offset + 1], resized, tolerance))
-                energy[key].append(energy_inside(batch_maps[offset : offset + 1], resized))
-                area[key].append(float(resized.float().mean()))
-    return {
-        key: {
-            "pointing_game": float(np.mean(hits[key])),
-            "energy_inside": float(np.mean(energy[key])),
-            "lesion_area_fraction": float(np.mean(area[key])),
-            "n_images": len(hits[key]),
-            "tolerance": tolerance,
-        }
-        for key in layers
-        if hits[key]
-    }
+
+def explanation_layer_sweep(
+    model: nn.Module,
+    dataset,
+    lesion_mask_root: str | Path,
+    *,
+    processor=None,
+    class_name: str = "COVID",
+    methods: Sequence[str] = tuple(CAM_METHODS),
+    tolerance: int = 0,
+    batch_size: int = 16,
+    max_images: int | None = None,
+) -> list[dict]:
+    """:func:`evaluate_explanations` at every encoder stage (:func:`encoder_stages`) with every
+    method: which layer and method localise the lesions of this model.
+
+    A map's resolution halves at each stage; the last stage (the Grad-CAM default) has the most
+    class-specific features but the coarsest map (4x4 at 64 px input), so on small inputs an
+    earlier stage often points better.
+
+    Returns:
+        One row per (stage, method, map): ``map``, ``stage`` (depth, 0 = shallowest), ``layer``,
+        ``method`` and the scores of :func:`evaluate_explanations`.
+    """
+    stages = encoder_stages(model)
+    examples = _LesionExamples(
+        model, dataset, lesion_mask_root, stages, processor, class_name, max_images
+    )
+    rows = []
+    for depth in range(max(len(layers) for layers in stages.values())):
+        layers = {key: names[depth] for key, names in stages.items() if depth < len(names)}
+        for method in methods:
+            scores = examples.score(model, layers, method, tolerance, batch_size)
+            for key, score in scores.items():
+                row = {"map": key, "stage": depth, "layer": layers[key], "method": method}
+                rows.append(row | score)
+    return rows
 
 
 def audit_shortcut_markers(
@@ -686,6 +770,7 @@ def visualize_checkpoint(
     max_channels: int = 16,
     build_options: Mapping | None = None,
     phantom_root: str | Path | None = None,
+    method: str = "gradcam",
 ) -> dict:
     """Grad-CAM overlays and feature-map grids of a checkpoint, plus measured explanation quality.
 
@@ -694,8 +779,9 @@ def visualize_checkpoint(
     has phantom lesion masks), ``feature_maps.png`` (the first image's channels per layer) and
     ``explanations.json``. When the phantom folder (``phantom_root``, default ``data_dir``) holds
     ``lesion_masks/`` the pointing game and the energy inside lesions are measured
-    (:func:`evaluate_explanations`); when it holds ``shortcut_markers.csv``, the shortcut audit
-    (:func:`audit_shortcut_markers`).
+    (:func:`evaluate_explanations`), at the chosen layers and at every encoder stage with every
+    method (:func:`explanation_layer_sweep`, figure ``explanation_layers.png``); when it holds
+    ``shortcut_markers.csv``, the shortcut audit (:func:`audit_shortcut_markers`).
 
     Args:
         checkpoint: checkpoint folder or Hub id.
@@ -710,6 +796,8 @@ def visualize_checkpoint(
         max_channels: channels per feature-map grid.
         build_options: keyword arguments of the dataset builder.
         phantom_root: folder of the phantom ground truth (default: ``data_dir``).
+        method: ``"gradcam"`` or ``"hirescam"`` (:data:`CAM_METHODS`), for the overlays and
+            the measured quality.
 
     Returns:
         The contents of ``explanations.json``: figure paths and any measured scores.
@@ -748,7 +836,7 @@ def visualize_checkpoint(
     prepared, collator, _ = prepare_inputs(model, processor, shown)
     batch = collator([prepared[i] for i in range(len(shown))])
     true_labels = batch.pop("labels")
-    maps = GradCAM(model, target_layers)
+    maps = _cam_method(method)(model, target_layers)
     cams = maps(batch)
     probabilities = maps.last_logits.float().softmax(dim=-1)
 
@@ -757,7 +845,12 @@ def visualize_checkpoint(
     root = Path(root) if root is not None else None
     lesion_root = root / "lesion_masks" if root is not None else None
     has_lesions = lesion_root is not None and lesion_root.is_dir()
-    results: dict = {"checkpoint": str(checkpoint), "split": split, "figures": {}}
+    results: dict = {
+        "checkpoint": str(checkpoint),
+        "split": split,
+        "method": method,
+        "figures": {},
+    }
     for key, batch_maps in cams.items():
         input_key = INPUT_KEYS.get(key, "pixel_values")
         contours = None
@@ -782,6 +875,7 @@ def visualize_checkpoint(
             output_dir / f"gradcam_{key.replace('.', '_')}.png",
             titles=titles,
             contours=contours,
+            label=type(maps).__name__,
         )
         results["figures"][f"gradcam_{key}"] = figure.relative_to(output_dir).as_posix()
     activations = feature_maps(model, batch, feature_layers or target_layers, max_channels)
@@ -800,9 +894,17 @@ def visualize_checkpoint(
                 processor=processor,
                 class_name=class_name,
                 target_layers=target_layers,
+                method=method,
+            )
+            sweep = explanation_layer_sweep(
+                model, raw, lesion_root, processor=processor, class_name=class_name
             )
         except ValueError as error:  # e.g. no lesion in this split: say so, keep the figures
             results["explanation_quality"] = {"error": str(error)}
+        else:
+            results["explanation_layer_sweep"] = sweep
+            figure = plots.plot_explanation_sweep(sweep, output_dir / "explanation_layers.png")
+            results["figures"]["explanation_layers"] = figure.relative_to(output_dir).as_posix()
     if root is not None and (root / "shortcut_markers.csv").is_file():
         audit = audit_shortcut_markers(
             model, raw, root, processor=processor, target_layers=target_layers

@@ -295,6 +295,7 @@ def plot_gradcam_overlays(
     titles: Sequence[str] | None = None,
     alpha: float = 0.45,
     contours: Sequence[np.ndarray | None] | None = None,
+    label: str = "Grad-CAM",
 ) -> Path:
     """Grad-CAM heat maps over their input images: one column per image, input above overlay.
 
@@ -305,6 +306,7 @@ def plot_gradcam_overlays(
         titles: a caption per column (e.g. "xray: COVID 0.93").
         alpha: opacity of the heat map.
         contours: optional binary masks (e.g. lesion or marker) drawn as outlines.
+        label: the colour bar's label (the method, e.g. "HiResCAM").
 
     Returns:
         ``path``.
@@ -328,7 +330,7 @@ def plot_gradcam_overlays(
             axes[0, column].set_title(titles[column], fontsize=9)
         for axis in axes[:, column]:
             axis.axis("off")
-    figure.colorbar(heat, ax=axes[1, :].tolist(), fraction=0.03, pad=0.02, label="Grad-CAM")
+    figure.colorbar(heat, ax=axes[1, :].tolist(), fraction=0.03, pad=0.02, label=label)
     return _save(figure, path)
 
 
@@ -367,4 +369,53 @@ def plot_feature_maps(
                 axis.imshow(_as_image(shown[index]), cmap="viridis")
                 axis.set_title(f"{name}[{index}]" if index == 0 else f"[{index}]", fontsize=7)
         row += block_rows
+    return _save(figure, path)
+
+
+def plot_explanation_sweep(rows: Sequence[Mapping], path: str | Path) -> Path:
+    """Pointing game and energy inside lesions per encoder stage and CAM method (one panel per map).
+
+    Args:
+        rows: :func:`hf_covid.explain.explanation_layer_sweep` output.
+        path: PNG file to write.
+
+    Returns:
+        ``path``.
+    """
+    if not rows:
+        raise ValueError("no explanation scores to plot")
+    maps = list(dict.fromkeys(row["map"] for row in rows))
+    methods = list(dict.fromkeys(row["method"] for row in rows))
+    figure = Figure(figsize=(4.6 * len(maps), 3.6))
+    axes = np.asarray(figure.subplots(1, len(maps), squeeze=False))[0]
+    colors = dict(zip(methods, ("tab:blue", "tab:orange", "tab:green", "tab:red"), strict=False))
+    for axis, key in zip(axes, maps, strict=True):
+        chosen = [row for row in rows if row["map"] == key]
+        stages = sorted({row["stage"] for row in chosen})
+        for method in methods:
+            scored = sorted((r for r in chosen if r["method"] == method), key=lambda r: r["stage"])
+            depth = [r["stage"] for r in scored]
+            axis.plot(
+                depth,
+                [r["pointing_game"] for r in scored],
+                "o-",
+                color=colors[method],
+                label=f"{method}: pointing game",
+            )
+            axis.plot(
+                depth,
+                [r["energy_inside"] for r in scored],
+                "s--",
+                color=colors[method],
+                label=f"{method}: energy inside",
+            )
+        area = float(np.mean([row["lesion_area_fraction"] for row in chosen]))
+        axis.axhline(area, color="gray", linestyle=":", label="lesion area (uniform map)")
+        axis.set_xticks(stages)
+        axis.set_xticklabels([str(stage) for stage in stages])
+        axis.set_ylim(-0.02, 1.02)
+        axis.set_xlabel("encoder stage (0 = shallowest, finest map)")
+        axis.set_title(f"{key} ({chosen[0]['n_images']} images)")
+    axes[0].set_ylabel("score")
+    axes[-1].legend(fontsize=7, loc="best")
     return _save(figure, path)

@@ -8,7 +8,8 @@ Examples:
         --layers dual_input.xray_encoder.final_feature_map
 
 With synthetic phantoms (a lesion_masks/ folder in --data_dir) the pointing game and the energy
-inside lesions are reported; with shortcut phantoms (shortcut_markers.csv) the shortcut audit.
+inside lesions are reported, for the chosen layers and for every encoder stage with Grad-CAM and
+HiResCAM (explanation_layers.png); with shortcut phantoms (shortcut_markers.csv) the shortcut audit.
 See hf_covid.explain.visualize_checkpoint.
 """
 
@@ -16,7 +17,7 @@ import argparse
 import json
 import sys
 
-from hf_covid.explain import visualize_checkpoint
+from hf_covid.explain import CAM_METHODS, visualize_checkpoint
 
 
 def parse_arguments(argv=None) -> argparse.Namespace:
@@ -32,6 +33,9 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--num_images", type=int, default=4)
     parser.add_argument("--class_name", default="COVID", help="show images of this class")
     parser.add_argument("--layers", nargs="+", default=None, help="Grad-CAM layers (module names)")
+    parser.add_argument(
+        "--method", choices=sorted(CAM_METHODS), default="gradcam", help="CAM variant"
+    )
     parser.add_argument("--feature_layers", nargs="+", default=None, help="feature-map layers")
     parser.add_argument("--max_channels", type=int, default=16)
     return parser.parse_args(argv)
@@ -49,6 +53,7 @@ def main(argv=None) -> int:
         target_layers=args.layers,
         feature_layers=args.feature_layers,
         max_channels=args.max_channels,
+        method=args.method,
     )
     print(json.dumps(results, indent=2))
     return 0

@@ -291,8 +291,17 @@ def test_visualize_checkpoint_measures_lesions_and_audits_markers(cnn_lstm_check
         output_dir=tmp_path / "out",
         num_images=3,
         phantom_root=root,
+        method="hirescam",
     )
+    assert results["method"] == "hirescam"
     assert results["explanation_quality"]["image"]["n_images"] == 3
+    sweep = results["explanation_layer_sweep"]
+    stages = ["cnn_lstm.encoder.blocks.0", "cnn_lstm.encoder.blocks.1"]
+    assert [(row["layer"], row["method"]) for row in sweep] == [
+        (layer, method) for layer in stages for method in ("gradcam", "hirescam")
+    ]
+    assert all(row["n_images"] == 3 for row in sweep)
+    assert_non_blank_png(tmp_path / "out" / results["figures"]["explanation_layers"])
     audit = results["shortcut_audit"]
     assert audit["n_images"] == 2
     assert audit["marker_area_fraction"] == pytest.approx(1 / 16, abs=0.01)
