@@ -15,6 +15,7 @@ card or an error message. Example::
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import logging
 import math
@@ -45,8 +46,9 @@ from hf_covid.models.labels import BINARY_LABELS
 
 logger = logging.getLogger(__name__)
 
-TEMPLATE_DIR = Path(__file__).resolve().parents[1] / "model_cards"
-"""Folder of ``model_card_template.md`` and ``dataset_card_template.md``."""
+TEMPLATE_DIR = Path(str(importlib.resources.files("hf_covid.model_cards")))
+"""Folder of ``model_card_template.md`` and ``dataset_card_template.md``: the repository's
+``model_cards/``, installed as the package data ``hf_covid/model_cards/``."""
 
 UPLOAD_ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.py", "*.md", "*.txt", "figures/*"]
 """What of a checkpoint's top-level files and ``figures/`` is uploaded (sub-folders never are)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 from pathlib import Path
 
@@ -13,8 +14,11 @@ from huggingface_hub import ModelCard
 from PIL import Image as PILImage
 from safetensors.numpy import save_file
 
+from hf_covid import hub
 from hf_covid.hub import render_dataset_card, render_model_card, write_model_card
 from hf_covid.models.labels import BINARY_LABELS, RADIOGRAPHY_LABELS, label_maps
+
+REPO = Path(__file__).resolve().parents[1]
 
 EVAL_METRICS = {
     "accuracy": 0.8125,
@@ -289,3 +293,12 @@ def test_card_names_a_hub_base_model_but_not_a_local_folder(tmp_path):
 
     assert render_model_card(hub_folder).data.base_model == "microsoft/resnet-50"
     assert render_model_card(local_folder).data.base_model is None
+
+
+def test_card_templates_install_as_package_data():
+    """model_cards/ installs as hf_covid.model_cards (pyproject's package-dir), so the templates
+    come with the wheel, not only with a checkout."""
+    installed = Path(str(importlib.resources.files("hf_covid.model_cards")))
+    assert installed == REPO / "model_cards" == hub.TEMPLATE_DIR
+    for name in ("model_card_template.md", "dataset_card_template.md"):
+        assert (installed / name).is_file()
