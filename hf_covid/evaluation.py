@@ -256,6 +256,32 @@ def _to_json_number(value: float) -> float | None:
     return None if math.isnan(value) else float(value)
 
 
+def segmentation_metrics(
+    predictions: np.ndarray | torch.Tensor, targets: np.ndarray | torch.Tensor
+) -> dict[str, float]:
+    """Mean per-image Dice and IoU of binary masks.
+
+    Args:
+        predictions: (N, ...) predicted masks, 0/1 (or probabilities, thresholded at 0.5).
+        targets: (N, ...) true masks of the same shape, 0/1.
+
+    Returns:
+        ``{"dice": ..., "iou": ...}``; an image where both masks are empty counts as 1.
+    """
+    predicted = np.asarray(predictions).reshape(len(predictions), -1) > 0.5
+    true = np.asarray(targets).reshape(len(targets), -1) > 0.5
+    if predicted.shape != true.shape:
+        raise ValueError(
+            f"predictions {predicted.shape} and targets {true.shape} must have the same shape"
+        )
+    intersection = (predicted & true).sum(axis=1)
+    total = predicted.sum(axis=1) + true.sum(axis=1)
+    union = total - intersection
+    dice = np.where(total > 0, 2 * intersection / np.maximum(total, 1), 1.0)
+    iou = np.where(union > 0, intersection / np.maximum(union, 1), 1.0)
+    return {"dice": float(dice.mean()), "iou": float(iou.mean())}
+
+
 def classification_metrics(
     labels: np.ndarray,
     probabilities: np.ndarray,
@@ -452,7 +478,6 @@ def predict(
         Classification: ``labels`` (n,), ``probabilities`` (n, K) and, when the model reports
         them, ``modalities_used`` (n, 2). Segmentation: per-image ``dice`` and ``iou`` (n,).
     """
-    from .training import segmentation_metrics
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     segmentation = hasattr(model, "predict_mask")

@@ -60,7 +60,7 @@ from .data import (
     preprocess_for_training,
 )
 from .data.synthetic import LESION_MASK_FOLDER
-from .evaluation import classification_metrics
+from .evaluation import classification_metrics, segmentation_metrics
 from .models.image_processing_chest import ChestImageProcessor
 from .models.labels import BINARY_LABELS, RADIOGRAPHY_LABELS, label_maps
 
@@ -641,32 +641,6 @@ def _near_duplicates(description: str) -> dict[str, Any] | None:
 # --------------------------------------------------------------------------------------------
 # Metrics
 # --------------------------------------------------------------------------------------------
-
-
-def segmentation_metrics(
-    predictions: np.ndarray | torch.Tensor, targets: np.ndarray | torch.Tensor
-) -> dict[str, float]:
-    """Mean per-image Dice and IoU of binary masks.
-
-    Args:
-        predictions: (N, ...) predicted masks, 0/1 (or probabilities, thresholded at 0.5).
-        targets: (N, ...) true masks of the same shape, 0/1.
-
-    Returns:
-        ``{"dice": ..., "iou": ...}``; an image where both masks are empty counts as 1.
-    """
-    predicted = np.asarray(predictions).reshape(len(predictions), -1) > 0.5
-    true = np.asarray(targets).reshape(len(targets), -1) > 0.5
-    if predicted.shape != true.shape:
-        raise ValueError(
-            f"predictions {predicted.shape} and targets {true.shape} must have the same shape"
-        )
-    intersection = (predicted & true).sum(axis=1)
-    total = predicted.sum(axis=1) + true.sum(axis=1)
-    union = total - intersection
-    dice = np.where(total > 0, 2 * intersection / np.maximum(total, 1), 1.0)
-    iou = np.where(union > 0, intersection / np.maximum(union, 1), 1.0)
-    return {"dice": float(dice.mean()), "iou": float(iou.mean())}
 
 
 def _logits(outputs) -> torch.Tensor:

@@ -14,6 +14,7 @@ from hf_covid.evaluation import (
     classification_metrics,
     precision_recall_points,
     roc_points,
+    segmentation_metrics,
 )
 
 BINARY = ("Non-COVID", "COVID")
@@ -171,3 +172,14 @@ def test_roc_and_precision_recall_points_agree_with_scikit_learn():
     assert np.sum(np.diff(recall) * precision[1:]) == pytest.approx(
         sk.average_precision_score(positive, scores)
     )
+
+
+def test_segmentation_metrics_give_dice_and_iou():
+    target = np.zeros((2, 1, 4, 4))
+    target[:, :, :2] = 1  # 8 lung pixels each
+    prediction = target.copy()
+    prediction[1, :, :1] = 0  # second image: 4 of 8 found
+    metrics = segmentation_metrics(prediction, target)
+    assert metrics["dice"] == pytest.approx((1 + 2 * 4 / 12) / 2)
+    assert metrics["iou"] == pytest.approx((1 + 4 / 8) / 2)
+    assert segmentation_metrics(np.zeros((1, 4)), np.zeros((1, 4))) == {"dice": 1.0, "iou": 1.0}

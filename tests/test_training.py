@@ -23,7 +23,6 @@ from hf_covid.training import (
     class_weights_from_labels,
     measure_trainer_overhead,
     parse_arguments,
-    segmentation_metrics,
     train_from_recipe,
 )
 
@@ -191,17 +190,6 @@ def test_balanced_sampler_draws_every_class_equally_often_and_repeats_per_epoch(
     assert list(sampler) == first
     sampler.set_epoch(1)
     assert list(sampler) != first
-
-
-def test_segmentation_metrics_give_dice_and_iou():
-    target = np.zeros((2, 1, 4, 4))
-    target[:, :, :2] = 1  # 8 lung pixels each
-    prediction = target.copy()
-    prediction[1, :, :1] = 0  # second image: 4 of 8 found
-    metrics = segmentation_metrics(prediction, target)
-    assert metrics["dice"] == pytest.approx((1 + 2 * 4 / 12) / 2)
-    assert metrics["iou"] == pytest.approx((1 + 4 / 8) / 2)
-    assert segmentation_metrics(np.zeros((1, 4)), np.zeros((1, 4))) == {"dice": 1.0, "iou": 1.0}
 
 
 # ---- end-to-end training -----------------------------------------------------------------------
