@@ -257,13 +257,16 @@ def _to_json_number(value: float) -> float | None:
 
 
 def segmentation_metrics(
-    predictions: np.ndarray | torch.Tensor, targets: np.ndarray | torch.Tensor
-) -> dict[str, float]:
+    predictions: np.ndarray | torch.Tensor,
+    targets: np.ndarray | torch.Tensor,
+    per_image: bool = False,
+) -> dict[str, float] | dict[str, np.ndarray]:
     """Mean per-image Dice and IoU of binary masks.
 
     Args:
         predictions: (N, ...) predicted masks, 0/1 (or probabilities, thresholded at 0.5).
         targets: (N, ...) true masks of the same shape, 0/1.
+        per_image: return the (N,) per-image scores instead of their means.
 
     Returns:
         ``{"dice": ..., "iou": ...}``; an image where both masks are empty counts as 1.
@@ -279,6 +282,8 @@ def segmentation_metrics(
     union = total - intersection
     dice = np.where(total > 0, 2 * intersection / np.maximum(total, 1), 1.0)
     iou = np.where(union > 0, intersection / np.maximum(union, 1), 1.0)
+    if per_image:
+        return {"dice": dice.astype(np.float64), "iou": iou.astype(np.float64)}
     return {"dice": float(dice.mean()), "iou": float(iou.mean())}
 
 
@@ -496,11 +501,9 @@ def predict(
                 inputs[flag] = torch.zeros_like(inputs[flag], dtype=torch.bool)
             if segmentation:
                 predicted = model.predict_mask(inputs["pixel_values"]).cpu().numpy()
-                true = labels.numpy()
-                for i in range(len(predicted)):
-                    scores = segmentation_metrics(predicted[i : i + 1], true[i : i + 1])
-                    for name in SEGMENTATION_METRICS:
-                        collected.setdefault(name, []).append(np.array([scores[name]]))
+                scores = segmentation_metrics(predicted, labels.numpy(), per_image=True)
+                for name in SEGMENTATION_METRICS:
+                    collected.setdefault(name, []).append(scores[name])
                 continue
             outputs = model(**inputs)
             logits = outputs.logits if hasattr(outputs, "logits") else outputs[0]

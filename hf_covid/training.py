@@ -60,7 +60,7 @@ from .data import (
     preprocess_for_training,
 )
 from .data.synthetic import LESION_MASK_FOLDER
-from .evaluation import classification_metrics, segmentation_metrics
+from .evaluation import classification_metrics, segmentation_metrics, summarize_predictions
 from .models.image_processing_chest import ChestImageProcessor
 from .models.labels import BINARY_LABELS, RADIOGRAPHY_LABELS, label_maps
 
@@ -976,8 +976,9 @@ def train(
 
     Returns:
         The contents of ``eval_results.json``: ``metrics`` (test split, from
-        :func:`hf_covid.evaluation.classification_metrics` or Dice/IoU), ``dataset``,
-        ``training`` (best epoch, runtime, ...) and ``output_dir``.
+        :func:`hf_covid.evaluation.classification_metrics` or Dice/IoU),
+        ``confidence_intervals`` (95% bootstrap, headline metrics; the model card shows them),
+        ``dataset``, ``training`` (best epoch, runtime, ...) and ``output_dir``.
 
     Raises:
         ConfigurationError: bad recipe, options or data, before any training starts.
@@ -995,16 +996,19 @@ def train(
 
     test = trainer.predict(data.splits["test"], metric_key_prefix="test")
     if spec.task == "segmentation":
-        metrics = segmentation_metrics(test.predictions, test.label_ids)
+        predictions = segmentation_metrics(test.predictions, test.label_ids, per_image=True)
     else:
-        metrics = classification_metrics(test.label_ids, test.predictions, list(data.class_names))
-    metrics["loss"] = test.metrics.get("test_loss")
+        predictions = {"labels": test.label_ids, "probabilities": test.predictions}
+    summary = summarize_predictions(predictions, list(data.class_names))
+    metrics = summary["metrics"] | {"loss": test.metrics.get("test_loss")}
     results = {
         "model_type": trainer.model.config.model_type,
         "task": "image-segmentation" if spec.task == "segmentation" else "image-classification",
         "split": "test",
         "class_names": list(data.class_names),
         "metrics": metrics,
+        "confidence_intervals": summary["confidence_intervals"],
+        "confidence": 0.95,
         "dataset": data.summary,
         "training": {
             **_training_summary(trainer, training_args, train_output, train_seconds),

@@ -234,6 +234,9 @@ def test_training_writes_a_complete_checkpoint_folder(tmp_path, radiography_root
     for key in ("accuracy", "f1_macro", "recall_Viral Pneumonia", "covid_sensitivity"):
         assert 0.0 <= saved["metrics"][key] <= 1.0
     assert len(saved["metrics"]["confusion_matrix"]) == 4
+    for metric, (low, high) in saved["confidence_intervals"].items():
+        assert low <= saved["metrics"][metric] <= high, metric
+    assert "95% CI" in (out / "README.md").read_text()
     assert saved["training"]["best_metric"]["name"] == "f1_macro"
     assert saved["training"]["best_epoch"] in (1.0, 2.0)
     assert saved["training"]["optimizer"] == "adam"
@@ -274,8 +277,11 @@ def test_lung_unet_trains_on_the_lung_masks_reports_dice_and_pushes_the_folder(
     assert (folder, repo_id, private) == (out, "someone/lung-unet", False)
     assert {"model.safetensors", "eval_results.json", "README.md"} <= set(files)
     assert results["hub_commit_url"].endswith("/commit/1")
-    assert set(results["metrics"]) == {"dice", "iou", "loss"}
-    assert 0.0 < results["metrics"]["dice"] <= 1.0
+    metrics = results["metrics"]
+    assert set(metrics) == {"dice", "dice_std", "iou", "iou_std", "n_samples", "loss"}
+    assert 0.0 < metrics["dice"] <= 1.0 and metrics["n_samples"] > 0
+    low, high = results["confidence_intervals"]["dice"]
+    assert low <= metrics["dice"] <= high
     assert results["training"]["best_metric"]["name"] == "dice"
     assert results["task"] == "image-segmentation"
     assert (out / "figures" / "training_curves.png").is_file()
