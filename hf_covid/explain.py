@@ -503,7 +503,8 @@ CAM_METHODS: dict[str, type[GradCAM]] = {"gradcam": GradCAM, "hirescam": HiResCA
 """Explanation methods by the name that scripts and reports use."""
 
 
-def _cam_method(method: str | type[GradCAM]) -> type[GradCAM]:
+def cam_method(method: str | type[GradCAM]) -> type[GradCAM]:
+    """The CAM class named ``method`` in :data:`CAM_METHODS` (a class is returned as it is)."""
     if isinstance(method, str):
         if method not in CAM_METHODS:
             raise ValueError(f"unknown CAM method '{method}'; choose one of {sorted(CAM_METHODS)}")
@@ -528,6 +529,26 @@ def encoder_stages(model: nn.Module) -> dict[str, list[str]]:
         else:
             stages[key] = [name]
     return stages
+
+
+def explanation_layers(model: nn.Module, stage: int | None = None) -> dict[str, str]:
+    """The layers to explain: each branch's default layer, or its encoder stage ``stage``
+    (0 = shallowest; negative counts from the deepest, as in Python indexing).
+
+    Raises:
+        ValueError: a stage that some branch does not have.
+    """
+    if stage is None:
+        return default_target_layers(model)
+    layers = {}
+    for key, names in encoder_stages(model).items():
+        if not -len(names) <= stage < len(names):
+            raise ValueError(
+                f"explanation stage {stage} does not exist: the {key} encoder has stages "
+                f"0..{len(names) - 1} ({', '.join(names)})"
+            )
+        layers[key] = names[stage]
+    return layers
 
 
 class _LesionExamples:
@@ -577,7 +598,7 @@ class _LesionExamples:
     def score(self, model, layers, method, tolerance, batch_size) -> dict[str, dict]:
         """Pointing game and energy inside the lesions of ``method`` maps at ``layers``."""
         device = next(model.parameters()).device
-        cam = _cam_method(method)(model, layers)
+        cam = cam_method(method)(model, layers)
         hits: dict[str, list] = {key: [] for key in cam.target_layers}
         energy: dict[str, list] = {key: [] for key in cam.target_layers}
         area: dict[str, list] = {key: [] for key in cam.target_layers}
@@ -836,7 +857,7 @@ def visualize_checkpoint(
     prepared, collator, _ = prepare_inputs(model, processor, shown)
     batch = collator([prepared[i] for i in range(len(shown))])
     true_labels = batch.pop("labels")
-    maps = _cam_method(method)(model, target_layers)
+    maps = cam_method(method)(model, target_layers)
     cams = maps(batch)
     probabilities = maps.last_logits.float().softmax(dim=-1)
 

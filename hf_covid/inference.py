@@ -46,7 +46,7 @@ from transformers import (
 )
 
 from .data import ImageReadError, load_image
-from .explain import GradCAM, feature_maps
+from .explain import cam_method, explanation_layers, feature_maps
 
 logger = logging.getLogger(__name__)
 
@@ -84,10 +84,11 @@ class Prediction:
         probabilities: class name -> probability, in the model's label order.
         inputs_used: the inputs the model used ("xray", "ct"), as the model reports them.
         images: input name -> the (H, W) float image in [0, 1] as read (before resizing).
-        gradcam: input name -> (H, W) Grad-CAM map in [0, 1] for the predicted class, at the
-            resolution of that input image; empty when explanations were not requested.
-        feature_maps: input name -> (C, h, w) activations (the first channels) of the Grad-CAM
-            layer of that input's branch, the last convolutional block.
+        gradcam: input name -> (H, W) class activation map in [0, 1] for the predicted class
+            (Grad-CAM, or the predictor's ``explanation`` method), at the resolution of that
+            input image; empty when explanations were not requested.
+        feature_maps: input name -> (C, h, w) activations (the first channels) of the explained
+            layer of that input's branch (by default the last convolutional block).
         lung_mask: (H, W) bool lung mask at the X-ray's resolution, or None.
         mask_source: "uploaded", "lung_unet" or None.
     """
@@ -233,6 +234,9 @@ class ChestPredictor:
             model, shown as an overlay for the others).
         max_pixels: largest input image accepted.
         feature_map_channels: channels kept per layer in :attr:`Prediction.feature_maps`.
+        explanation: ``"gradcam"`` or ``"hirescam"`` (:data:`hf_covid.explain.CAM_METHODS`).
+        explanation_stage: explain this encoder stage instead of the default last one (see
+            :func:`hf_covid.explain.explanation_layers`; finer maps on small inputs).
     """
 
     def __init__(
@@ -243,6 +247,8 @@ class ChestPredictor:
         lung_segmenter: LungSegmenter | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         feature_map_channels: int = 8,
+        explanation: str = "gradcam",
+        explanation_stage: int | None = None,
     ) -> None:
         self.model = model.eval()
         self.image_processor = image_processor
@@ -254,7 +260,7 @@ class ChestPredictor:
         )
         self.accepts_ct = _accepts(model, "ct_pixel_values")
         self.requires_lung_mask = _accepts(model, "lung_mask")
-        self._gradcam = GradCAM(model)
+        self._gradcam = cam_method(explanation)(model, explanation_layers(model, explanation_stage))
         self._hook_lock = threading.Lock()
 
     @classmethod
@@ -453,7 +459,11 @@ class ServedModels:
 
 
 def load_served_models(
-    checkpoints: Mapping[str, str | os.PathLike | None], *, max_pixels: int = DEFAULT_MAX_PIXELS
+    checkpoints: Mapping[str, str | os.PathLike | None],
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    explanation: str = "gradcam",
+    explanation_stage: int | None = None,
 ) -> ServedModels:
     """Load every configured checkpoint; one that is missing or fails is reported, not raised.
 
@@ -461,6 +471,8 @@ def load_served_models(
         checkpoints: model key (a key of :data:`SERVED_MODEL_TYPES`) -> folder or Hub id (None:
             not configured).
         max_pixels: largest input image the predictors accept.
+        explanation: CAM method of every classifier (see :class:`ChestPredictor`).
+        explanation_stage: encoder stage explained (None: each model's default layer).
 
     Raises:
         KeyError: an unknown model key.
@@ -504,7 +516,11 @@ def load_served_models(
         predictor = load(
             key,
             lambda location: ChestPredictor.from_pretrained(
-                location, lung_segmenter=segmenter, max_pixels=max_pixels
+                location,
+                lung_segmenter=segmenter,
+                max_pixels=max_pixels,
+                explanation=explanation,
+                explanation_stage=explanation_stage,
             ),
         )
         if predictor is not None:

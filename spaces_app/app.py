@@ -34,6 +34,7 @@ import torch
 from gradio.utils import get_upload_folder
 from PIL import Image
 
+from hf_covid.explain import CAM_METHODS
 from hf_covid.inference import (
     DEFAULT_MAX_PIXELS,
     INPUT_NAMES,
@@ -61,6 +62,7 @@ MODEL_NAMES: dict[str, str] = {
     "resnet": "ResNet (transfer learning)",
     "lung_unet": "Lung U-Net (segmentation)",
 }
+CAM_DISPLAY_NAMES = {"gradcam": "Grad-CAM", "hirescam": "HiResCAM"}
 FOUR_CLASS_MODELS = ("cnn_lstm", "dual_channel", "resnet")
 
 DISCLAIMER = (
@@ -86,6 +88,9 @@ class AppConfig:
         cache_cleanup: (every, older than) seconds: uploads and output images are deleted this
             long after their last use (see :class:`CacheSweeper`; Gradio's ``delete_cache`` too).
         examples_dir: folder of example images (None: no examples).
+        explanation: CAM method of the overlays, "gradcam" or "hirescam".
+        explanation_stage: encoder stage explained (None: each model's last block, the Grad-CAM
+            default; at the demo's 64 px, stage 1 localises lesions better, see the README).
     """
 
     checkpoints: dict[str, str] = field(
@@ -99,6 +104,8 @@ class AppConfig:
     max_queue_size: int = 32
     cache_cleanup: tuple[int, int] = (30, 60)
     examples_dir: Path | None = EXAMPLES_DIR
+    explanation: str = "gradcam"
+    explanation_stage: int | None = None
 
 
 def environment_variable(key: str) -> str:
@@ -126,12 +133,28 @@ def parse_arguments(
     parser.add_argument("--max-file-size", default=defaults.max_file_size)
     parser.add_argument("--concurrency-limit", type=int, default=defaults.concurrency_limit)
     parser.add_argument("--max-queue-size", type=int, default=defaults.max_queue_size)
+    parser.add_argument(
+        "--explanation",
+        choices=sorted(CAM_METHODS),
+        default=environ.get("HF_COVID_EXPLANATION", defaults.explanation),
+        help="CAM method of the overlays (env HF_COVID_EXPLANATION)",
+    )
+    stage = environ.get("HF_COVID_EXPLANATION_STAGE")
+    parser.add_argument(
+        "--explanation-stage",
+        type=int,
+        default=int(stage) if stage else defaults.explanation_stage,
+        help="encoder stage explained, 0 = shallowest (default: each model's last block; "
+        "env HF_COVID_EXPLANATION_STAGE)",
+    )
     arguments = parser.parse_args(argv)
     config = AppConfig(
         checkpoints={key: getattr(arguments, key) for key in SERVED_MODEL_TYPES},
         max_file_size=arguments.max_file_size,
         concurrency_limit=arguments.concurrency_limit,
         max_queue_size=arguments.max_queue_size,
+        explanation=arguments.explanation,
+        explanation_stage=arguments.explanation_stage,
     )
     return config, arguments.host, arguments.port
 
@@ -378,7 +401,13 @@ def build_demo(config: AppConfig, models: ServedModels | None = None) -> gr.Bloc
     Raises:
         RuntimeError: no classifier could be loaded.
     """
-    models = models or load_served_models(config.checkpoints, max_pixels=config.max_image_pixels)
+    cam_name = CAM_DISPLAY_NAMES[config.explanation]
+    models = models or load_served_models(
+        config.checkpoints,
+        max_pixels=config.max_image_pixels,
+        explanation=config.explanation,
+        explanation_stage=config.explanation_stage,
+    )
     every, max_age = config.cache_cleanup
     sweeper = CacheSweeper(
         Path(get_upload_folder()) / "hf_covid_outputs",
@@ -410,7 +439,7 @@ def build_demo(config: AppConfig, models: ServedModels | None = None) -> gr.Bloc
                     elem_id="xray_ct_predict",
                 )
                 xray_ct_outputs = _results(
-                    "xray_ct", {"xray_cam": "Grad-CAM: X-ray", "ct_cam": "Grad-CAM: CT"}
+                    "xray_ct", {"xray_cam": f"{cam_name}: X-ray", "ct_cam": f"{cam_name}: CT"}
                 )
                 _examples(
                     config,
@@ -443,7 +472,7 @@ def build_demo(config: AppConfig, models: ServedModels | None = None) -> gr.Bloc
                     interactive=bool(four_class),
                     elem_id="chest_predict",
                 )
-                chest_outputs = _results("chest", {"cam": "Grad-CAM", "mask_overlay": "Lung mask"})
+                chest_outputs = _results("chest", {"cam": cam_name, "mask_overlay": "Lung mask"})
                 _examples(
                     config,
                     chest_inputs,

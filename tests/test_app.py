@@ -263,6 +263,17 @@ def test_flags_override_environment_variables_which_override_defaults():
     assert config.checkpoints["lung_unet"] == "/flag/unet"
     assert config.checkpoints["cnn_lstm"].endswith("outputs/demo/checkpoints/cnn_lstm")
     assert (host, port) == ("127.0.0.1", 7999)
+    assert (config.explanation, config.explanation_stage) == ("gradcam", None)
+
+
+def test_explanation_comes_from_flags_or_environment():
+    environ = {"HF_COVID_EXPLANATION": "hirescam", "HF_COVID_EXPLANATION_STAGE": "1"}
+    config, _, _ = app.parse_arguments([], environ)
+    assert (config.explanation, config.explanation_stage) == ("hirescam", 1)
+    config, _, _ = app.parse_arguments(["--explanation", "gradcam"], environ)
+    assert (config.explanation, config.explanation_stage) == ("gradcam", 1)
+    with pytest.raises(SystemExit):
+        app.parse_arguments(["--explanation", "lime"], {})
 
 
 def test_launch_from_flags_prints_the_url_and_serves(checkpoints, capsys):

@@ -55,6 +55,28 @@ def test_predict_xray_gives_probabilities_by_class_name_and_explanations(served,
     assert prediction.lung_mask.shape == (48, 48) and prediction.lung_mask.dtype == bool
 
 
+def test_explanation_method_and_stage_are_configurable(checkpoints, images):
+    default = load_served_models(checkpoints).classifiers["dual_input"]
+    staged = load_served_models(
+        checkpoints, explanation="hirescam", explanation_stage=0
+    ).classifiers["dual_input"]
+    assert staged._gradcam.target_layers == {
+        "xray": "dual_input.xray_encoder.blocks.0",
+        "ct": "dual_input.ct_encoder.blocks.0",
+    }
+    first, second = (p.predict(xray=images["xray"], ct=images["ct"]) for p in (default, staged))
+    assert first.probabilities == second.probabilities
+    for name in ("xray", "ct"):
+        assert second.gradcam[name].shape == first.gradcam[name].shape
+        assert not np.allclose(second.gradcam[name], first.gradcam[name])
+        # Stage 0 keeps more resolution than the last block.
+        assert second.feature_maps[name].shape[-1] > first.feature_maps[name].shape[-1]
+    with pytest.raises(ValueError, match="explanation stage 7 does not exist"):
+        ChestPredictor(default.model, default.image_processor, explanation_stage=7)
+    with pytest.raises(ValueError, match="unknown CAM method 'lime'"):
+        ChestPredictor(default.model, default.image_processor, explanation="lime")
+
+
 def test_resnet_predictor_takes_grayscale_xray(served, images):
     prediction = served.classifiers["resnet"].predict(xray=images["xray_16bit"])
 
