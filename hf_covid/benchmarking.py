@@ -819,7 +819,7 @@ def run_benchmarks(
 
     if "data" in cases:
         # With augmentation: the training pipeline. Without: the decoding cost alone, since the
-        # per-sample augmentation (the same in both pipelines) bounds the ratio with it.
+        # augmentation (the same in both pipelines, one batched call per batch) bounds the ratio.
         results["data"] = {}
         for name, augment in (("with_augmentation", True), ("without_augmentation", False)):
             progress(f"data ({name}): preprocessed pipeline against PIL open + resize")

@@ -5,9 +5,9 @@
 datasets cache (an Arrow file keyed by the source files' paths, sizes and mtimes, so a second
 run reuses it). Each example then reads back as uint8 tensors (1, H, W) with no decoding.
 
-`ChestBatchCollator` turns those examples into float batches, augmenting per sample (train split
-only) and repeating/normalising channels for the model; it is the collator of the Trainer and of
-evaluation alike.
+`ChestBatchCollator` turns those examples into float batches, augmenting the whole batch at once
+with a fresh random draw per example (train split only), and repeating/normalising channels for
+the model; it is the collator of the Trainer and of evaluation alike.
 """
 
 from __future__ import annotations
@@ -230,7 +230,8 @@ class ChestBatchCollator:
     """Batch preprocessed examples into float tensors for the models (training and evaluation).
 
     Args:
-        augmentation: Applied per example (train split only); None for evaluation.
+        augmentation: Applied to each batch, one draw per example (train split only); None for
+            evaluation.
         num_channels: 1, or 3 (the gray channel repeated) for ImageNet-pretrained models.
         mean: Normalisation mean (one value, or one per channel), or None.
         std: Normalisation standard deviation, or None.
@@ -283,18 +284,16 @@ class ChestBatchCollator:
         lung_mask: torch.Tensor | None,
         ct_pixel_values: torch.Tensor | None,
         flags: dict[str, torch.Tensor],
-    ) -> None:
-        """Augment each example in place; missing modalities stay zeros (no noise on nothing)."""
-        count = len(pixel_values)
-        xray_present = flags.get("xray_available", torch.ones(count, dtype=torch.bool))
-        for index in range(count):
-            if xray_present[index]:
-                mask = lung_mask[index] if lung_mask is not None else None
-                pixel_values[index], augmented_mask = self.augmentation(pixel_values[index], mask)
-                if lung_mask is not None:
-                    lung_mask[index] = augmented_mask
-            if ct_pixel_values is not None and flags["ct_available"][index]:
-                ct_pixel_values[index] = self.augmentation(ct_pixel_values[index])[0]
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """One batched call per modality; missing images stay zeros (no noise on nothing)."""
+        pixel_values, lung_mask = self.augmentation.augment_batch(
+            pixel_values, lung_mask, apply=flags.get("xray_available")
+        )
+        if ct_pixel_values is not None:
+            ct_pixel_values, _ = self.augmentation.augment_batch(
+                ct_pixel_values, apply=flags.get("ct_available")
+            )
+        return pixel_values, lung_mask, ct_pixel_values
 
     def __call__(self, examples: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         if not examples:
@@ -316,7 +315,9 @@ class ChestBatchCollator:
             if key in first
         }
         if self.augmentation is not None:
-            self._augment(pixel_values, lung_mask, ct_pixel_values, flags)
+            pixel_values, lung_mask, ct_pixel_values = self._augment(
+                pixel_values, lung_mask, ct_pixel_values, flags
+            )
         batch["pixel_values"] = self._finish(pixel_values)
         if lung_mask is not None:
             batch["lung_mask"] = lung_mask
