@@ -1278,14 +1278,18 @@ def _plain_loop_samples_per_second(
     model.to(device).train()
     optimizer_class, optimizer_kwargs = optimizer_class_and_kwargs(args)
     optimizer = optimizer_class(model.parameters(), **optimizer_kwargs)
+    workers = args.dataloader_num_workers
     loader = torch.utils.data.DataLoader(
         dataset,
         batch_size=args.per_device_train_batch_size,
         shuffle=True,
         collate_fn=collator,
-        num_workers=args.dataloader_num_workers,
+        num_workers=workers,
         pin_memory=args.dataloader_pin_memory,
         drop_last=True,
+        # The Trainer's worker settings, so that both loops pay the same per-epoch start-up.
+        persistent_workers=args.dataloader_persistent_workers and workers > 0,
+        prefetch_factor=args.dataloader_prefetch_factor if workers > 0 else None,
     )
     times: list[float] = []
     while len(times) < steps:

@@ -178,6 +178,23 @@ def test_augmentation_rotates_about_the_image_centre():
     assert (rotated[:, :, 16, 16] > 0.9).all()  # the centre stays put
 
 
+def test_zoom_matches_torchvision_affine():
+    """The geometry follows torchvision's RandomAffine convention (zoom about the centre)."""
+    from torchvision.transforms.v2 import functional as tvF
+
+    images = torch.rand(2, 1, 20, 28)
+    zoom = ChestAugmentation(rotation_degrees=0, scale=(1.2, 1.2), translate=0, **GEOMETRY_ONLY)
+    expected = tvF.affine(
+        images,
+        angle=0.0,
+        translate=[0, 0],
+        scale=1.2,
+        shear=[0.0, 0.0],
+        interpolation=tvF.InterpolationMode.BILINEAR,
+    )
+    torch.testing.assert_close(zoom.augment_batch(images)[0], expected, atol=1e-4, rtol=0)
+
+
 def test_sampling_grid_is_the_grid_of_torch_affine_grid():
     theta = torch.randn(3, 2, 3)
     for height, width in ((7, 7), (5, 9), (1, 4)):
