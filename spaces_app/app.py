@@ -90,7 +90,7 @@ class AppConfig:
         examples_dir: folder of example images (None: no examples).
         explanation: CAM method of the overlays, "gradcam" or "hirescam".
         explanation_stage: encoder stage explained (None: each model's last block, the Grad-CAM
-            default; at the demo's 64 px, stage 1 localises lesions better, see the README).
+            default; at the demo's 64 px, finer stages localise lesions better, see the README).
     """
 
     checkpoints: dict[str, str] = field(
