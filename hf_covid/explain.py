@@ -595,6 +595,18 @@ class _LesionExamples:
         self.count = len(rows)
         self.prepared, self.collator, _ = prepare_inputs(model, processor, dataset.select(rows))
 
+    def sweep(self, model, stages, methods, tolerance, batch_size) -> list[dict]:
+        """:meth:`score` at every stage of ``stages`` (branch -> layers) with every method."""
+        rows = []
+        for depth in range(max(len(layers) for layers in stages.values())):
+            layers = {key: names[depth] for key, names in stages.items() if depth < len(names)}
+            for method in methods:
+                scores = self.score(model, layers, method, tolerance, batch_size)
+                for key, score in scores.items():
+                    row = {"map": key, "stage": depth, "layer": layers[key], "method": method}
+                    rows.append(row | score)
+        return rows
+
     def score(self, model, layers, method, tolerance, batch_size) -> dict[str, dict]:
         """Pointing game and energy inside the lesions of ``method`` maps at ``layers``."""
         device = next(model.parameters()).device
@@ -700,15 +712,7 @@ def explanation_layer_sweep(
     examples = _LesionExamples(
         model, dataset, lesion_mask_root, stages, processor, class_name, max_images
     )
-    rows = []
-    for depth in range(max(len(layers) for layers in stages.values())):
-        layers = {key: names[depth] for key, names in stages.items() if depth < len(names)}
-        for method in methods:
-            scores = examples.score(model, layers, method, tolerance, batch_size)
-            for key, score in scores.items():
-                row = {"map": key, "stage": depth, "layer": layers[key], "method": method}
-                rows.append(row | score)
-    return rows
+    return examples.sweep(model, stages, methods, tolerance, batch_size)
 
 
 def audit_shortcut_markers(
@@ -908,18 +912,21 @@ def visualize_checkpoint(
     results["figures"]["feature_maps"] = figure.relative_to(output_dir).as_posix()
     if has_lesions and class_name in class_names:
         try:
-            results["explanation_quality"] = evaluate_explanations(
+            # One read of the lesion masks and images for both the chosen layers and the sweep.
+            stages = encoder_stages(model)
+            examples = _LesionExamples(
                 model,
                 raw,
                 lesion_root,
-                processor=processor,
-                class_name=class_name,
-                target_layers=target_layers,
-                method=method,
+                {**maps.target_layers, **stages},
+                processor,
+                class_name,
+                None,
             )
-            sweep = explanation_layer_sweep(
-                model, raw, lesion_root, processor=processor, class_name=class_name
+            results["explanation_quality"] = examples.score(
+                model, maps.target_layers, method, tolerance=0, batch_size=16
             )
+            sweep = examples.sweep(model, stages, tuple(CAM_METHODS), tolerance=0, batch_size=16)
         except ValueError as error:  # e.g. no lesion in this split: say so, keep the figures
             results["explanation_quality"] = {"error": str(error)}
         else:

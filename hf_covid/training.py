@@ -999,7 +999,8 @@ def train(
         predictions = segmentation_metrics(test.predictions, test.label_ids, per_image=True)
     else:
         predictions = {"labels": test.label_ids, "probabilities": test.predictions}
-    summary = summarize_predictions(predictions, list(data.class_names))
+    confidence = 0.95
+    summary = summarize_predictions(predictions, list(data.class_names), confidence=confidence)
     metrics = summary["metrics"] | {"loss": test.metrics.get("test_loss")}
     results = {
         "model_type": trainer.model.config.model_type,
@@ -1008,7 +1009,7 @@ def train(
         "class_names": list(data.class_names),
         "metrics": metrics,
         "confidence_intervals": summary["confidence_intervals"],
-        "confidence": 0.95,
+        "confidence": confidence,
         "dataset": data.summary,
         "training": {
             **_training_summary(trainer, training_args, train_output, train_seconds),
