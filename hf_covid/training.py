@@ -25,7 +25,6 @@ import json
 import logging
 import math
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -59,6 +58,7 @@ from .data import (
     build_xray_ct_dataset,
     preprocess_for_training,
 )
+from .data.summary import read_build_summary
 from .data.synthetic import LESION_MASK_FOLDER
 from .evaluation import classification_metrics, segmentation_metrics, summarize_predictions
 from .models.image_processing_chest import ChestImageProcessor
@@ -608,9 +608,7 @@ def _dataset_summary(spec: ModelSpec, data_args: DataArguments, raw) -> dict[str
         },
         "split_seed": data_args.split_seed,
         "deduplicate": data_args.deduplicate,
-        "near_duplicates": _near_duplicates(raw["train"].info.description or "")
-        if data_args.deduplicate
-        else None,
+        "near_duplicates": _near_duplicates(raw) if data_args.deduplicate else None,
     }
     if spec.dataset == "xray_ct":
         summary["pairing"] = data_args.pairing
@@ -619,23 +617,12 @@ def _dataset_summary(spec: ModelSpec, data_args: DataArguments, raw) -> dict[str
     return summary
 
 
-_NEAR_DUPLICATES = re.compile(
-    r"Near-duplicates[^:]*: (\d+) groups holding (\d+) images \((\d+) redundant copies\)"
-)
-
-
-def _near_duplicates(description: str) -> dict[str, Any] | None:
-    """Near-duplicate counts from the builders' description (each group is kept in one split)."""
-    match = _NEAR_DUPLICATES.search(description)
-    if match is None:
+def _near_duplicates(raw) -> dict[str, Any] | None:
+    """Near-duplicate counts from the builders' summary (each group is kept in one split)."""
+    summary = read_build_summary(raw)
+    if summary is None or summary.near_duplicates is None:
         return None
-    groups, images, redundant = (int(value) for value in match.groups())
-    return {
-        "groups": groups,
-        "images": images,
-        "redundant_copies": redundant,
-        "handling": "each group kept in one split",
-    }
+    return dataclasses.asdict(summary.near_duplicates)
 
 
 # --------------------------------------------------------------------------------------------

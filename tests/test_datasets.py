@@ -28,6 +28,7 @@ from hf_covid.data import (
     plan_splits,
 )
 from hf_covid.data import io as data_io
+from hf_covid.data.summary import read_build_summary
 
 
 @pytest.fixture
@@ -69,7 +70,7 @@ def test_radiography_image_without_mask_gets_none_and_is_counted(radiography, ca
     dataset = build_radiography_dataset(radiography, classes=["COVID", "Normal"], cache_dir=cache)
     masks = [mask for split in _all_rows(dataset, "mask").values() for mask in split]
     assert sum(mask is None for mask in masks) == 4  # 2 per class
-    assert "4 images without a mask (mask None)" in dataset["train"].info.description
+    assert read_build_summary(dataset).masks["missing"] == 4
 
 
 def test_radiography_mask_of_other_size_is_resized_with_counted_warning(radiography, cache, caplog):
@@ -108,7 +109,7 @@ def test_radiography_group_by_source_keeps_each_source_in_one_split(tmp_path, ca
         for source in values:
             assert split_of_source.setdefault(source, name) == name
     assert len(split_of_source) == 10
-    assert "grouped by source collection" in dataset["train"].info.description
+    assert read_build_summary(dataset).grouping == "source collection (metadata URL)"
 
 
 def test_dicom_image_in_a_class_folder_is_converted_into_the_cache(tmp_path, cache):
@@ -159,7 +160,7 @@ def test_skip_bad_images_skips_and_reports_the_count(bad_radiography, cache, cap
         )
     assert sum(dataset[name].num_rows for name in SPLIT_NAMES) == 13
     assert "skipping 3 bad file(s)" in caplog.text
-    assert "Bad files or folders skipped: 3." in dataset["train"].info.description
+    assert read_build_summary(dataset).bad_files_skipped == 3
 
 
 def test_unknown_and_empty_class_folders_are_bad_input(tmp_path, cache):
@@ -277,12 +278,13 @@ def test_near_duplicate_groups_stay_in_one_split(tmp_path, cache):
     }
     for index in range(1, 5):
         assert split_of_id[f"COVID-{index}"] == split_of_id[f"COVID-{index}-copy"]
-    assert "Near-duplicates (perceptual hash, mirrored too): 4 groups holding 8 images" in (
-        dataset["train"].info.description
-    )
-    assert build_radiography_dataset(
+    near = read_build_summary(dataset).near_duplicates
+    assert (near.groups, near.images, near.redundant_copies) == (4, 8, 4)
+    unchecked = build_radiography_dataset(
         root, classes=["COVID", "Normal"], deduplicate=False, cache_dir=cache
-    )["train"].info.description.count("not checked")
+    )
+    assert read_build_summary(unchecked).near_duplicates is None
+    assert "not checked" in read_build_summary(unchecked).describe()
 
 
 # -- X-ray + CT layout -----------------------------------------------------------------------
@@ -315,8 +317,9 @@ def test_label_pairing_joins_only_same_class_images_within_a_split(tmp_path, cac
         assert not (splits["train"] & splits["test"]) and not (
             splits["train"] & splits["validation"]
         )
-    description = dataset["train"].info.description
-    assert "label-paired: X-ray and CT of the same class from different people" in description
+    summary = read_build_summary(dataset)
+    assert summary.pairing == "label"
+    assert "X-ray and CT of the same class from different people" in summary.pairing_note
 
 
 def test_label_pairing_is_drawn_from_a_seeded_generator(tmp_path, cache):
@@ -339,7 +342,7 @@ def test_patient_pairing_uses_the_metadata_and_keeps_patients_in_one_split(tmp_p
             assert row["ct_id"].split("/")[-1].startswith(row["patient_id"])
             assert split_of_patient.setdefault(row["patient_id"], name) == name
     assert len(split_of_patient) == 16
-    assert "patient-paired" in dataset["test"].info.description
+    assert read_build_summary(dataset["test"]).pairing == "patient"
     with pytest.raises(FileNotFoundError, match="use pairing='label'"):
         build_xray_ct_dataset(
             tmp_path / "paired", pairing="patient", metadata_file=tmp_path / "no.csv"
@@ -358,8 +361,10 @@ def test_keep_unpaired_keeps_every_image_as_one_modality_rows(tmp_path, cache):
         assert all(row["xray"] is not None and row["ct"] is not None for row in dropped[name])
     unpaired = [row for name in SPLIT_NAMES for row in kept[name] if row["pairing"] == "unpaired"]
     assert unpaired and all((row["xray"] is None) != (row["ct"] is None) for row in unpaired)
-    assert "kept as one-modality rows" in kept["train"].info.description
-    assert "dropped (keep_unpaired=False)" in dropped["train"].info.description
+    assert any("kept as one-modality rows" in note for note in read_build_summary(kept).notes)
+    assert any(
+        "dropped (keep_unpaired=False)" in note for note in read_build_summary(dropped).notes
+    )
 
 
 def test_xray_ct_builder_reports_bad_files_through_the_shared_path(tmp_path, cache):
@@ -371,4 +376,4 @@ def test_xray_ct_builder_reports_bad_files_through_the_shared_path(tmp_path, cac
     assert dict(raised.value.problems).keys() == {"CT/COVID/broken.png", "CT/Unknown"}
     shutil.rmtree(root / "CT" / "Unknown")
     dataset = build_xray_ct_dataset(root, skip_bad_images=True, cache_dir=cache)
-    assert "Bad files or folders skipped: 1." in dataset["train"].info.description
+    assert read_build_summary(dataset).bad_files_skipped == 1

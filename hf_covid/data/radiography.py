@@ -40,8 +40,8 @@ from .splits import (
     SPLIT_NAMES,
     make_dataset_dict,
     plan_splits,
-    split_summary_lines,
 )
+from .summary import DatasetBuildSummary
 
 logger = logging.getLogger(__name__)
 
@@ -275,25 +275,24 @@ def build_radiography_dataset(
         seed=seed,
     )
     class_counts = Counter(labels)
-    lines = [
-        f"COVID-19 Radiography Database (Kaggle layout) built from {root}: {len(examples)} images, "
-        + ", ".join(f"{name} {class_counts.get(i, 0)}" for i, name in enumerate(class_names))
-        + ".",
-        f"Lung masks: {len(examples) - without_mask} matched by file name, {without_mask} images "
-        f"without a mask (mask None), {resized_masks} masks resized to their image's size.",
-        f"Bad files or folders skipped: {skipped}." if skip_bad_images else "Bad files: none.",
-        *split_summary_lines(
-            plan,
-            labels,
-            class_names,
-            grouping="source collection (metadata URL)" if group_by else "image (no patient ids)",
-            deduplicate=deduplicate,
-            seed=seed,
-            split_ratios=split_ratios,
-        ),
-    ]
-    description = "\n".join(lines)
-    logger.info("%s", description)
+    summary = DatasetBuildSummary(
+        kind="radiography",
+        title="COVID-19 Radiography Database (Kaggle layout)",
+        classes=list(class_names),
+        images_per_class={name: class_counts.get(i, 0) for i, name in enumerate(class_names)},
+        split_ratios=list(split_ratios),
+        split_seed=seed,
+        grouping="source collection (metadata URL)" if group_by else "image (no patient ids)",
+        deduplicate=deduplicate,
+        near_duplicates=plan.near_duplicates() if deduplicate else None,
+        bad_files_skipped=skipped,
+        masks={
+            "matched": len(examples) - without_mask,
+            "missing": without_mask,
+            "resized": resized_masks,
+        },
+        sources=dict(Counter(example["source"] for example in examples if example["source"])),
+    )
 
     columns = ("image", "mask", "label", "image_id", "source")
     columns_by_split = {name: {column: [] for column in columns} for name in SPLIT_NAMES}
@@ -312,6 +311,6 @@ def build_radiography_dataset(
     return make_dataset_dict(
         columns_by_split,
         features=features,
-        description=description,
+        summary=summary,
         dataset_name="covid19_radiography",
     )

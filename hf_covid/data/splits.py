@@ -19,6 +19,7 @@ import numpy as np
 from datasets import Dataset, DatasetDict, DatasetInfo, Features, NamedSplit
 
 from .dedup import ImageHashes, UnionFind, find_near_duplicate_groups
+from .summary import DatasetBuildSummary, NearDuplicates
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,15 @@ class SplitPlan:
     def redundant_copies(self) -> int:
         """Items beyond the first of each duplicate group."""
         return self.duplicate_images - len(self.duplicate_groups)
+
+    def near_duplicates(self) -> NearDuplicates:
+        """The near-duplicate counts as the structured record the build summary carries."""
+        return NearDuplicates(
+            groups=len(self.duplicate_groups),
+            images=self.duplicate_images,
+            redundant_copies=self.redundant_copies,
+            cross_label_groups=self.cross_label_duplicate_groups,
+        )
 
 
 def plan_splits(
@@ -143,49 +153,30 @@ def plan_splits(
     )
 
 
-def split_summary_lines(
-    plan: SplitPlan,
-    labels: Sequence[int],
-    class_names: Sequence[str],
-    *,
-    grouping: str,
-    deduplicate: bool,
-    seed: int,
-    split_ratios: Sequence[float],
-) -> list[str]:
-    """Human-readable lines on grouping, deduplication and split sizes (for logs and cards)."""
-    lines = [
-        f"Splits: {'/'.join(f'{ratio:g}' for ratio in split_ratios)} (train/validation/test), "
-        f"stratified by label, grouped by {grouping} ({plan.group_count} groups), seed {seed}."
-    ]
-    if deduplicate:
-        lines.append(
-            f"Near-duplicates (perceptual hash, mirrored too): {len(plan.duplicate_groups)} groups "
-            f"holding {plan.duplicate_images} images ({plan.redundant_copies} redundant copies), "
-            f"{plan.cross_label_duplicate_groups} groups spanning classes; each group is kept "
-            "in one split."
-        )
-    else:
-        lines.append("Near-duplicates: not checked (deduplicate=False).")
-    for split_index, split_name in enumerate(SPLIT_NAMES):
-        counts = Counter(
-            labels[index] for index, split in enumerate(plan.split_of_item) if split == split_index
-        )
-        per_class = ", ".join(
-            f"{name} {counts.get(label, 0)}" for label, name in enumerate(class_names)
-        )
-        lines.append(f"  {split_name}: {sum(counts.values())} images ({per_class})")
-    return lines
-
-
 def make_dataset_dict(
     columns_by_split: Mapping[str, Mapping[str, list]],
     *,
     features: Features,
-    description: str,
+    summary: DatasetBuildSummary,
     dataset_name: str,
 ) -> DatasetDict:
-    """Build the `DatasetDict` (train, validation, test) with features and description set."""
+    """Build the `DatasetDict` (train, validation, test) with features and the build summary.
+
+    The summary gains the split sizes and per-class counts, is logged as prose, and is stored as
+    JSON in every split's description (`hf_covid.data.summary.read_build_summary` reads it).
+    """
+    class_names = features["label"].names
+    summary.split_sizes = {name: len(columns_by_split[name]["label"]) for name in SPLIT_NAMES}
+    summary.split_class_counts = {
+        split_name: {
+            name: counts.get(label, 0)
+            for label, name in enumerate(class_names)
+            for counts in [Counter(columns_by_split[split_name]["label"])]
+        }
+        for split_name in SPLIT_NAMES
+    }
+    logger.info("%s", summary.describe())
+    description = summary.to_json()
     return DatasetDict(
         {
             split_name: Dataset.from_dict(

@@ -43,8 +43,8 @@ from .splits import (
     SPLIT_NAMES,
     make_dataset_dict,
     plan_splits,
-    split_summary_lines,
 )
+from .summary import DatasetBuildSummary
 
 logger = logging.getLogger(__name__)
 
@@ -244,26 +244,21 @@ def build_xray_ct_dataset(
 
     stratum_names = [f"{MODALITY_NAMES[m]} {name}" for m in MODALITIES for name in BINARY_LABELS]
     counts = Counter(strata)
-    lines = [
-        f"Extensive COVID-19 X-Ray and CT (Mendeley layout) built from {root}: {len(items)} "
-        "images, "
-        + ", ".join(f"{name} {counts.get(i, 0)}" for i, name in enumerate(stratum_names))
-        + ".",
-        f"Pairing: {PAIRING_DESCRIPTIONS[pairing]}.",
-        f"Bad files or folders skipped: {skipped}." if skip_bad_images else "Bad files: none.",
-        *split_summary_lines(
-            plan,
-            strata,
-            stratum_names,
-            grouping="patient_id" if pairing == "patient" else "image (no patient ids)",
-            deduplicate=deduplicate,
-            seed=seed,
-            split_ratios=split_ratios,
-        ),
-        *pairing_lines,
-    ]
-    description = "\n".join(lines)
-    logger.info("%s", description)
+    summary = DatasetBuildSummary(
+        kind="xray_ct",
+        title="Extensive COVID-19 X-Ray and CT (Mendeley layout)",
+        classes=list(BINARY_LABELS),
+        images_per_class={name: counts.get(i, 0) for i, name in enumerate(stratum_names)},
+        split_ratios=list(split_ratios),
+        split_seed=seed,
+        grouping="patient_id" if pairing == "patient" else "image (no patient ids)",
+        deduplicate=deduplicate,
+        near_duplicates=plan.near_duplicates() if deduplicate else None,
+        pairing=pairing,
+        pairing_note=PAIRING_DESCRIPTIONS[pairing],
+        bad_files_skipped=skipped,
+        notes=pairing_lines,
+    )
     features = Features(
         {
             "xray": Image(),
@@ -278,7 +273,7 @@ def build_xray_ct_dataset(
     return make_dataset_dict(
         columns_by_split,
         features=features,
-        description=description,
+        summary=summary,
         dataset_name=f"covid19_xray_ct_{pairing}_paired",
     )
 
@@ -348,7 +343,7 @@ def _pair(
         unpaired = stats[name]["unpaired xray"] + stats[name]["unpaired ct"]
         fate = "kept as one-modality rows" if keep_unpaired else "dropped (keep_unpaired=False)"
         lines.append(
-            f"  {name} rows: {paired} {pairing}-paired ({stats[name]['reused CT']} reusing a CT), "
+            f"{name} rows: {paired} {pairing}-paired ({stats[name]['reused CT']} reusing a CT), "
             f"{unpaired} unpaired images ({stats[name]['unpaired xray']} X-ray, "
             f"{stats[name]['unpaired ct']} CT) {fate}."
         )
