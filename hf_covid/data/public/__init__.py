@@ -1,0 +1,30 @@
+"""Builders for public chest X-ray and CT collections, and their composition into the task layouts.
+
+One documented builder per collection, in the torchxrayvision manner (each module's docstring
+says where the data comes from, its licence, its classes and what is wrong with it):
+`build_ieee8023_dataset`, `build_kermany_dataset`, `build_covid_ct_dataset`. `compose_radiography`
+and `compose_xray_ct` join them into the two layouts the models train on; `prepare_public_data`
+writes those layouts as folders; `check_publishable` and `license_counts` guard and describe a
+push to the Hub. Research software: none of this makes a data set fit for clinical use.
+"""
+
+from .common import CATEGORY_DESCRIPTIONS, CollectionScan, PublicImage, public_features
+from .covid_ct import COVID_CT_CATEGORIES, build_covid_ct_dataset
+from .ieee8023 import FRONTAL_VIEWS, IEEE8023_CATEGORIES, build_ieee8023_dataset, classify_finding
+from .kermany import KERMANY_CATEGORIES, build_kermany_dataset, kermany_patient_id
+
+__all__ = [
+    "CATEGORY_DESCRIPTIONS",
+    "COVID_CT_CATEGORIES",
+    "FRONTAL_VIEWS",
+    "IEEE8023_CATEGORIES",
+    "KERMANY_CATEGORIES",
+    "CollectionScan",
+    "PublicImage",
+    "build_covid_ct_dataset",
+    "build_ieee8023_dataset",
+    "build_kermany_dataset",
+    "classify_finding",
+    "kermany_patient_id",
+    "public_features",
+]
