@@ -1,19 +1,15 @@
-"""hf_covid models: configurations, modeling files, the ResNet builder and their Auto registration.
+"""hf_covid models: configurations, modeling files, the image processor and the ResNet builder.
 
-Importing this package registers every model with the transformers Auto classes (`AutoConfig`,
-`AutoModel`, `AutoModelForImageClassification`, `AutoModelForSemanticSegmentation`, and
-`AutoImageProcessor` -> `ChestImageProcessor`) and marks each class for `register_for_auto_class`,
-so `save_pretrained` writes the remote-code files and `auto_map` that let a saved folder load with
-`trust_remote_code=True` where hf_covid is not installed.
+The package reads like transformers: one ``configuration_*.py`` + ``modeling_*.py`` pair per model,
+shared blocks in ``layers.py``. What the rest of the toolkit knows about each model (its name,
+task, inputs, dataset, Auto class) is its record in :mod:`hf_covid.registry`, which also registers
+every model with the transformers Auto classes and for remote code; importing ``hf_covid`` (or any
+of its submodules, this one included) runs it. The size and speed helpers of
+:mod:`hf_covid.models.stats` read the registry, so they load on first use.
 """
 
-from transformers import (
-    AutoConfig,
-    AutoImageProcessor,
-    AutoModel,
-    AutoModelForImageClassification,
-    AutoModelForSemanticSegmentation,
-)
+import importlib
+from typing import Any
 
 from .configuration_cnn_lstm import CNNLSTMConfig
 from .configuration_dual_channel import DualChannelCNNConfig
@@ -31,52 +27,10 @@ from .modeling_dual_input import (
 )
 from .modeling_lung_unet import LungUNetForSegmentation
 from .resnet import build_resnet_classifier, set_backbone_trainable
-from .stats import example_inputs, model_complexity, training_step_time
-
-# (config, {auto class: model class}) for every model type defined here.
-MODEL_CLASSES = (
-    (
-        DualInputCNNConfig,
-        {
-            AutoModel: DualInputCNNModel,
-            AutoModelForImageClassification: DualInputCNNForImageClassification,
-        },
-    ),
-    (
-        CNNLSTMConfig,
-        {AutoModel: CNNLSTMModel, AutoModelForImageClassification: CNNLSTMForImageClassification},
-    ),
-    (
-        DualChannelCNNConfig,
-        {
-            AutoModel: DualChannelCNNModel,
-            AutoModelForImageClassification: DualChannelCNNForImageClassification,
-        },
-    ),
-    (
-        LungUNetConfig,
-        {
-            AutoModel: LungUNetForSegmentation,
-            AutoModelForSemanticSegmentation: LungUNetForSegmentation,
-        },
-    ),
-)
-
-for _config_class, _auto_models in MODEL_CLASSES:
-    AutoConfig.register(_config_class.model_type, _config_class)
-    _config_class.register_for_auto_class()
-    AutoImageProcessor.register(
-        _config_class, image_processor_classes={"torchvision": ChestImageProcessor}
-    )
-    for _auto_class, _model_class in _auto_models.items():
-        _auto_class.register(_config_class, _model_class)
-        # A class registered twice (the U-Net) keeps its last, task auto class in `auto_map`.
-        _model_class.register_for_auto_class(_auto_class)
 
 __all__ = [
     "BINARY_LABELS",
     "LUNG_MASK_LABELS",
-    "MODEL_CLASSES",
     "RADIOGRAPHY_LABELS",
     "CNNLSTMConfig",
     "ChestImageProcessor",
@@ -99,3 +53,12 @@ __all__ = [
     "set_backbone_trainable",
     "training_step_time",
 ]
+
+_STATS_NAMES = ("example_inputs", "model_complexity", "training_step_time")
+
+
+def __getattr__(name: str) -> Any:
+    """The helpers of :mod:`hf_covid.models.stats`, imported on first use (it reads the registry)."""
+    if name in _STATS_NAMES:
+        return getattr(importlib.import_module(f"{__name__}.stats"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""Model size, FLOPs and CPU training-step time, for the README table and the benchmark."""
+"""Model size, FLOPs and CPU training-step time, for the README table and the benchmarks."""
 
 import time
 
@@ -7,26 +7,34 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import PreTrainedConfig
 
+from hf_covid.registry import get_model_family
+
 
 def example_inputs(
     config: PreTrainedConfig, batch_size: int = 1, image_size: int = 224, labels: bool = False
 ) -> dict[str, torch.Tensor]:
     """Random inputs of the right names and shapes for the model that `config` describes.
 
+    The inputs are those of the model's family in :mod:`hf_covid.registry` (availability flags
+    are left out: every image is present).
+
     Args:
-        config: A config of any hf_covid model or of transformers' ResNet.
+        config: A config of any registered model family.
         batch_size: Images per batch.
         image_size: Height and width.
-        labels: Add `labels` (class indices, or masks for the lung U-Net) so that the forward
-            computes a loss.
+        labels: Add `labels` (class indices, or masks for segmentation models) so that the
+            forward computes a loss.
     """
-    shape = (batch_size, config.num_channels, image_size, image_size)
-    inputs = {"pixel_values": torch.rand(shape)}
-    if config.model_type == "covid_dual_input":
-        inputs["ct_pixel_values"] = torch.rand(shape)
-    elif config.model_type == "covid_dual_channel":
-        inputs["lung_mask"] = (torch.rand(batch_size, 1, image_size, image_size) > 0.5).float()
-    if labels and config.model_type == "covid_lung_unet":
+    family = get_model_family(config.model_type)
+    image_shape = (batch_size, config.num_channels, image_size, image_size)
+    mask_shape = (batch_size, 1, image_size, image_size)
+    inputs = {}
+    for name in family.input_names:
+        if name == "lung_mask":
+            inputs[name] = (torch.rand(mask_shape) > 0.5).float()
+        elif not name.endswith("_available"):
+            inputs[name] = torch.rand(image_shape)
+    if labels and family.task == "segmentation":
         inputs["labels"] = torch.randint(0, 2, (batch_size, image_size, image_size))
     elif labels:
         inputs["labels"] = torch.randint(0, config.num_labels, (batch_size,))
