@@ -158,3 +158,86 @@ def write_dicom(
     dataset.PixelData = pixels.astype(np.int16 if signed else np.uint16).tobytes()
     dataset.save_as(path, enforce_file_format=True)
     return path
+
+
+def sixteen_bit_png(
+    samples: np.ndarray, *, width: int | None = None, height: int | None = None
+) -> bytes:
+    """A 16-bit PNG written byte by byte (Pillow cannot write 16-bit colour).
+
+    ``samples`` is (H, W) grey, (H, W, 2) grey + alpha, (H, W, 3) RGB or (H, W, 4) RGBA uint16.
+    Rows cycle through the None, Sub and Up filters, so the reader's unfiltering is exercised.
+    ``width``/``height`` override the header's size (a header that lies about the pixel data).
+    """
+    import struct
+    import zlib
+
+    samples = samples.reshape(*samples.shape[:2], -1).astype(">u2")
+    rows, columns, channels = samples.shape
+    colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
+    bytes_per_pixel = 2 * channels
+    previous = np.zeros(columns * bytes_per_pixel, dtype=np.uint8)
+    raw = bytearray()
+    for index in range(rows):
+        line = np.frombuffer(samples[index].tobytes(), dtype=np.uint8)
+        filter_type = index % 3
+        if filter_type == 1:  # Sub: minus the byte one pixel to the left
+            left = np.concatenate([np.zeros(bytes_per_pixel, np.uint8), line[:-bytes_per_pixel]])
+            filtered = line - left
+        elif filter_type == 2:  # Up: minus the byte above
+            filtered = line - previous
+        else:
+            filtered = line
+        raw += bytes([filter_type]) + filtered.astype(np.uint8).tobytes()
+        previous = line
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        body = kind + payload
+        return struct.pack(">I", len(payload)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width or columns, height or rows, 16, colour_type, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(bytes(raw)))
+        + chunk(b"IEND", b"")
+    )
+
+
+def write_jpeg_dicom(
+    path: Path,
+    frame: np.ndarray,
+    *,
+    rows: int | None = None,
+    columns: int | None = None,
+    photometric: str = "MONOCHROME2",
+) -> Path:
+    """A JPEG Baseline DICOM holding ``frame`` (8-bit grey); ``rows``/``columns`` may lie."""
+    import io
+
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGBaseline8Bit, SecondaryCaptureImageStorage, generate_uid
+
+    buffer = io.BytesIO()
+    Image.fromarray(frame.astype(np.uint8)).save(buffer, format="JPEG", quality=95)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = JPEGBaseline8Bit
+    dataset = Dataset()
+    dataset.file_meta = meta
+    dataset.SOPClassUID = meta.MediaStorageSOPClassUID
+    dataset.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    dataset.Modality = "CR"
+    dataset.SamplesPerPixel = 1
+    dataset.PhotometricInterpretation = photometric
+    dataset.Rows = rows or frame.shape[0]
+    dataset.Columns = columns or frame.shape[1]
+    dataset.BitsAllocated = dataset.BitsStored = 8
+    dataset.HighBit = 7
+    dataset.PixelRepresentation = 0
+    dataset.PixelData = encapsulate([buffer.getvalue()])
+    dataset["PixelData"].VR = "OB"
+    dataset.save_as(path, enforce_file_format=True)
+    return path

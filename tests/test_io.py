@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import io
 import pickle
+import sys
 
 import numpy as np
 import pytest
-from chest_trees import write_dicom
+from chest_trees import sixteen_bit_png, write_dicom, write_jpeg_dicom
 from PIL import Image
 
 from hf_covid.data import ImageReadError, load_image
+from hf_covid.data.validation import InputPolicy
+
+
+def _blocks(values, side: int = 4) -> np.ndarray:
+    """Each value of a small array as a ``side`` x ``side`` block: big enough for the policy."""
+    return np.kron(np.asarray(values), np.ones((side, side), dtype=np.int64))
 
 
 def _png_bytes(image: Image.Image, format: str = "PNG", **options) -> bytes:
@@ -20,10 +27,10 @@ def _png_bytes(image: Image.Image, format: str = "PNG", **options) -> bytes:
 
 
 def test_load_image_reads_8bit_png_as_unit_range_float(tmp_path):
-    pixels = np.array([[0, 128], [255, 64]], dtype=np.uint8)
+    pixels = _blocks([[0, 128], [255, 64]]).astype(np.uint8)
     Image.fromarray(pixels).save(tmp_path / "a.png")
     image = load_image(tmp_path / "a.png")
-    assert image.dtype == np.float32 and image.shape == (2, 2)
+    assert image.dtype == np.float32 and image.shape == (8, 8)
     np.testing.assert_allclose(image, pixels / 255.0, atol=1e-6)
 
 
@@ -41,19 +48,19 @@ def test_load_image_keeps_full_range_of_16bit_png(tmp_path):
 
 
 def test_load_image_reads_16bit_tiff_and_bmp(tmp_path):
-    Image.fromarray(np.full((4, 4), 32768, dtype=np.uint16)).save(tmp_path / "a.tif")
-    Image.fromarray(np.full((4, 4), 51, dtype=np.uint8)).save(tmp_path / "a.bmp")
+    Image.fromarray(np.full((8, 8), 32768, dtype=np.uint16)).save(tmp_path / "a.tif")
+    Image.fromarray(np.full((8, 8), 51, dtype=np.uint8)).save(tmp_path / "a.bmp")
     np.testing.assert_allclose(load_image(tmp_path / "a.tif"), 32768 / 65535, atol=1e-6)
     np.testing.assert_allclose(load_image(tmp_path / "a.bmp"), 0.2, atol=1e-6)
 
 
 def test_load_image_converts_rgba_palette_and_la_to_luminance():
-    rgba = Image.new("RGBA", (4, 4), (255, 0, 0, 10))  # alpha ignored
+    rgba = Image.new("RGBA", (8, 8), (255, 0, 0, 10))  # alpha ignored
     expected = 0.299  # ITU-R 601 luminance of pure red
-    assert load_image(_png_bytes(rgba)) == pytest.approx(np.full((4, 4), expected), abs=0.01)
+    assert load_image(_png_bytes(rgba)) == pytest.approx(np.full((8, 8), expected), abs=0.01)
     palette = rgba.convert("RGB").convert("P")
-    assert load_image(_png_bytes(palette)) == pytest.approx(np.full((4, 4), expected), abs=0.01)
-    la = Image.new("LA", (4, 4), (200, 0))
+    assert load_image(_png_bytes(palette)) == pytest.approx(np.full((8, 8), expected), abs=0.01)
+    la = Image.new("LA", (8, 8), (200, 0))
     np.testing.assert_allclose(load_image(_png_bytes(la)), 200 / 255, atol=1e-6)
 
 
@@ -112,7 +119,7 @@ def test_image_read_error_survives_pickling_for_dataloader_workers(tmp_path):
 
 
 def test_load_image_inverts_dicom_monochrome1(tmp_path):
-    stored = np.array([[0, 4095], [2048, 1024]])
+    stored = _blocks([[0, 4095], [2048, 1024]])
     path = write_dicom(tmp_path / "m1.dcm", stored, photometric="MONOCHROME1", bits_stored=12)
     image = load_image(path)
     # Full stored range (no window in the file), then inverted: 0 is white in MONOCHROME1.
@@ -120,28 +127,28 @@ def test_load_image_inverts_dicom_monochrome1(tmp_path):
 
 
 def test_load_image_windows_ct_hounsfield_units_to_lung_window(tmp_path):
-    hounsfield = np.array([[-2000, -1350], [-600, 400]])
+    hounsfield = _blocks([[-2000, -1350], [-600, 400]])
     stored = hounsfield + 2048
     path = write_dicom(tmp_path / "ct.dcm", stored, modality="CT", rescale=(1.0, -2048.0))
-    image = load_image(path)
+    image = load_image(path)[::4, ::4]
     assert image[0, 0] == 0.0 and image[0, 1] == pytest.approx(0.0, abs=1e-3)  # below window
     assert image[1, 0] == pytest.approx(0.5, abs=1e-3)  # window center -600 HU
     assert image[1, 1] == 1.0  # above -600 + 750 HU
-    mediastinum = load_image(path, window="mediastinum")
+    mediastinum = load_image(path, window="mediastinum")[::4, ::4]
     assert mediastinum[1, 0] == 0.0  # lung tissue is black in the mediastinal window
 
 
 def test_load_image_applies_dicom_window_from_the_file(tmp_path):
-    stored = np.array([[99, 150], [200, 1000]])
+    stored = _blocks([[99, 150], [200, 1000]])
     path = write_dicom(tmp_path / "dx.dcm", stored, window=(150, 101), bits_stored=12)
-    image = load_image(path)
+    image = load_image(path)[::4, ::4]
     assert image[0, 0] == 0.0 and image[0, 1] == pytest.approx(0.5, abs=0.01)
     assert image[1, 0] == 1.0 and image[1, 1] == 1.0
     np.testing.assert_allclose(load_image(path, window="full"), stored / 4095, atol=1e-6)
 
 
 def test_load_image_multiframe_dicom_needs_a_named_frame(tmp_path):
-    frames = np.stack([np.zeros((4, 4)), np.full((4, 4), 4095)])
+    frames = np.stack([np.zeros((8, 8)), np.full((8, 8), 4095)])
     path = write_dicom(tmp_path / "cine.dcm", frames, bits_stored=12)
     with pytest.raises(ImageReadError, match=r"cine\.dcm.*2 frames; pass frame="):
         load_image(path)
@@ -152,5 +159,94 @@ def test_load_image_multiframe_dicom_needs_a_named_frame(tmp_path):
 
 
 def test_load_image_reads_dicom_bytes_without_suffix(tmp_path):
-    path = write_dicom(tmp_path / "plain.dcm", np.full((3, 3), 4095), bits_stored=12)
+    path = write_dicom(tmp_path / "plain.dcm", np.full((8, 8), 4095), bits_stored=12)
     assert load_image(path.read_bytes()).min() == 1.0
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+def test_load_image_reads_16bit_colour_png_at_full_precision(channels):
+    samples = np.random.default_rng(channels).integers(0, 65536, (24, 20, channels), np.uint16)
+    data = sixteen_bit_png(samples)
+    assert Image.open(io.BytesIO(data)).mode in ("RGB", "RGBA")  # Pillow alone keeps 8 bits
+
+    image = load_image(data)
+
+    expected = samples[..., :3] @ np.array([0.299, 0.587, 0.114]) / 65535
+    # 16-bit luminance, rounded once: far below the 1/257 of an 8-bit read.
+    np.testing.assert_allclose(image, expected, atol=1 / 65535)
+
+
+def test_load_image_reads_16bit_grey_with_alpha_png_at_full_precision():
+    samples = np.random.default_rng(2).integers(0, 65536, (16, 12, 2), np.uint16)
+    np.testing.assert_allclose(
+        load_image(sixteen_bit_png(samples)), samples[..., 0] / 65535, atol=1e-7
+    )
+
+
+def test_load_image_refuses_an_image_smaller_than_the_policy_minimum(tmp_path):
+    Image.new("L", (1, 1), 128).save(tmp_path / "dot.png")
+    with pytest.raises(ImageReadError, match=r"dot\.png.*1x1 pixels; need at least 8x8"):
+        load_image(tmp_path / "dot.png")
+    assert load_image(tmp_path / "dot.png", policy=InputPolicy(min_side=1)).shape == (1, 1)
+
+
+def test_load_image_refuses_a_file_over_the_policy_size_before_reading_it(tmp_path):
+    Image.new("L", (64, 64), 128).save(tmp_path / "large.png")
+    small_files = InputPolicy(max_file_bytes=50)
+    with pytest.raises(ImageReadError, match=r"large\.png.*bytes, more than max_file_bytes=50"):
+        load_image(tmp_path / "large.png", policy=small_files)
+
+
+def test_png_pixel_limit_is_checked_on_the_header_before_decoding():
+    # The header claims 8000 x 8000; the data behind it is 9 x 9 pixels.
+    bomb = sixteen_bit_png(np.zeros((9, 9), np.uint16), width=8000, height=8000)
+    with pytest.raises(
+        ImageReadError, match=r"8000x8000 = 64,000,000 pixels is more than max_pixels=36,000,000"
+    ):
+        load_image(bomb)
+
+
+def test_dicom_pixel_limit_reads_the_jpeg_frame_header_not_the_dicom_header(tmp_path, monkeypatch):
+    import pydicom.pixels
+
+    path = write_jpeg_dicom(tmp_path / "liar.dcm", np.zeros((900, 800)), rows=100, columns=100)
+
+    def must_not_decode(*args, **kwargs):
+        raise AssertionError("the frame was decoded before its size was checked")
+
+    monkeypatch.setattr(pydicom.pixels, "pixel_array", must_not_decode)
+    with pytest.raises(ImageReadError, match=r"liar\.dcm.*800x900 = 720,000 pixels is more than"):
+        load_image(path, max_pixels=100_000)
+    with pytest.raises(
+        ImageReadError, match="header says 100x100 but the JPEG frame inside is 800x900"
+    ):
+        load_image(path)
+
+
+def test_load_image_decodes_jpeg_baseline_dicom(tmp_path):
+    frame = np.tile(np.linspace(0, 255, 32), (24, 1))
+    path = write_jpeg_dicom(tmp_path / "cr.dcm", frame)
+    image = load_image(path)
+    assert image.shape == (24, 32)
+    np.testing.assert_allclose(image, frame / 255, atol=0.03)  # lossy JPEG, full stored range
+    inverted = write_jpeg_dicom(tmp_path / "cr1.dcm", frame, photometric="MONOCHROME1")
+    np.testing.assert_allclose(load_image(inverted), 1 - image, atol=1e-6)
+
+
+def test_dicom_without_pydicom_names_the_dicom_extra(tmp_path, monkeypatch):
+    path = write_dicom(tmp_path / "plain.dcm", np.full((8, 8), 100), bits_stored=12)
+    monkeypatch.setitem(sys.modules, "pydicom", None)  # import pydicom now raises ImportError
+    with pytest.raises(ImageReadError, match=r"plain\.dcm.*needs pydicom.*hf_covid\[dicom\]"):
+        load_image(path)
+
+
+def test_dicom_transfer_syntax_without_a_decoder_names_what_is_missing(tmp_path):
+    import pydicom
+    from pydicom.uid import HTJ2KLossless
+
+    path = write_jpeg_dicom(tmp_path / "ht.dcm", np.zeros((16, 16)))
+    dataset = pydicom.dcmread(path)
+    dataset.file_meta.TransferSyntaxUID = HTJ2KLossless
+    dataset.save_as(path)
+    with pytest.raises(ImageReadError, match=r"High-Throughput JPEG 2000.*cannot be decoded here"):
+        load_image(path)

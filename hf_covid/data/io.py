@@ -3,12 +3,15 @@
 `load_image` reads PNG, JPEG, BMP, TIFF and DICOM into a 2-D float32 array in [0, 1]:
 
 * 8- and 16-bit images are rescaled by their bit depth, never clipped (PIL's ``convert("L")``
-  clips 16-bit images to 255, which throws away most of a 16-bit radiograph);
+  clips 16-bit images to 255, which throws away most of a 16-bit radiograph); 16-bit colour PNGs,
+  which Pillow truncates to 8 bits, are decoded at full precision;
 * colour and palette modes (RGB, RGBA, LA, P, CMYK, ...) are converted to luminance, and EXIF
   orientation is applied;
 * DICOM goes through pydicom: modality LUT (rescale slope/intercept), then the VOI LUT or window
   from the file, CT in Hounsfield units windowed to the lung window, MONOCHROME1 inverted;
-* multi-frame files need a ``frame``; a pixel-count limit guards against decompression bombs.
+* multi-frame files need a ``frame``; every file is checked against the `InputPolicy` (file
+  size, then width x height from the header, for compressed DICOM the JPEG / JPEG 2000 header of
+  each frame) before its pixels are decoded, a guard against decompression bombs.
 
 `inspect_image_files` validates (fully decodes) and hashes every file of a folder once and caches
 the result in the datasets cache, keyed by path, size and modification time, so that building the
@@ -23,6 +26,7 @@ import json
 import logging
 import os
 import re
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,11 +36,9 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .dedup import ImageHashes, compute_image_hashes
+from .validation import DEFAULT_INPUT_POLICY, InputPolicy, InputPolicyError
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_MAX_PIXELS = 2**28 // 4
-"""Largest image (width x height) `load_image` decodes: 67 megapixels, far above any radiograph."""
 
 NAMED_WINDOWS: dict[str, tuple[float, float]] = {
     "lung": (-600.0, 1500.0),
@@ -48,8 +50,14 @@ DICOM_SUFFIXES = (".dcm", ".dicom")
 IGNORED_FILE_NAMES = frozenset({"thumbs.db", "desktop.ini"})
 """Operating-system clutter that is never taken for an image (hidden files are skipped too)."""
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", *DICOM_SUFFIXES)
+"""File name endings the builders take for images; files without an ending are tried too (DICOM
+files often have none), any other ending is ignored and counted."""
+
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
-_SCAN_CACHE_VERSION = 2
+_LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])
+"""ITU-R 601 luminance, as PIL's ``convert("L")``."""
+_SCAN_CACHE_VERSION = 3
 
 
 class ImageReadError(ValueError):
@@ -94,34 +102,38 @@ def load_image(
     source: str | Path | bytes,
     *,
     frame: int | None = None,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_pixels: int | None = None,
     window: str | tuple[float, float] = "auto",
+    policy: InputPolicy = DEFAULT_INPUT_POLICY,
 ) -> np.ndarray:
     """Read a chest image as a grayscale float32 array in [0, 1].
 
     Args:
         source: Path to a PNG, JPEG, BMP, TIFF or DICOM file, or the file's bytes.
         frame: Frame to read from a multi-frame file (DICOM, multi-page TIFF); required there.
-        max_pixels: Largest width x height accepted, a guard against decompression bombs.
+        max_pixels: Largest width x height accepted; None: ``policy.max_pixels``.
         window: DICOM only: ``"auto"`` (lung window for CT, else the file's VOI LUT or window,
             else the full stored range), ``"file"``, ``"full"``, ``"lung"``, ``"mediastinum"``,
             or a ``(center, width)`` pair in modality units (Hounsfield units for CT).
+        policy: File size, pixel count and minimum side limits, checked before decoding.
 
     Returns:
         A 2-D float32 array in [0, 1], 0 black.
 
     Raises:
-        ImageReadError: The source is missing, empty, truncated, not an image, too large, or a
-            multi-frame file without a valid ``frame``.
+        ImageReadError: The source is missing, empty, truncated, not an image, outside the
+            policy's limits, a multi-frame file without a valid ``frame``, or a DICOM that needs
+            a decoder (or pydicom itself) that is not installed.
     """
-    return _read_image(source, frame=frame, max_pixels=max_pixels, window=window)[0]
+    policy = policy.with_max_pixels(max_pixels)
+    return _read_image(source, frame=frame, policy=policy, window=window)[0]
 
 
 def _read_image(
     source: str | Path | bytes,
     *,
     frame: int | None,
-    max_pixels: int,
+    policy: InputPolicy,
     window: str | tuple[float, float],
 ) -> tuple[np.ndarray, str]:
     """`load_image`, also returning the file format ("PNG", "JPEG", ..., "DICOM")."""
@@ -129,42 +141,45 @@ def _read_image(
     if isinstance(source, bytes | bytearray):
         data = bytes(source)
         suffix = ""
+        _enforce(name, policy.check_file_size, len(data))
     else:
         path = Path(source)
         suffix = path.suffix.lower()
         try:
+            if path.is_dir():
+                raise ImageReadError(name, "it is a folder")
+            _enforce(name, policy.check_file_size, path.stat().st_size)
             data = path.read_bytes()
-        except IsADirectoryError:
-            raise ImageReadError(name, "it is a folder") from None
         except OSError as error:
             raise ImageReadError(name, str(error.strerror or error)) from None
     if not data:
         raise ImageReadError(name, "empty file (0 bytes)")
     if _looks_like_dicom(data, suffix):
-        return _read_dicom(data, name, frame=frame, max_pixels=max_pixels, window=window), "DICOM"
-    return _read_with_pil(data, name, frame=frame, max_pixels=max_pixels)
+        return _read_dicom(data, name, frame=frame, policy=policy, window=window), "DICOM"
+    return _read_with_pil(data, name, frame=frame, policy=policy)
+
+
+def _enforce(name: str, check: Callable[..., object], *args: object) -> None:
+    """Run one `InputPolicy` check, raising `ImageReadError` for ``name`` when it fails."""
+    try:
+        check(*args)
+    except InputPolicyError as error:
+        raise ImageReadError(name, str(error)) from None
 
 
 def _looks_like_dicom(data: bytes, suffix: str) -> bool:
     return data[128:132] == b"DICM" or suffix in DICOM_SUFFIXES
 
 
-def _check_pixel_count(name: str, width: int, height: int, max_pixels: int) -> None:
-    if width * height > max_pixels:
-        raise ImageReadError(
-            name,
-            f"{width}x{height} = {width * height:,} pixels is more than "
-            f"max_pixels={max_pixels:,} (possible decompression bomb; raise max_pixels if the "
-            "file is trusted)",
-        )
-
-
 def _read_with_pil(
-    data: bytes, name: str, *, frame: int | None, max_pixels: int
+    data: bytes, name: str, *, frame: int | None, policy: InputPolicy
 ) -> tuple[np.ndarray, str]:
     try:
-        # PIL refuses images over 2 * Image.MAX_IMAGE_PIXELS itself; smaller ones get our check.
-        image = Image.open(io.BytesIO(data))
+        # PIL refuses images over 2 * Image.MAX_IMAGE_PIXELS itself and warns above half that;
+        # the policy's check below, before decoding, is the one that counts.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as error:
         raise ImageReadError(name, str(error)) from None
     except UnidentifiedImageError:
@@ -178,7 +193,8 @@ def _read_with_pil(
 
     with image:
         image_format = image.format or "unknown"
-        _check_pixel_count(name, image.width, image.height, max_pixels)
+        # The size from the header, before a single pixel is decoded.
+        _enforce(name, policy.check_image_size, image.width, image.height)
         frame_count = getattr(image, "n_frames", 1)
         if frame_count > 1 and frame is None:
             raise ImageReadError(
@@ -192,14 +208,48 @@ def _read_with_pil(
                 )
             image.seek(frame)
         try:
+            image = _sixteen_bit_colour_as_luminance(data, image) or image
             image.load()
             image = ImageOps.exif_transpose(image)
             array = _pil_to_unit_range(image)
-        except (OSError, ValueError, SyntaxError) as error:
+        except (OSError, ValueError, SyntaxError, EOFError) as error:
             raise ImageReadError(
                 name, f"truncated or corrupt {image_format} data ({error})"
             ) from None
     return array, image_format
+
+
+# Pillow decodes 16-bit colour PNGs into 8-bit modes, keeping the high byte of every sample. Its
+# PNG decoder unfilters rows by the raw mode's bytes per pixel, so the same rows decoded with the
+# byte order swapped give the low bytes, and 16-bit grey + alpha (4 bytes per pixel) decoded as
+# 8-bit RGBA gives all four bytes: full precision, with Pillow's own zlib and unfiltering.
+_PNG_SIXTEEN_BIT_COLOUR_RAWMODES = {"RGB;16B": "RGB;16L", "RGBA;16B": "RGBA;16L", "LA;16B": "RGBA"}
+
+
+def _sixteen_bit_colour_as_luminance(data: bytes, image: Image.Image) -> Image.Image | None:
+    """A 16-bit colour PNG as a 16-bit luminance image (mode "I;16"), or None for other files."""
+    tiles = getattr(image, "tile", None) or []
+    if image.format != "PNG" or len(tiles) != 1:
+        return None
+    rawmode = tiles[0].args
+    if rawmode not in _PNG_SIXTEEN_BIT_COLOUR_RAWMODES:
+        return None
+
+    def decode(with_rawmode: str) -> np.ndarray:
+        copy = Image.open(io.BytesIO(data))
+        copy.tile = [copy.tile[0]._replace(args=with_rawmode)]
+        copy.load()
+        return np.asarray(copy, dtype=np.uint16)
+
+    other_bytes = decode(_PNG_SIXTEEN_BIT_COLOUR_RAWMODES[rawmode])
+    if rawmode == "LA;16B":
+        gray = other_bytes[..., 0] * 256 + other_bytes[..., 1]
+    else:
+        samples = decode(rawmode)[..., :3] * 256 + other_bytes[..., :3]
+        gray = np.round(samples @ _LUMA_WEIGHTS).astype(np.uint16)
+    luminance = Image.fromarray(gray.astype(np.uint16))
+    luminance.info = dict(image.info)  # keeps the EXIF orientation
+    return luminance
 
 
 def _pil_to_unit_range(image: Image.Image) -> np.ndarray:
@@ -234,21 +284,36 @@ def _read_dicom(
     name: str,
     *,
     frame: int | None,
-    max_pixels: int,
+    policy: InputPolicy,
     window: str | tuple[float, float],
 ) -> np.ndarray:
-    import pydicom
-    from pydicom.pixels import apply_modality_lut, pixel_array
+    try:
+        import pydicom
+        from pydicom.pixels import apply_modality_lut, get_decoder, pixel_array
+    except ImportError:
+        raise ImageReadError(
+            name,
+            "reading DICOM needs pydicom, which is not installed: pip install 'hf_covid[dicom]'",
+        ) from None
 
     try:
         dataset = pydicom.dcmread(io.BytesIO(data), force=True)
+        if "PixelData" not in dataset:
+            raise ImageReadError(name, "DICOM: it has no pixel data")
+        rows, columns = int(dataset.get("Rows", 0) or 0), int(dataset.get("Columns", 0) or 0)
+        frame_count = int(dataset.get("NumberOfFrames", 1) or 1)
+        transfer_syntax = dataset.file_meta.get("TransferSyntaxUID") or pydicom.uid.UID(
+            "1.2.840.10008.1.2"
+        )
+        encapsulated = transfer_syntax.is_encapsulated
+        pixel_data = dataset.PixelData if encapsulated else b""
+    except ImageReadError:
+        raise
     except Exception as error:  # pydicom raises many exception types for corrupt files
         raise ImageReadError(name, f"DICOM: {error}") from None
-    if "PixelData" not in dataset:
-        raise ImageReadError(name, "DICOM: it has no pixel data")
-    rows, columns = int(dataset.get("Rows", 0) or 0), int(dataset.get("Columns", 0) or 0)
-    _check_pixel_count(name, columns, rows, max_pixels)
-    frame_count = int(dataset.get("NumberOfFrames", 1) or 1)
+    _enforce(name, policy.check_image_size, columns, rows)
+    if encapsulated:
+        _check_encapsulated_frames(name, pixel_data, (columns, rows), policy)
     if frame_count > 1 and frame is None:
         raise ImageReadError(
             name,
@@ -259,29 +324,114 @@ def _read_dicom(
             name, f"DICOM: frame {frame} requested but it has {frame_count} frame(s)"
         )
     try:
+        decoder = get_decoder(transfer_syntax)
+    except NotImplementedError:  # a transfer syntax pydicom has no decoder for
+        decoder = None
+    if decoder is None or not decoder.is_available:
+        options = (
+            f"install one of: {'; '.join(decoder.missing_dependencies)}"
+            if decoder
+            else "pydicom has no decoder for it"
+        )
+        raise ImageReadError(
+            name,
+            f"DICOM transfer syntax {transfer_syntax.name} ({transfer_syntax}) cannot be decoded "
+            f"here: {options}",
+        )
+    try:
         pixels = pixel_array(dataset, index=frame if frame_count > 1 else None)
     except Exception as error:
-        raise ImageReadError(name, f"DICOM pixel data cannot be decoded: {error}") from None
+        raise ImageReadError(
+            name, f"DICOM pixel data ({transfer_syntax.name}) cannot be decoded: {error}"
+        ) from None
 
     photometric = str(dataset.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     bits_stored = int(dataset.get("BitsStored", dataset.get("BitsAllocated", 8)) or 8)
     if photometric in ("RGB", "YBR_FULL", "YBR_FULL_422") and pixels.ndim == 3:
-        luminance = pixels.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+        luminance = pixels.astype(np.float64) @ _LUMA_WEIGHTS
         return np.clip(luminance / (2**bits_stored - 1), 0.0, 1.0).astype(np.float32)
-    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+    if photometric not in ("MONOCHROME1", "MONOCHROME2") or pixels.ndim != 2:
         raise ImageReadError(
             name,
-            f"DICOM: photometric interpretation {photometric!r} is not "
-            "supported (MONOCHROME1, MONOCHROME2, RGB or YBR_FULL expected)",
+            f"DICOM: photometric interpretation {photometric!r} with pixel array shape "
+            f"{pixels.shape} is not supported (MONOCHROME1, MONOCHROME2, RGB or YBR_FULL expected)",
         )
-    values = apply_modality_lut(pixels, dataset)
     try:
+        values = apply_modality_lut(pixels, dataset)
         scaled = _apply_dicom_window(values, dataset, window)
-    except ValueError as error:
-        raise ImageReadError(name, f"DICOM window: {error}") from None
+    except (ValueError, TypeError, IndexError, AttributeError) as error:
+        raise ImageReadError(name, f"DICOM window or rescale: {error}") from None
     if photometric == "MONOCHROME1":
         scaled = 1.0 - scaled
     return scaled.astype(np.float32)
+
+
+def _check_encapsulated_frames(
+    name: str, pixel_data: bytes, header_size: tuple[int, int], policy: InputPolicy
+) -> None:
+    """Check the size each compressed frame declares, which the decoder obeys, not the header.
+
+    Raises:
+        ImageReadError: A frame is over the policy's limits or differs from the DICOM header.
+    """
+    from pydicom.encaps import generate_fragments
+
+    try:
+        fragments = list(generate_fragments(pixel_data))
+    except Exception as error:  # malformed item tags or lengths
+        raise ImageReadError(
+            name, f"DICOM: encapsulated pixel data is malformed ({error})"
+        ) from None
+    for fragment in fragments:
+        declared = _compressed_frame_size(fragment)
+        if declared is None:
+            continue  # a continuation fragment, or a codec whose size only the header gives
+        codec, width, height = declared
+        _enforce(name, policy.check_image_size, width, height)
+        if (width, height) != header_size:
+            raise ImageReadError(
+                name,
+                f"DICOM header says {header_size[0]}x{header_size[1]} but the {codec} frame "
+                f"inside is {width}x{height}",
+            )
+
+
+_JPEG_FRAME_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC} | {0xF7}
+"""Start-of-frame markers: baseline, extended, progressive, lossless, arithmetic, JPEG-LS (F7)."""
+_J2K_SIZ = b"\xff\x4f\xff\x51"
+"""A JPEG 2000 codestream: start of codestream, then the image and tile size (SIZ) segment."""
+
+
+def _compressed_frame_size(fragment: bytes) -> tuple[str, int, int] | None:
+    """``(codec, width, height)`` from a JPEG, JPEG-LS or JPEG 2000 frame header, else None."""
+    if fragment[:2] == b"\xff\xd8":
+        position = 2
+        while position + 9 <= len(fragment):
+            if fragment[position] != 0xFF:
+                return None
+            marker = fragment[position + 1]
+            if marker == 0xFF:  # fill byte
+                position += 1
+                continue
+            if marker in _JPEG_FRAME_MARKERS:
+                height = int.from_bytes(fragment[position + 5 : position + 7], "big")
+                width = int.from_bytes(fragment[position + 7 : position + 9], "big")
+                return "JPEG", width, height
+            if marker == 0xDA:  # start of scan before any frame header
+                return None
+            if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # markers without a length
+                position += 2
+                continue
+            position += 2 + int.from_bytes(fragment[position + 2 : position + 4], "big")
+        return None
+    start = fragment.find(_J2K_SIZ, 0, 4096)
+    if start >= 0 and start + 24 <= len(fragment):
+        xsiz, ysiz, x_offset, y_offset = (
+            int.from_bytes(fragment[start + 8 + 4 * k : start + 12 + 4 * k], "big")
+            for k in range(4)
+        )
+        return "JPEG 2000", xsiz - x_offset, ysiz - y_offset
+    return None
 
 
 def _apply_dicom_window(
@@ -371,7 +521,13 @@ def list_folder(folder: Path) -> tuple[list[Path], list[Path]]:
         for entry in entries:
             if entry.name.startswith(".") or entry.name.lower() in IGNORED_FILE_NAMES:
                 continue
-            if entry.is_dir():
+            try:
+                is_folder = entry.is_dir()
+            except OSError:
+                # A broken entry (symlink loop, ...) is listed as a file: reading it then fails
+                # and reports that one entry, never the whole folder.
+                is_folder = False
+            if is_folder:
                 folders.append(Path(entry.path))
             else:
                 files.append(Path(entry.path))
@@ -444,11 +600,9 @@ class ImageFileInfo:
         return cls(path, error, image_format, height, width, hashes)
 
 
-def _inspect_one(path: Path) -> ImageFileInfo:
+def _inspect_one(path: Path, policy: InputPolicy) -> ImageFileInfo:
     try:
-        array, image_format = _read_image(
-            path, frame=None, max_pixels=DEFAULT_MAX_PIXELS, window="auto"
-        )
+        array, image_format = _read_image(path, frame=None, policy=policy, window="auto")
     except ImageReadError as error:
         return ImageFileInfo(path=path, error=error.reason)
     return ImageFileInfo(
@@ -479,13 +633,21 @@ class DatasetCache:
     Args:
         data_root: The dataset folder.
         cache_dir: Cache folder (default: the datasets cache).
+        policy: The limits every file is validated against (part of the scan cache key).
 
     Raises:
         ValueError: The cache would lie inside the data folder.
     """
 
-    def __init__(self, data_root: Path, cache_dir: str | Path | None = None):
+    def __init__(
+        self,
+        data_root: Path,
+        cache_dir: str | Path | None = None,
+        *,
+        policy: InputPolicy = DEFAULT_INPUT_POLICY,
+    ):
         self.data_root = data_root.resolve()
+        self.policy = policy
         self.root = resolve_cache_dir(cache_dir)
         if self.root == self.data_root or self.data_root in self.root.parents:
             raise ValueError(
@@ -510,7 +672,8 @@ class DatasetCache:
         Returns:
             One `ImageFileInfo` per path, in order.
         """
-        scan_file = self.root / "scans" / f"{self.key}.json"
+        policy_key = hashlib.sha256(repr(self.policy).encode()).hexdigest()[:8]
+        scan_file = self.root / "scans" / f"{self.key}.{policy_key}.json"
         entries: dict[str, list] = {}
         if scan_file.exists():
             try:
@@ -536,7 +699,12 @@ class DatasetCache:
         if to_inspect:
             workers = num_threads or min(8, os.cpu_count() or 1)
             with ThreadPoolExecutor(max_workers=workers) as pool:
-                inspected = list(pool.map(_inspect_one, (paths[index] for index in to_inspect)))
+                inspected = list(
+                    pool.map(
+                        lambda path: _inspect_one(path, self.policy),
+                        (paths[index] for index in to_inspect),
+                    )
+                )
             for index, info in zip(to_inspect, inspected, strict=True):
                 results[index] = info
                 entries[self._relative(paths[index])] = info.to_cache_entry(*stats[index])
@@ -594,7 +762,7 @@ class DatasetCache:
         target = self._derived_path(source, f"{size_tag}{'.mask' if mask else ''}.png")
         if target.exists():
             return target
-        array = load_image(source)
+        array = load_image(source, policy=self.policy)
         if mask:
             image = Image.fromarray(((array >= 0.5) * 255).astype(np.uint8))
             resample = Image.Resampling.NEAREST
