@@ -30,6 +30,7 @@ __all__ = [
     "PublicImage",
     "build_image_dataset",
     "cross_collection_duplicate_groups",
+    "cross_collection_note",
     "locate_collection",
     "public_features",
 ]
@@ -198,6 +199,15 @@ def cross_collection_duplicate_groups(plan: SplitPlan, sources: Sequence[str]) -
     ]
 
 
+def cross_collection_note(plan: SplitPlan, sources: Sequence[str]) -> str:
+    """The summary sentence counting near-duplicate groups that span collections."""
+    crossing = cross_collection_duplicate_groups(plan, sources)
+    return (
+        f"Near-duplicates across collections: {len(crossing)} group(s) "
+        f"({sum(len(group) for group in crossing)} images), each kept in one split."
+    )
+
+
 def build_image_dataset(
     images: Sequence[PublicImage],
     labels: Sequence[int],
@@ -253,12 +263,8 @@ def build_image_dataset(
     )
     all_notes = list(notes)
     if deduplicate:
-        crossing = cross_collection_duplicate_groups(plan, sources)
         if len(set(sources)) > 1:
-            all_notes.append(
-                f"Near-duplicates across collections: {len(crossing)} group(s) "
-                f"({sum(len(group) for group in crossing)} images)."
-            )
+            all_notes.append(cross_collection_note(plan, sources))
         if fixed_split is not None:
             split_across = sum(
                 len({split_of_item[index] for index in group}) > 1
