@@ -201,6 +201,44 @@ def test_xray_ct_layout_has_mixed_formats_and_sizes(tmp_path):
     assert len(shapes) > 3 and any(h != w for h, w in shapes)
 
 
+XRAY_CT_GENERATORS = pytest.mark.parametrize(
+    ("generate", "count_name"),
+    [(generate_xray_ct, "images_per_class"), (generate_paired_xray_ct, "patients_per_class")],
+)
+
+
+@XRAY_CT_GENERATORS
+def test_xray_ct_images_do_not_depend_on_the_count(tmp_path, generate, count_name):
+    common = {"size_range": SMALL_RANGE, "progress": False}
+    fewer = _files(generate(tmp_path / "one", **{count_name: 1}, **common))
+    more = _files(generate(tmp_path / "two", **{count_name: 2}, **common))
+    shared = [name for name in fewer if name != PAIRED_METADATA_FILE]
+    assert len(shared) == 8  # one image and its lesion mask per modality and label
+    assert all(fewer[name] == more[name] for name in shared)
+    assert len(more) - len(fewer) == 8
+
+
+@XRAY_CT_GENERATORS
+def test_xray_ct_layouts_overwrite_only_their_own_files(tmp_path, generate, count_name):
+    common = {"size_range": SMALL_RANGE, "progress": False}
+    (tmp_path / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="not empty"):
+        generate(tmp_path, **{count_name: 1}, **common)
+    generate(tmp_path, **{count_name: 2}, shortcut=True, overwrite=True, **common)
+    assert (tmp_path / SHORTCUT_MARKERS_FILE).is_file()
+
+    generate(tmp_path, **{count_name: 1}, overwrite=True, **common)
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
+    assert not (tmp_path / SHORTCUT_MARKERS_FILE).exists()
+    for modality in ("X-ray", "CT"):
+        for label in BINARY_LABELS:
+            images = sorted(path.stem for path in (tmp_path / modality / label).iterdir())
+            masks = sorted(
+                path.stem for path in (tmp_path / LESION_MASK_FOLDER / modality / label).iterdir()
+            )
+            assert len(images) == 1 and masks == images, (modality, label)
+
+
 def test_paired_metadata_gives_each_patient_one_xray_and_one_ct(paired):
     with (paired / PAIRED_METADATA_FILE).open(newline="") as handle:
         reader = csv.DictReader(handle)
