@@ -7,14 +7,16 @@ point at it.
 
 from __future__ import annotations
 
+import doctest
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
-from hf_covid import models
+from hf_covid import explain, models
 from hf_covid.data import build_radiography_dataset
 from hf_covid.data.synthetic import generate_radiography
 from hf_covid.evaluation import load_checkpoint
@@ -31,6 +33,9 @@ from hf_covid.explain import (
     read_shortcut_markers,
     shortcut_audit,
 )
+from hf_covid.explain import cam as cam_module
+from hf_covid.explain import metrics as metrics_module
+from hf_covid.explain.overlays import plot_feature_maps, plot_gradcam_overlays
 from hf_covid.models.stats import example_inputs
 from hf_covid.plots import plot_explanation_sweep
 from hf_covid.training import train_from_recipe
@@ -141,6 +146,45 @@ def test_hirescam_equals_gradcam_for_a_global_average_pooling_head():
         HiResCAM(with_lstm)(lstm_inputs, class_index=1)["image"],
         GradCAM(with_lstm)(lstm_inputs, class_index=1)["image"],
     )
+
+
+@pytest.mark.parametrize("module", [cam_module, metrics_module], ids=lambda m: m.__name__)
+def test_docstring_examples_run(module):
+    failed, attempted = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert attempted > 0 and failed == 0
+
+
+def test_package_exports_every_name_it_lists():
+    assert {"GradCAM", "HiResCAM", "CAM_METHODS", "visualize_checkpoint"} <= set(explain.__all__)
+    assert all(hasattr(explain, name) for name in explain.__all__)
+
+
+def _painted_pixels(path: Path) -> float:
+    """Standard deviation of a PNG's pixel values (0 for a blank figure)."""
+    return float(np.asarray(Image.open(path).convert("L"), dtype=np.float64).std())
+
+
+def test_overlays_and_feature_map_grids_write_pngs(tmp_path):
+    rng = np.random.default_rng(0)
+    image = rng.random((1, 32, 32))
+    cam = np.zeros((32, 32))
+    cam[8:16, 8:16] = 1.0
+    overlay = plot_gradcam_overlays(
+        [image, image],
+        [cam, cam / 2],
+        tmp_path / "cam.png",
+        titles=["a", "b"],
+        contours=[cam, None],
+    )
+    assert _painted_pixels(overlay) > 10
+    grid = plot_feature_maps(
+        {"stage1": rng.random((20, 16, 16)), "stage2": rng.random((3, 8, 8))}, tmp_path / "fm.png"
+    )
+    assert _painted_pixels(grid) > 10
+    with pytest.raises(ValueError, match="as many maps as images"):
+        plot_gradcam_overlays([image], [], tmp_path / "none.png")
+    with pytest.raises(ValueError, match=r"must be \(C, H, W\)"):
+        plot_feature_maps({"flat": rng.random((4, 4))}, tmp_path / "flat.png")
 
 
 def test_gradcam_by_layer_name_and_model_state_restored():
