@@ -83,6 +83,7 @@ class PublicImage:
     """One usable image of a public collection.
 
     Attributes:
+        file: The image file in the collection.
         value: What the ``image`` column holds (the file, or a PNG copy in the cache for DICOM).
         image_id: Path relative to the collection folder.
         source: The collection (``"ieee8023"``, ``"kermany"``, ``"covid_ct"``).
@@ -100,6 +101,7 @@ class PublicImage:
         image_format: Format by content ("PNG", "JPEG", ...), whatever the file name says.
     """
 
+    file: Path
     value: str
     image_id: str
     source: str
@@ -120,11 +122,6 @@ class PublicImage:
     def group_key(self) -> tuple[str, str] | None:
         """Split group: the patient, namespaced by collection (ids repeat across collections)."""
         return (self.source, self.patient_id) if self.patient_id else None
-
-    @property
-    def path(self) -> Path:
-        """The file the image was read from (the collection file, or its cached PNG copy)."""
-        return Path(self.value)
 
     def column_values(self) -> dict[str, object]:
         """This image's values for `COLUMNS`, all but ``label``."""
@@ -152,6 +149,7 @@ def make_public_image(
     mask, _ = _mask_column_value(mask_info, info, cache)
     value = str(cache.derived_png(info.path)) if info.image_format == "DICOM" else str(info.path)
     return PublicImage(
+        file=info.path,
         value=value,
         image_id=info.path.relative_to(cache.data_root).as_posix(),
         mask=mask,

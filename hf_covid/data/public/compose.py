@@ -93,11 +93,13 @@ class PublicSelection:
         excluded: Images left out, by ``"<collection>: <reason>"``.
         bad_files_skipped: Unreadable files skipped.
         notes: Caveats for the summary (missing classes, merged patients, ...).
+        collection_roots: The folder of every collection read.
     """
 
     images: list[PublicImage]
     labels: list[int]
     class_names: tuple[str, ...]
+    collection_roots: dict[str, Path] = field(default_factory=dict)
     excluded: dict[str, int] = field(default_factory=dict)
     bad_files_skipped: int = 0
     notes: list[str] = field(default_factory=list)
@@ -184,7 +186,12 @@ def _selection(
     notes: Sequence[str] = (),
 ) -> PublicSelection:
     """Keep the images that ``class_of`` assigns to a class; count the rest by category."""
-    selection = PublicSelection(images=[], labels=[], class_names=tuple(class_names))
+    selection = PublicSelection(
+        images=[],
+        labels=[],
+        class_names=tuple(class_names),
+        collection_roots={name: scan.root for name, scan in scans.items()},
+    )
     excluded: Counter[str] = Counter()
     for name, scan in scans.items():
         for reason, count in scan.excluded.items():

@@ -1,0 +1,279 @@
+"""Write the public collections as the Kaggle Radiography and Mendeley X-ray + CT folder layouts.
+
+For users without the Kaggle or Mendeley downloads: `prepare_public_data` takes the upstream
+folders side by side (as cloned) and writes::
+
+    <out>/radiography/<class>/images/<collection>-<stem>.png   8-bit grayscale PNG
+    <out>/radiography/<class>/masks/<collection>-<stem>.png    lung masks where one exists
+    <out>/radiography/<class>.metadata.xlsx                    FILE NAME, FORMAT, SIZE, URL
+    <out>/xray_ct/{X-ray,CT}/{COVID,Non-COVID}/<collection>-<name>   bytes unchanged, extension
+                                                                     fixed to the content
+    <out>/xray_ct/metadata.csv        file, modality, label, patient_id (where known)
+    <out>/provenance.csv              one row per written image: where it came from, its licence
+
+so that `build_radiography_dataset` and `build_xray_ct_dataset` read them unchanged. The images
+are those `select_radiography_images` and `select_xray_ct_images` choose (Lung_Opacity has no
+public source: that class folder is not written). The source folders are only read, never
+written. The folder layouts lose the patient grouping (the Kaggle and Mendeley builders split
+by image): `provenance.csv` keeps the patient ids, and the ``compose_*`` functions split by them.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from ..io import load_image
+from ..synthetic.files import write_workbook
+from ..xray_ct import MODALITY_NAMES
+from .common import PublicImage
+from .compose import (
+    COLLECTION_URLS,
+    MODALITY_KEYS,
+    select_radiography_images,
+    select_xray_ct_images,
+)
+
+__all__ = ["LAYOUTS", "PROVENANCE_COLUMNS", "PreparedData", "prepare_public_data"]
+
+LAYOUTS: tuple[str, ...] = ("radiography", "xray_ct")
+PROVENANCE_FILE = "provenance.csv"
+PROVENANCE_COLUMNS: tuple[str, ...] = (
+    "output_file",
+    "layout",
+    "collection",
+    "original_path",
+    "patient_id",
+    "label",
+    "finding",
+    "view",
+    "age_group",
+    "license",
+    "sha256",
+)
+"""``output_file`` relative to the output folder; ``original_path`` relative to the collection;
+``sha256`` of the original file (compare with the upstream or ``manifest.csv``)."""
+_EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "BMP": ".bmp", "TIFF": ".tif"}
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """What `prepare_public_data` wrote.
+
+    Attributes:
+        radiography: The Kaggle-layout folder, or None when not written.
+        xray_ct: The Mendeley-layout folder, or None when not written.
+        provenance: The provenance and licence manifest (CSV).
+        images_written: Images written per layout.
+    """
+
+    radiography: Path | None
+    xray_ct: Path | None
+    provenance: Path
+    images_written: dict[str, int]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _unique_name(name: str, used: set[str]) -> str:
+    """``name``, or ``name`` with ``-2``, ``-3``... before the suffix when already used."""
+    stem, suffix = Path(name).stem, Path(name).suffix
+    candidate, number = name, 1
+    while candidate.lower() in used:
+        number += 1
+        candidate = f"{stem}-{number}{suffix}"
+    used.add(candidate.lower())
+    return candidate
+
+
+def _check_output(output: Path, collection_roots: Sequence[Path], overwrite: bool) -> None:
+    for root in collection_roots:
+        if output == root or root in output.parents or output in root.parents:
+            raise ValueError(
+                f"output folder '{output}' overlaps the collection folder '{root}'; the sources "
+                "are never written to, choose an output folder outside them"
+            )
+    existing = [output / name for name in (*LAYOUTS, PROVENANCE_FILE) if (output / name).exists()]
+    if existing and not overwrite:
+        raise FileExistsError(
+            f"{[str(path) for path in existing]} already exist; pass overwrite=True to replace them"
+        )
+    for path in existing:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def _provenance_row(
+    output_file: Path, output: Path, layout: str, image: PublicImage, label: str
+) -> dict[str, str]:
+    return {
+        "output_file": output_file.relative_to(output).as_posix(),
+        "layout": layout,
+        "collection": image.source,
+        "original_path": image.image_id,
+        "patient_id": image.patient_id or "",
+        "label": label,
+        "finding": image.finding,
+        "view": image.view,
+        "age_group": image.age_group,
+        "license": image.license,
+        "sha256": _sha256(image.file),
+    }
+
+
+def _write_radiography(
+    output: Path, images: Sequence[PublicImage], class_of: Sequence[str], rows: list[dict]
+) -> Path:
+    root = output / "radiography"
+    used: dict[str, set[str]] = {}
+    metadata: dict[str, list[tuple[str, str, str, str]]] = {}
+    for image, class_name in tqdm(
+        list(zip(images, class_of, strict=True)), desc="Radiography layout", unit="image"
+    ):
+        name = _unique_name(
+            f"{image.source}-{Path(image.image_id).stem}.png", used.setdefault(class_name, set())
+        )
+        target = root / class_name / "images" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        pixels = load_image(image.file)
+        Image.fromarray(np.round(pixels * 255).astype(np.uint8)).save(target)
+        if image.mask is not None:
+            mask_target = root / class_name / "masks" / name
+            mask_target.parent.mkdir(parents=True, exist_ok=True)
+            mask = load_image(image.mask) >= 0.5
+            Image.fromarray((mask * 255).astype(np.uint8)).save(mask_target)
+        metadata.setdefault(class_name, []).append(
+            (Path(name).stem, "PNG", f"{image.width}*{image.height}", COLLECTION_URLS[image.source])
+        )
+        rows.append(_provenance_row(target, output, "radiography", image, class_name))
+    for class_name, entries in metadata.items():
+        write_workbook(
+            root / f"{class_name}.metadata.xlsx", ("FILE NAME", "FORMAT", "SIZE", "URL"), entries
+        )
+    return root
+
+
+def _write_xray_ct(
+    output: Path, images: Sequence[PublicImage], class_of: Sequence[str], rows: list[dict]
+) -> Path:
+    root = output / "xray_ct"
+    used: dict[Path, set[str]] = {}
+    metadata = []
+    for image, class_name in tqdm(
+        list(zip(images, class_of, strict=True)), desc="X-ray + CT layout", unit="image"
+    ):
+        folder = root / MODALITY_NAMES[MODALITY_KEYS[image.modality]] / class_name
+        folder.mkdir(parents=True, exist_ok=True)
+        suffix = _EXTENSIONS.get(image.image_format, Path(image.image_id).suffix)
+        name = _unique_name(
+            f"{image.source}-{Path(image.image_id).stem}{suffix}", used.setdefault(folder, set())
+        )
+        target = folder / name
+        shutil.copyfile(image.file, target)
+        patient = f"{image.source}:{image.patient_id}" if image.patient_id else ""
+        metadata.append((target.relative_to(root).as_posix(), image.modality, class_name, patient))
+        rows.append(_provenance_row(target, output, "xray_ct", image, class_name))
+    with (root / "metadata.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(("file", "modality", "label", "patient_id"))
+        writer.writerows(metadata)
+    return root
+
+
+def prepare_public_data(
+    collections_root: str | Path,
+    output_dir: str | Path,
+    *,
+    layouts: Sequence[str] = LAYOUTS,
+    classes: Sequence[str] | None = None,
+    class_map: Mapping[str, Sequence[str]] | None = None,
+    include_lateral: bool = False,
+    include_ieee8023_ct: bool = True,
+    overwrite: bool = False,
+    skip_bad_images: bool = False,
+    cache_dir: str | Path | None = None,
+    num_threads: int | None = None,
+) -> PreparedData:
+    """Write the Kaggle Radiography and Mendeley X-ray + CT layouts from the public collections.
+
+    Args:
+        collections_root: Folder holding the upstream collections side by side.
+        output_dir: Where to write (outside every collection folder).
+        layouts: Which of `LAYOUTS` to write.
+        classes, class_map, include_lateral: Radiography selection (see `compose_radiography`).
+        include_ieee8023_ct: X-ray + CT selection (see `compose_xray_ct`).
+        overwrite: Replace layouts already written in ``output_dir``.
+        skip_bad_images: Skip unreadable source files instead of raising `BadImagesError`.
+        cache_dir: Where the scan caches go; never inside a collection.
+        num_threads: Threads for the first-time validation of the files.
+
+    Returns:
+        A `PreparedData` naming the folders and the provenance manifest.
+
+    Raises:
+        ValueError: An unknown layout, or an output folder overlapping a collection.
+        FileExistsError: A layout is already written and ``overwrite`` is False.
+    """
+    unknown = [name for name in layouts if name not in LAYOUTS]
+    if unknown or not layouts:
+        raise ValueError(
+            f"layouts must be a non-empty subset of {list(LAYOUTS)}, got {list(layouts)}"
+        )
+    output = Path(output_dir).expanduser().resolve()
+    options = {
+        "skip_bad_images": skip_bad_images,
+        "cache_dir": cache_dir,
+        "num_threads": num_threads,
+    }
+    selections = {}
+    if "radiography" in layouts:
+        selections["radiography"] = select_radiography_images(
+            collections_root,
+            classes=classes,
+            class_map=class_map,
+            include_lateral=include_lateral,
+            **options,
+        )
+    if "xray_ct" in layouts:
+        selections["xray_ct"] = select_xray_ct_images(
+            collections_root,
+            include_ieee8023_ct=include_ieee8023_ct,
+            include_lateral=include_lateral,
+            **options,
+        )
+    collection_roots = {
+        root for selection in selections.values() for root in selection.collection_roots.values()
+    }
+    _check_output(output, sorted(collection_roots), overwrite)
+    output.mkdir(parents=True, exist_ok=True)
+
+    rows: list[dict[str, str]] = []
+    written: dict[str, Path] = {}
+    writers = {"radiography": _write_radiography, "xray_ct": _write_xray_ct}
+    for layout, selection in selections.items():
+        class_of = [selection.class_names[label] for label in selection.labels]
+        written[layout] = writers[layout](output, selection.images, class_of, rows)
+    provenance = output / PROVENANCE_FILE
+    with provenance.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=PROVENANCE_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return PreparedData(
+        radiography=written.get("radiography"),
+        xray_ct=written.get("xray_ct"),
+        provenance=provenance,
+        images_written={layout: len(selection.images) for layout, selection in selections.items()},
+    )
