@@ -377,3 +377,132 @@ def test_xray_ct_builder_reports_bad_files_through_the_shared_path(tmp_path, cac
     shutil.rmtree(root / "CT" / "Unknown")
     dataset = build_xray_ct_dataset(root, skip_bad_images=True, cache_dir=cache)
     assert read_build_summary(dataset).bad_files_skipped == 1
+
+
+# -- One broken entry is one bad file; ignored files are counted -------------------------------
+
+
+def _row_count(dataset_dict) -> int:
+    return sum(dataset_dict[name].num_rows for name in SPLIT_NAMES)
+
+
+def test_symlink_loop_is_one_bad_file_never_the_whole_class(tmp_path, cache):
+    root = write_radiography_tree(tmp_path / "loop", images_per_class=6)
+    os.symlink("COVID-loop.png", root / "COVID" / "images" / "COVID-loop.png")  # points to itself
+    with pytest.raises(BadImagesError) as raised:
+        build_radiography_dataset(root, classes=["COVID", "Normal"], cache_dir=cache)
+    problems = dict(raised.value.problems)
+    assert list(problems) == ["COVID/images/COVID-loop.png"]
+    assert "symbolic links" in problems["COVID/images/COVID-loop.png"]
+
+    dataset = build_radiography_dataset(
+        root, classes=["COVID", "Normal"], skip_bad_images=True, cache_dir=cache
+    )
+    labels = [label for split in _all_rows(dataset, "label").values() for label in split]
+    assert labels.count(0) == 6 and labels.count(1) == 6  # every good COVID image kept
+
+
+def test_unreadable_file_is_one_bad_file(tmp_path, cache, monkeypatch):
+    root = write_radiography_tree(tmp_path / "perm", images_per_class=6)
+    locked = root / "COVID" / "images" / "COVID-3.png"
+    real_read_bytes = data_io.Path.read_bytes
+
+    def read_bytes(path):
+        if path == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_read_bytes(path)
+
+    monkeypatch.setattr(data_io.Path, "read_bytes", read_bytes)
+    dataset = build_radiography_dataset(
+        root, classes=["COVID", "Normal"], skip_bad_images=True, cache_dir=cache
+    )
+    assert _row_count(dataset) == 11
+    assert read_build_summary(dataset).bad_files_skipped == 1
+
+
+def test_requested_class_left_empty_is_an_error_even_when_skipping(tmp_path, cache, monkeypatch):
+    root = write_radiography_tree(tmp_path / "locked", images_per_class=6)
+    locked = str(root / "Normal" / "images")
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if os.fspath(path) == locked:
+            raise PermissionError(13, "Permission denied", locked)
+        return real_scandir(path)
+
+    monkeypatch.setattr(data_io.os, "scandir", scandir)
+    with pytest.raises(ValueError, match=r"no usable image for class\(es\) \['Normal'\]") as raised:
+        build_radiography_dataset(
+            root, classes=["COVID", "Normal"], skip_bad_images=True, cache_dir=cache
+        )
+    assert "Normal/images: unreadable folder" in str(raised.value)
+
+
+def test_one_pixel_image_never_enters_a_training_set(tmp_path, cache):
+    root = write_radiography_tree(tmp_path / "tiny", images_per_class=6)
+    Image.new("L", (1, 1), 100).save(root / "COVID" / "images" / "COVID-dot.png")
+    with pytest.raises(BadImagesError, match=r"COVID-dot\.png: the image is 1x1 pixels"):
+        build_radiography_dataset(root, classes=["COVID", "Normal"], cache_dir=cache)
+    dataset = build_radiography_dataset(
+        root, classes=["COVID", "Normal"], skip_bad_images=True, cache_dir=cache
+    )
+    ids = {image_id for split in _all_rows(dataset, "image_id").values() for image_id in split}
+    assert "COVID-dot" not in ids and len(ids) == 12
+
+
+def test_mask_of_another_aspect_ratio_is_rejected_as_in_the_app(tmp_path, cache):
+    root = write_radiography_tree(tmp_path / "aspect", images_per_class=6)
+    Image.new("L", (40, 20)).save(root / "COVID" / "masks" / "COVID-1.png")  # image is 40x40
+    with pytest.raises(BadImagesError, match=r"masks/COVID-1\.png: mask is 40x20 but the image"):
+        build_radiography_dataset(root, classes=["COVID", "Normal"], cache_dir=cache)
+    dataset = build_radiography_dataset(
+        root, classes=["COVID", "Normal"], skip_bad_images=True, cache_dir=cache
+    )
+    rows = [row for name in SPLIT_NAMES for row in dataset[name] if row["image_id"] == "COVID-1"]
+    assert len(rows) == 1 and rows[0]["mask"] is None  # the image stays, without its mask
+    assert read_build_summary(dataset).masks["rejected"] == 1
+
+
+def test_ignored_files_are_counted_in_the_summary_and_description(tmp_path, cache, caplog):
+    root = write_radiography_tree(tmp_path / "ignored", images_per_class=6)
+    nested = root / "COVID" / "images" / "old" / "older"
+    nested.mkdir(parents=True)
+    for index in range(3):
+        Image.new("L", (40, 40)).save(nested / f"COVID-old-{index}.png")
+    (root / "Normal" / "extra").mkdir()
+    Image.new("L", (40, 40)).save(root / "Normal" / "extra" / "Normal-extra.png")
+    Image.new("L", (40, 40)).save(root / "COVID" / "masks" / "COVID-no-image.png")
+    (root / "COVID" / "images" / "notes.txt").write_text("read me")
+    # A DICOM named by its UID has a numeric "ending" and is read, not ignored.
+    pixels = random_image(np.random.default_rng(9), 40).astype(np.uint16) * 16
+    write_dicom(root / "Normal" / "images" / "1.2.826.0.1.3680043.8", pixels, bits_stored=12)
+
+    with caplog.at_level(logging.WARNING, logger="hf_covid.data"):
+        dataset = build_radiography_dataset(root, classes=["COVID", "Normal"], cache_dir=cache)
+
+    summary = read_build_summary(dataset)
+    assert summary.ignored_files == {
+        "in a nested folder": 4,
+        "unknown file type": 1,
+        "mask without image": 1,
+    }
+    assert summary.images_per_class == {"COVID": 6, "Normal": 7}
+    assert "Ignored files: in a nested folder 4, mask without image 1, unknown file type 1." in (
+        summary.describe()
+    )
+    assert '"mask without image": 1' in dataset["train"].info.description
+    assert "ignored 6 file(s)" in caplog.text
+
+
+def test_xray_ct_counts_ignored_files_and_refuses_an_empty_modality_class(tmp_path, cache):
+    root = write_xray_ct_tree(tmp_path / "ignoredct")
+    (root / "CT" / "COVID" / "series").mkdir()
+    Image.new("L", (40, 40)).save(root / "CT" / "COVID" / "series" / "slice.png")
+    (root / "X-ray" / "COVID" / "labels.csv").write_text("file,label\n")
+    summary = read_build_summary(build_xray_ct_dataset(root, cache_dir=cache))
+    assert summary.ignored_files == {"in a nested folder": 1, "unknown file type": 1}
+
+    for path in (root / "CT" / "COVID").glob("*.png"):
+        path.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"no usable image for class\(es\) \['CT COVID'\]"):
+        build_xray_ct_dataset(root, skip_bad_images=True, cache_dir=cache)

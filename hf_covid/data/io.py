@@ -27,6 +27,7 @@ import logging
 import os
 import re
 import warnings
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -534,6 +535,54 @@ def list_folder(folder: Path) -> tuple[list[Path], list[Path]]:
     return sorted(files), sorted(folders)
 
 
+IGNORED_NESTED = "in a nested folder"
+IGNORED_UNKNOWN_TYPE = "unknown file type"
+IGNORED_MASK_WITHOUT_IMAGE = "mask without image"
+"""Why a builder leaves a file out without calling it bad (the keys of ``ignored_files``)."""
+
+
+def is_image_candidate(path: Path) -> bool:
+    """Whether builders try a file as an image: a known image ending, or none (as DICOM often has).
+
+    A numeric "ending" (``1.2.276.0.7230.850819``, a DICOM named by its UID) counts as none.
+    """
+    suffix = path.suffix.lower()
+    return suffix in IMAGE_SUFFIXES or not suffix or suffix[1:].isdigit()
+
+
+def count_nested_files(folders: Sequence[Path]) -> int:
+    """Files anywhere below ``folders``, which the builders do not read (hidden files left out)."""
+    count = 0
+    for folder in folders:
+        for _, subfolders, files in os.walk(folder):
+            subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+            count += sum(
+                not name.startswith(".") and name.lower() not in IGNORED_FILE_NAMES
+                for name in files
+            )
+    return count
+
+
+def raise_for_empty_classes(
+    root: Path, usable_per_class: dict[str, int], problems: Sequence[tuple[str, str]]
+) -> None:
+    """A requested class without a usable image is an error, also with ``skip_bad_images``.
+
+    Raises:
+        ValueError: Naming the empty classes and the first bad files and folders found.
+    """
+    empty = [name for name, count in usable_per_class.items() if count == 0]
+    if not empty:
+        return
+    listed = "".join(f"\n  {path}: {reason}" for path, reason in problems[:10])
+    more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
+    raise ValueError(
+        f"no usable image for class(es) {empty} under '{root}' ({len(problems)} bad file(s) or "
+        f"folder(s) skipped); fix them, or leave the class out where the builder allows it"
+        f"{listed}{more}"
+    )
+
+
 def normalize_folder_name(name: str) -> str:
     """Folder name compared case- and punctuation-insensitively ("X-ray" matches "xray")."""
     return re.sub(r"[^a-z0-9]", "", name.lower())
@@ -558,6 +607,23 @@ def report_bad_input(
         "; ".join(f"{path}: {reason}" for path, reason in problems),
     )
     return len(problems)
+
+
+def report_ignored_files(root: Path, ignored: Counter) -> dict[str, int]:
+    """Log the files a builder left out (not bad, just not part of the layout) and count them.
+
+    Returns:
+        ``{reason: count}`` for the reasons that occurred, for ``DatasetBuildSummary.ignored_files``.
+    """
+    counts = {reason: count for reason, count in ignored.items() if count}
+    if counts:
+        logger.warning(
+            "ignored %d file(s) under %s: %s",
+            sum(counts.values()),
+            root,
+            ", ".join(f"{reason} {count}" for reason, count in counts.items()),
+        )
+    return counts
 
 
 def resolve_cache_dir(cache_dir: str | Path | None) -> Path:

@@ -28,12 +28,19 @@ from datasets import ClassLabel, DatasetDict, Features, Image, Value
 from hf_covid.models.labels import RADIOGRAPHY_LABELS
 
 from .io import (
+    IGNORED_MASK_WITHOUT_IMAGE,
+    IGNORED_NESTED,
+    IGNORED_UNKNOWN_TYPE,
     BadImagesError,
     DatasetCache,
     ImageFileInfo,
+    count_nested_files,
+    is_image_candidate,
     list_folder,
     normalize_folder_name,
+    raise_for_empty_classes,
     report_bad_input,
+    report_ignored_files,
 )
 from .splits import (
     DEFAULT_SPLIT_RATIOS,
@@ -42,6 +49,7 @@ from .splits import (
     plan_splits,
 )
 from .summary import DatasetBuildSummary
+from .validation import DEFAULT_INPUT_POLICY, InputPolicy, InputPolicyError
 
 logger = logging.getLogger(__name__)
 
@@ -124,22 +132,45 @@ def _class_candidates(
     spreadsheet: Path | None,
     cache: DatasetCache,
     problems: list[tuple[str, str]],
+    ignored: Counter,
 ) -> list[tuple[Path, Path | None, str]]:
-    """``(image, mask or None, source URL)`` for every file of one class folder."""
+    """``(image, mask or None, source URL)`` for every image of one class folder.
+
+    An unreadable folder and every unreadable file are problems; files in nested folders, of
+    unknown type, and masks without an image are counted in ``ignored``.
+    """
     images_folder = folder / "images" if (folder / "images").is_dir() else folder
+    masks_folder = folder / "masks"
     listed: dict[str, list[Path]] = {}
-    for name, subfolder in (("images", images_folder), ("masks", folder / "masks")):
+    for name, subfolder in (("images", images_folder), ("masks", masks_folder)):
         if name == "masks" and not subfolder.is_dir():
             continue
         try:
-            listed[name] = list_folder(subfolder)[0]
+            files, subfolders = list_folder(subfolder)
         except OSError as error:
             problems.append(
                 (subfolder.relative_to(root).as_posix(), f"unreadable folder ({error})")
             )
+            continue
+        if subfolder == folder:  # old layout: images in the class folder, masks/ beside them
+            subfolders = [path for path in subfolders if path != masks_folder]
+        ignored[IGNORED_NESTED] += count_nested_files(subfolders)
+        listed[name] = [path for path in files if is_image_candidate(path)]
+        ignored[IGNORED_UNKNOWN_TYPE] += len(files) - len(listed[name])
+    if images_folder != folder:
+        try:
+            _, class_subfolders = list_folder(folder)
+        except OSError as error:
+            problems.append((folder.relative_to(root).as_posix(), f"unreadable folder ({error})"))
+            class_subfolders = []
+        others = [path for path in class_subfolders if path not in (images_folder, masks_folder)]
+        ignored[IGNORED_NESTED] += count_nested_files(others)
     if "images" in listed and not listed["images"]:
         problems.append((images_folder.relative_to(root).as_posix(), "empty class folder"))
+    images = listed.get("images", [])
     masks = {path.stem.lower(): path for path in listed.get("masks", [])}
+    image_stems = {path.stem.lower() for path in images}
+    ignored[IGNORED_MASK_WITHOUT_IMAGE] += sum(stem not in image_stems for stem in masks)
     sources: dict[str, str] = {}
     if spreadsheet is not None:
         try:
@@ -147,16 +178,35 @@ def _class_candidates(
         except Exception as error:  # openpyxl raises many types for a corrupt workbook
             problems.append((spreadsheet.name, f"unreadable metadata spreadsheet ({error})"))
     return [
-        (path, masks.get(path.stem.lower()), sources.get(path.stem.lower(), ""))
-        for path in listed.get("images", [])
+        (path, masks.get(path.stem.lower()), sources.get(path.stem.lower(), "")) for path in images
     ]
+
+
+def _check_mask(
+    root: Path,
+    mask_info: ImageFileInfo | None,
+    image_info: ImageFileInfo,
+    policy: InputPolicy,
+    problems: list[tuple[str, str]],
+) -> ImageFileInfo | None:
+    """The mask if it fits its image under the policy; a mask that does not is a problem."""
+    if mask_info is None or mask_info.error is not None:
+        return None
+    try:
+        policy.check_mask_shape(
+            (mask_info.height, mask_info.width), (image_info.height, image_info.width)
+        )
+    except InputPolicyError as error:
+        problems.append((mask_info.path.relative_to(root).as_posix(), str(error)))
+        return None
+    return mask_info
 
 
 def _mask_column_value(
     mask_info: ImageFileInfo | None, image_info: ImageFileInfo, cache: DatasetCache
 ) -> tuple[str | None, bool]:
     """What the ``mask`` column holds (None, the file, or a resized copy) and whether resized."""
-    if mask_info is None or mask_info.error is not None:
+    if mask_info is None:
         return None, False
     image_size = (image_info.height, image_info.width)
     resized = (mask_info.height, mask_info.width) != image_size
@@ -176,6 +226,7 @@ def build_radiography_dataset(
     skip_bad_images: bool = False,
     cache_dir: str | Path | None = None,
     num_threads: int | None = None,
+    input_policy: InputPolicy = DEFAULT_INPUT_POLICY,
 ) -> DatasetDict:
     """Build train/validation/test splits of the COVID-19 Radiography Database.
 
@@ -188,11 +239,14 @@ def build_radiography_dataset(
         group_by: None (each image its own group) or ``"source"`` (images from one source
             collection, the metadata URL, stay in one split).
         deduplicate: Keep near-duplicate images (perceptual hash) in one split.
-        skip_bad_images: Skip unreadable files and folders (counted in the log and description)
-            instead of raising `BadImagesError`.
+        skip_bad_images: Skip unreadable files and folders, images outside the input policy and
+            masks that do not fit their image (counted in the log and description) instead of
+            raising `BadImagesError`. A selected class left without images is still an error.
         cache_dir: Where the scan cache and derived files go (default: the datasets cache);
             never inside ``root``.
         num_threads: Threads for the first-time validation of the files.
+        input_policy: Size limits for images and the mask shape rule (masks of the image's
+            aspect ratio are resized, others are bad files), as in the app.
 
     Returns:
         A `DatasetDict` with columns ``image`` (Image), ``mask`` (Image or None), ``label``
@@ -202,7 +256,7 @@ def build_radiography_dataset(
     Raises:
         BadImagesError: Listing every bad file and folder (unless ``skip_bad_images``).
         FileNotFoundError: ``root`` or a selected class folder is missing.
-        ValueError: Invalid arguments, or no usable image.
+        ValueError: Invalid arguments, or a selected class without a usable image.
     """
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
@@ -210,9 +264,10 @@ def build_radiography_dataset(
     if group_by not in (None, "source"):
         raise ValueError(f"group_by must be None or 'source', got {group_by!r}")
     class_names = _select_classes(classes)
-    cache = DatasetCache(root, cache_dir)
+    cache = DatasetCache(root, cache_dir, policy=input_policy)
 
     problems: list[tuple[str, str]] = []
+    ignored: Counter = Counter()
     class_folders, root_files = _find_class_folders(root, class_names, problems)
     spreadsheets = {path.name.lower(): path for path in root_files}
     # (image, mask or None, source URL, class name) per example.
@@ -225,6 +280,7 @@ def build_radiography_dataset(
             spreadsheets.get(f"{class_name}{METADATA_SUFFIX}".lower()),
             cache,
             problems,
+            ignored,
         )
     ]
     files = [image for image, _, _, _ in candidates]
@@ -235,14 +291,24 @@ def build_radiography_dataset(
         for info in infos.values()
         if info.error is not None
     ]
-    skipped = report_bad_input(root, problems, skip_bad_images=skip_bad_images)
-
-    examples, without_mask, resized_masks = [], 0, 0
+    # (image, mask info or None, source URL, class name) per usable image.
+    usable, rejected_masks = [], 0
     for image_path, mask_path, source, class_name in candidates:
         image_info = infos[image_path]
         if image_info.error is not None:
             continue
-        mask_value, resized = _mask_column_value(infos.get(mask_path), image_info, cache)
+        mask_info = _check_mask(root, infos.get(mask_path), image_info, input_policy, problems)
+        rejected_masks += mask_path is not None and mask_info is None
+        usable.append((image_path, mask_info, source, class_name))
+    skipped = report_bad_input(root, problems, skip_bad_images=skip_bad_images)
+    usable_per_class = Counter(class_name for *_, class_name in usable)
+    raise_for_empty_classes(root, {name: usable_per_class[name] for name in class_names}, problems)
+    ignored_files = report_ignored_files(root, ignored)
+
+    examples, without_mask, resized_masks = [], 0, 0
+    for image_path, mask_info, source, class_name in usable:
+        image_info = infos[image_path]
+        mask_value, resized = _mask_column_value(mask_info, image_info, cache)
         without_mask += mask_value is None
         resized_masks += resized
         image_is_dicom = image_info.image_format == "DICOM"
@@ -256,8 +322,6 @@ def build_radiography_dataset(
                 "hashes": image_info.hashes,
             }
         )
-    if not examples:
-        raise ValueError(f"no usable image in '{root}' for classes {list(class_names)}")
     if resized_masks:
         logger.warning(
             "%d lung mask(s) differ in size from their image; resized to the image size "
@@ -286,10 +350,12 @@ def build_radiography_dataset(
         deduplicate=deduplicate,
         near_duplicates=plan.near_duplicates() if deduplicate else None,
         bad_files_skipped=skipped,
+        ignored_files=ignored_files,
         masks={
             "matched": len(examples) - without_mask,
             "missing": without_mask,
             "resized": resized_masks,
+            "rejected": rejected_masks,
         },
         sources=dict(Counter(example["source"] for example in examples if example["source"])),
     )

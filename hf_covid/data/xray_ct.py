@@ -32,11 +32,17 @@ from datasets import ClassLabel, DatasetDict, Features, Image, Value
 from hf_covid.models.labels import BINARY_LABELS
 
 from .io import (
+    IGNORED_NESTED,
+    IGNORED_UNKNOWN_TYPE,
     BadImagesError,
     DatasetCache,
+    count_nested_files,
+    is_image_candidate,
     list_folder,
     normalize_folder_name,
+    raise_for_empty_classes,
     report_bad_input,
+    report_ignored_files,
 )
 from .splits import (
     DEFAULT_SPLIT_RATIOS,
@@ -45,6 +51,7 @@ from .splits import (
     plan_splits,
 )
 from .summary import DatasetBuildSummary
+from .validation import DEFAULT_INPUT_POLICY, InputPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -85,8 +92,13 @@ def _metadata_class(value: str) -> str:
     return CLASS_FOLDERS.get(normalize_folder_name(value), value)
 
 
-def _discover(root: Path) -> tuple[list[tuple[Path, str, str]], list[tuple[str, str]]]:
-    """Find ``(file, modality, class name)`` candidates and folder problems."""
+def _discover(
+    root: Path, ignored: Counter
+) -> tuple[list[tuple[Path, str, str]], list[tuple[str, str]]]:
+    """Find ``(file, modality, class name)`` candidates and folder problems.
+
+    Files in nested folders and of unknown type are counted in ``ignored``.
+    """
     try:
         _, root_folders = list_folder(root)
     except OSError as error:
@@ -121,13 +133,16 @@ def _discover(root: Path) -> tuple[list[tuple[Path, str, str]], list[tuple[str, 
                 continue
             found.add(class_name)
             try:
-                files, _ = list_folder(folder)
+                files, subfolders = list_folder(folder)
             except OSError as error:
                 problems.append((relative, f"unreadable folder ({error})"))
                 continue
-            if not files:
+            ignored[IGNORED_NESTED] += count_nested_files(subfolders)
+            images = [path for path in files if is_image_candidate(path)]
+            ignored[IGNORED_UNKNOWN_TYPE] += len(files) - len(images)
+            if not images:
                 problems.append((relative, "empty class folder"))
-            candidates += [(path, modality, class_name) for path in files]
+            candidates += [(path, modality, class_name) for path in images]
         absent = [name for name in BINARY_LABELS if name not in found]
         if absent:
             raise FileNotFoundError(
@@ -148,6 +163,7 @@ def build_xray_ct_dataset(
     metadata_file: str | Path | None = None,
     cache_dir: str | Path | None = None,
     num_threads: int | None = None,
+    input_policy: InputPolicy = DEFAULT_INPUT_POLICY,
 ) -> DatasetDict:
     """Build train/validation/test splits of X-ray + CT pairs.
 
@@ -161,10 +177,13 @@ def build_xray_ct_dataset(
         split_ratios: Fractions for train, validation and test.
         seed: Seed of the split and of the label pairing.
         deduplicate: Keep near-duplicate images (perceptual hash, per modality) in one split.
-        skip_bad_images: Skip unreadable files and folders instead of raising `BadImagesError`.
+        skip_bad_images: Skip unreadable files and folders and images outside the input policy
+            instead of raising `BadImagesError`. A modality and class left without images is
+            still an error.
         metadata_file: CSV for ``pairing="patient"`` (default ``<root>/metadata.csv``).
         cache_dir: Where the scan cache goes (default: the datasets cache); never inside ``root``.
         num_threads: Threads for the first-time validation of the files.
+        input_policy: Size limits for images, as in the app.
 
     Returns:
         A `DatasetDict` with columns ``xray`` and ``ct`` (Image or None), ``label``
@@ -174,15 +193,16 @@ def build_xray_ct_dataset(
     Raises:
         BadImagesError: Listing every bad file and folder (unless ``skip_bad_images``).
         FileNotFoundError: A modality or class folder, or the metadata file, is missing.
-        ValueError: Invalid arguments, or no usable image.
+        ValueError: Invalid arguments, or a modality and class without a usable image.
     """
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
         raise FileNotFoundError(f"X-ray/CT dataset folder '{root}' does not exist")
     if pairing not in PAIRING_DESCRIPTIONS:
         raise ValueError(f"pairing must be 'label' or 'patient', got {pairing!r}")
-    cache = DatasetCache(root, cache_dir)
-    candidates, problems = _discover(root)
+    cache = DatasetCache(root, cache_dir, policy=input_policy)
+    ignored: Counter = Counter()
+    candidates, problems = _discover(root, ignored)
 
     metadata: dict[str, dict[str, str]] = {}
     if pairing == "patient":
@@ -227,8 +247,17 @@ def build_xray_ct_dataset(
             }
         )
     skipped = report_bad_input(root, problems, skip_bad_images=skip_bad_images)
-    if not items:
-        raise ValueError(f"no usable image in '{root}'")
+    usable = Counter((item["modality"], item["label"]) for item in items)
+    raise_for_empty_classes(
+        root,
+        {
+            f"{MODALITY_NAMES[modality]} {name}": usable[modality, label]
+            for modality in MODALITIES
+            for label, name in enumerate(BINARY_LABELS)
+        },
+        problems,
+    )
+    ignored_files = report_ignored_files(root, ignored)
 
     # Stratify by modality and class, so both modalities keep the class balance in every split.
     strata = [MODALITIES.index(item["modality"]) * 2 + item["label"] for item in items]
@@ -257,6 +286,7 @@ def build_xray_ct_dataset(
         pairing=pairing,
         pairing_note=PAIRING_DESCRIPTIONS[pairing],
         bad_files_skipped=skipped,
+        ignored_files=ignored_files,
         notes=pairing_lines,
     )
     features = Features(
