@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import pickle
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -250,3 +251,33 @@ def test_dicom_transfer_syntax_without_a_decoder_names_what_is_missing(tmp_path)
     dataset.save_as(path)
     with pytest.raises(ImageReadError, match=r"High-Throughput JPEG 2000.*cannot be decoded here"):
         load_image(path)
+
+
+# -- A real DICOM (tests/fixtures/dicom/README.md) --------------------------------------------
+
+REAL_CR = Path(__file__).parent / "fixtures" / "dicom" / "siim_cr_chest_pa.dcm"
+
+
+def test_real_jpeg_baseline_cr_decodes_upright_and_not_inverted():
+    import pydicom
+
+    image = load_image(REAL_CR)
+    stored = pydicom.dcmread(REAL_CR).pixel_array
+    assert image.shape == (1024, 1024) and image.dtype == np.float32
+    # No VOI window in the file: the full 8-bit stored range, value for value.
+    np.testing.assert_allclose(image, stored / 255, atol=1e-6)
+    lung_rows = image[350:650]
+    mediastinum, lungs = lung_rows[:, 450:575].mean(), lung_rows[:, 200:400].mean()
+    assert mediastinum > lungs + 0.2  # MONOCHROME2: bone and soft tissue bright, lungs dark
+    assert image[-100:].mean() > image[:50].mean() + 0.2  # abdomen at the bottom: upright
+
+
+def test_real_cr_marked_monochrome1_is_inverted(tmp_path):
+    import pydicom
+
+    dataset = pydicom.dcmread(REAL_CR)
+    dataset.PhotometricInterpretation = "MONOCHROME1"  # as torchxrayvision's Fake_MONOHR1.dcm
+    dataset.save_as(tmp_path / "monochrome1.dcm")
+    np.testing.assert_allclose(
+        load_image(tmp_path / "monochrome1.dcm"), 1.0 - load_image(REAL_CR), atol=1e-6
+    )

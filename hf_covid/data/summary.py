@@ -60,8 +60,10 @@ class DatasetBuildSummary:
         pairing: X-ray + CT pairing (``"label"``, ``"patient"``) or None for single-image layouts.
         pairing_note: What that pairing means for a fused number, or None.
         bad_files_skipped: Unreadable files skipped with ``skip_bad_images``.
-        ignored_files: Files not used and why (``{"nested folder": 3, "mask without image": 1}``).
-        masks: Mask counts (``{"matched": 10, "missing": 2, "resized": 0}``).
+        ignored_files: Files left out and why (``{"in a nested folder": 3, "mask without image": 1,
+            "unknown file type": 2}``), not counted as bad files.
+        masks: Mask counts (``{"matched": 10, "missing": 2, "resized": 0, "rejected": 1}``;
+            rejected: present but unreadable or of another aspect ratio).
         sources: Rows per source collection or URL host, where known.
         licenses: Rows per licence, where known.
         synthetic: True when the images are the project's phantoms.
