@@ -13,51 +13,9 @@ HiResCAM (explanation_layers.png); with shortcut phantoms (shortcut_markers.csv)
 See hf_covid.explain.visualize_checkpoint.
 """
 
-import argparse
-import json
 import sys
 
-from hf_covid.explain import CAM_METHODS, visualize_checkpoint
-
-
-def parse_arguments(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoint", help="checkpoint folder or Hub repository id")
-    parser.add_argument(
-        "--data_dir", required=True, help="dataset root, or a dataset saved with save_to_disk"
-    )
-    parser.add_argument("--split", default="test")
-    parser.add_argument(
-        "--output_dir", default=None, help="default: <checkpoint>/explanations_<split>"
-    )
-    parser.add_argument("--num_images", type=int, default=4)
-    parser.add_argument("--class_name", default="COVID", help="show images of this class")
-    parser.add_argument("--layers", nargs="+", default=None, help="Grad-CAM layers (module names)")
-    parser.add_argument(
-        "--method", choices=sorted(CAM_METHODS), default="gradcam", help="CAM variant"
-    )
-    parser.add_argument("--feature_layers", nargs="+", default=None, help="feature-map layers")
-    parser.add_argument("--max_channels", type=int, default=16)
-    return parser.parse_args(argv)
-
-
-def main(argv=None) -> int:
-    args = parse_arguments(argv)
-    results = visualize_checkpoint(
-        args.checkpoint,
-        data_dir=args.data_dir,
-        split=args.split,
-        output_dir=args.output_dir,
-        num_images=args.num_images,
-        class_name=args.class_name,
-        target_layers=args.layers,
-        feature_layers=args.feature_layers,
-        max_channels=args.max_channels,
-        method=args.method,
-    )
-    print(json.dumps(results, indent=2))
-    return 0
-
+from hf_covid.explain.visualize import main
 
 if __name__ == "__main__":
     sys.exit(main())
