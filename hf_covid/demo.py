@@ -14,23 +14,29 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .checkpoints import EVAL_RESULTS_FILE, is_complete_checkpoint_folder
 from .data.synthetic import generate_all
 from .evaluation import evaluate_checkpoint
+from .registry import get_model_family, list_models
 from .training import train_from_recipe
+
+__all__ = [
+    "DEMO_MODELS",
+    "DemoSettings",
+    "evaluate_demo_models",
+    "format_results_table",
+    "make_demo_data",
+    "run_demo",
+    "serve_app",
+    "train_demo_models",
+]
 
 logger = logging.getLogger(__name__)
 
-DEMO_MODELS: tuple[str, ...] = ("lung_unet", "dual_input", "cnn_lstm", "dual_channel", "resnet")
-"""Demo checkpoints, in training order (each trains from ``<recipes>/<name>_synthetic.yaml``)."""
-
-DEMO_DATA = {
-    # demo model -> folder of its synthetic data set under <output_dir>/data
-    "lung_unet": "radiography",
-    "dual_input": "xray_ct",
-    "cnn_lstm": "radiography",
-    "dual_channel": "radiography",
-    "resnet": "radiography",
-}
+DEMO_MODELS: tuple[str, ...] = tuple(list_models())
+"""Demo checkpoints: every registered family, each trained from
+``<recipes>/<name>_synthetic.yaml`` on the phantoms of its dataset kind
+(``<output_dir>/data/<dataset_kind>``)."""
 
 
 @dataclass
@@ -68,10 +74,6 @@ class DemoSettings:
         return self.output_dir / "checkpoints"
 
 
-def _is_complete_checkpoint(folder: Path) -> bool:
-    return all((folder / name).is_file() for name in ("config.json", "model.safetensors"))
-
-
 def make_demo_data(settings: DemoSettings) -> Path:
     """Write the synthetic phantoms (both layouts and the patient-paired variant)."""
     if settings.reuse and (settings.data_dir / "radiography").is_dir():
@@ -93,14 +95,14 @@ def train_demo_models(settings: DemoSettings) -> dict[str, Path]:
     for name in settings.models:
         folder = settings.checkpoints_dir / name
         folders[name] = folder
-        if settings.reuse and _is_complete_checkpoint(folder):
+        if settings.reuse and is_complete_checkpoint_folder(folder):
             print(f"[train] reusing {folder}")
             continue
         print(f"[train] {name} -> {folder}")
         train_from_recipe(
             settings.recipes_dir / f"{name}_synthetic.yaml",
             {
-                "data_dir": str(settings.data_dir / DEMO_DATA[name]),
+                "data_dir": str(settings.data_dir / get_model_family(name).dataset_kind),
                 "output_dir": str(folder),
                 "seed": settings.seed,
             },
@@ -113,7 +115,7 @@ def evaluate_demo_models(settings: DemoSettings, folders: dict[str, Path]) -> di
     results = {}
     for name, folder in folders.items():
         report_dir = folder / "evaluation_test"
-        report_file = report_dir / "eval_results.json"
+        report_file = report_dir / EVAL_RESULTS_FILE
         if (
             settings.reuse
             and report_file.is_file()
@@ -125,7 +127,7 @@ def evaluate_demo_models(settings: DemoSettings, folders: dict[str, Path]) -> di
         print(f"[evaluate] {name}")
         results[name] = evaluate_checkpoint(
             folder,
-            data_dir=settings.data_dir / DEMO_DATA[name],
+            data_dir=settings.data_dir / get_model_family(name).dataset_kind,
             split="test",
             output_dir=report_dir,
         )

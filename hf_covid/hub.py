@@ -22,9 +22,8 @@ import math
 import re
 import struct
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +40,21 @@ from huggingface_hub import (
 from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.utils import filter_repo_objects
 
-from hf_covid.data.synthetic import LESION_MASK_FOLDER
-from hf_covid.models.labels import BINARY_LABELS
+from hf_covid.checkpoints import (
+    CONFIG_FILE,
+    FIGURES_DIR,
+    MODEL_CARD_FILE,
+    PROCESSOR_FILE,
+    TRAINER_STATE_FILE,
+    WEIGHT_FILES,
+    DatasetRecord,
+    EvaluationResults,
+    RunRecord,
+    is_hub_id,
+    read_json_object,
+)
+from hf_covid.data.summary import read_build_summary
+from hf_covid.registry import DATASET_KINDS, ModelFamily, get_model_family
 
 logger = logging.getLogger(__name__)
 
@@ -67,9 +79,6 @@ UPLOAD_IGNORE_PATTERNS = [
     ".*",
 ]
 """Never uploaded: pickles (code execution on load), optimizer/RNG state, Trainer leftovers."""
-
-TRAINING_CONFIG_FILE = "training_config.json"
-"""The recipe a checkpoint was trained with (its ``data`` section names the data)."""
 
 MODEL_LICENSE = "apache-2.0"
 
@@ -113,85 +122,7 @@ _CONFIG_BOOKKEEPING = frozenset(
 )
 
 
-@dataclass(frozen=True)
-class _ModelKind:
-    """What the card says about one ``model_type``."""
-
-    name: str
-    summary: str
-    task: str  # pipeline tag / model-index task
-    inputs: tuple[str, ...]  # model input names beyond pixel_values
-
-
-_MODEL_KINDS: dict[str, _ModelKind] = {
-    "covid_dual_input": _ModelKind(
-        "Dual-input CNN (X-ray + CT)",
-        "Two convolutional branches, one for a chest X-ray and one for a chest CT slice, whose "
-        "pooled features are fused and classified as COVID or Non-COVID. Trained with modality "
-        "dropout it accepts either image alone, and its output (`modalities_used`) says which "
-        "images it used.",
-        "image-classification",
-        ("ct_pixel_values",),
-    ),
-    "covid_cnn_lstm": _ModelKind(
-        "CNN + LSTM",
-        "A convolutional feature extractor whose last feature map is read row by row, top to "
-        "bottom, as a sequence by a (bidirectional) LSTM; its output is classified into the four "
-        "classes of the COVID-19 Radiography Database.",
-        "image-classification",
-        (),
-    ),
-    "covid_dual_channel": _ModelKind(
-        "Dual-channel CNN (X-ray + lung mask)",
-        "A convolutional network that takes the chest X-ray and its lung mask as two input "
-        "channels, so that it can weigh evidence inside the lungs; four classes.",
-        "image-classification",
-        ("lung_mask",),
-    ),
-    "covid_lung_unet": _ModelKind(
-        "Lung U-Net",
-        "A U-Net that segments the lungs on a chest X-ray (one logit per pixel: lung or "
-        "background). Its masks feed the dual-channel classifier and the lung overlays.",
-        "image-segmentation",
-        (),
-    ),
-    "resnet": _ModelKind(
-        "ResNet (transfer learning)",
-        "A transformers `ResNetForImageClassification` (ImageNet-pretrained backbone when "
-        "trained from `microsoft/resnet-50`) fine-tuned on chest X-rays.",
-        "image-classification",
-        (),
-    ),
-}
-
-_DATASETS: dict[str, dict[str, str]] = {
-    "radiography": {
-        "name": "COVID-19 Radiography Database",
-        "id": "covid19-radiography-database",
-        "url": "https://www.kaggle.com/datasets/tawsifurrahman/covid19-radiography-database",
-    },
-    "xray_ct": {
-        "name": "Extensive COVID-19 X-Ray and CT Chest Images Dataset",
-        "id": "extensive-covid19-xray-ct",
-        "url": "https://doi.org/10.17632/8h65ywd2jr.3",
-    },
-}
-
-
 # --------------------------------------------------------------------------- reading a checkpoint
-def _read_json(path: Path) -> dict[str, Any]:
-    """A JSON object from ``path``; {} when the file is absent."""
-    if not path.is_file():
-        return {}
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON: {error}") from error
-    if not isinstance(value, dict):
-        raise ValueError(f"{path} must hold a JSON object, got {type(value).__name__}")
-    return value
-
-
 def _safetensors_parameter_count(folder: Path) -> int | None:
     """Number of weights in the checkpoint's safetensors files, read from their headers only."""
     total = 0
@@ -217,90 +148,6 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-@dataclass
-class _Evaluation:
-    """What a card shows of ``eval_results.json``; every field may be empty."""
-
-    metrics: dict[str, float] = field(default_factory=dict)
-    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
-    split: str = "test"
-    n_samples: int | None = None
-    confidence: float = 0.95
-    confusion_matrix: list[list[int]] | None = None
-    dataset: dict[str, Any] = field(default_factory=dict)
-    training: dict[str, Any] = field(default_factory=dict)
-
-
-_NOT_CARD_METRICS = frozenset(
-    ("n_samples", "loss", "epoch", "runtime", "samples_per_second", "steps_per_second")
-)
-
-
-def _metric_name(key: str) -> str:
-    """``test_accuracy`` / ``eval_accuracy`` (Trainer's ``save_metrics``) -> ``accuracy``."""
-    return re.sub(r"^(test|eval)_", "", key)
-
-
-def _read_evaluation(path: Path) -> _Evaluation:
-    """Normalise ``eval_results.json`` as ``hf_covid.training`` and ``hf_covid.evaluation``
-    write it: ``"metrics"`` (or flat metrics, as Trainer's ``save_metrics`` writes them),
-    ``"confidence_intervals"`` (``{metric: [low, high] or null}``), ``"confidence"``, ``"split"``,
-    the ``"dataset"`` (or ``"data"`` and ``"pairing"``) and ``"training"`` summaries. Anything
-    missing is left empty.
-    """
-    raw = _read_json(path)
-    source = raw["metrics"] if isinstance(raw.get("metrics"), Mapping) else raw
-    evaluation = _Evaluation()
-    for key, value in source.items():
-        if _is_number(value) and _metric_name(key) not in _NOT_CARD_METRICS:
-            evaluation.metrics[_metric_name(key)] = float(value)
-    intervals = raw.get("confidence_intervals") or source.get("confidence_intervals") or {}
-    for key, value in intervals.items():
-        if _interval(value):
-            evaluation.intervals[_metric_name(key)] = _interval(value)  # type: ignore[assignment]
-    evaluation.split = str(raw.get("split") or "test")
-    n_samples = source.get("n_samples", raw.get("n_samples"))
-    evaluation.n_samples = int(n_samples) if _is_number(n_samples) else None
-    confidence = raw.get("confidence_level", raw.get("confidence"))
-    evaluation.confidence = float(confidence) if _is_number(confidence) else 0.95
-    matrix = source.get("confusion_matrix", raw.get("confusion_matrix"))
-    evaluation.confusion_matrix = matrix if isinstance(matrix, list) else None
-    # training writes a "dataset" summary; hf_covid.evaluation the "data" folder and "pairing".
-    dataset = raw.get("dataset")
-    evaluation.dataset = dict(dataset) if isinstance(dataset, Mapping) else {}
-    if isinstance(raw.get("data"), str):
-        evaluation.dataset.setdefault("data_dir", raw["data"])
-    if isinstance(raw.get("pairing"), str):
-        evaluation.dataset.setdefault("pairing", raw["pairing"])
-    evaluation.training = dict(raw["training"]) if isinstance(raw.get("training"), Mapping) else {}
-    return evaluation
-
-
-def _is_synthetic(data: Mapping[str, Any]) -> bool:
-    """Whether the training data were synthetic phantoms: said by the data summary (a
-    ``synthetic`` flag, or a name or path mentioning phantoms), or visible in the data folder,
-    which then holds the lesion ground truth that only the phantom generator writes."""
-    if data.get("synthetic") is True:
-        return True
-    if any(
-        isinstance(value, str) and any(word in value.lower() for word in _SYNTHETIC_WORDS)
-        for value in data.values()
-    ):
-        return True
-    data_dir = data.get("data_dir")
-    return bool(data_dir) and (Path(data_dir) / LESION_MASK_FOLDER).is_dir()
-
-
-def _dataset_kind(labels: Iterable[str], data: Mapping[str, Any]) -> str:
-    """``"xray_ct"`` or ``"radiography"``: from the data summary, else from the labels."""
-    text = " ".join(str(value).lower() for value in data.values() if isinstance(value, str))
-    if re.search(r"xray[_-]?ct|x-ray and ct|mendeley", text):
-        return "xray_ct"
-    if "radiography" in text:
-        return "radiography"
-    return "xray_ct" if tuple(labels) == BINARY_LABELS else "radiography"
-
-
 def _size_text(size: Any) -> str | None:
     """``"224x224"`` from a processor ``size`` dict or a config ``image_size``."""
     if isinstance(size, Mapping) and "height" in size and "width" in size:
@@ -310,18 +157,6 @@ def _size_text(size: Any) -> str | None:
     if isinstance(size, int):
         return f"{size}x{size}"
     return None
-
-
-def _auto_class(config: Mapping[str, Any], task: str) -> str:
-    """The Auto class that loads this checkpoint (from ``auto_map`` when it has one)."""
-    for name in config.get("auto_map") or {}:
-        if name.startswith("AutoModelFor"):
-            return name
-    return (
-        "AutoModelForSemanticSegmentation"
-        if task == "image-segmentation"
-        else "AutoModelForImageClassification"
-    )
 
 
 def _remote_code_modules(folder: Path, config: Mapping[str, Any]) -> list[str]:
@@ -357,18 +192,16 @@ def check_checkpoint(folder: str | Path) -> Path:
     folder = Path(folder).resolve()
     if not folder.is_dir():
         raise ValueError(f"checkpoint folder {folder} does not exist")
-    if not (folder / "config.json").is_file():
-        raise ValueError(f"{folder} is not a complete checkpoint: config.json is missing")
-    if not any(
-        (folder / name).is_file() for name in ("model.safetensors", "model.safetensors.index.json")
-    ):
+    if not (folder / CONFIG_FILE).is_file():
+        raise ValueError(f"{folder} is not a complete checkpoint: {CONFIG_FILE} is missing")
+    if not any((folder / name).is_file() for name in WEIGHT_FILES):
         raise ValueError(
             f"{folder} is not a complete checkpoint: model.safetensors is missing "
             "(weights are published as safetensors only, never as pickles)"
         )
     missing = [
         name
-        for name in _remote_code_modules(folder, _read_json(folder / "config.json"))
+        for name in _remote_code_modules(folder, read_json_object(folder / CONFIG_FILE))
         if not (folder / name).is_file()
     ]
     if missing:
@@ -385,15 +218,6 @@ def _template(name: str) -> str:
     if not path.is_file():
         raise FileNotFoundError(f"card template {path} is missing (expected in {TEMPLATE_DIR})")
     return str(path)
-
-
-def _is_hub_model_id(value: Any) -> bool:
-    """Whether ``value`` looks like ``namespace/name`` on the Hub rather than a local folder."""
-    return (
-        isinstance(value, str)
-        and re.fullmatch(r"[\w.-]+/[\w.-]+", value) is not None
-        and not Path(value).exists()
-    )
 
 
 def _training_rows(
@@ -426,44 +250,87 @@ def _training_rows(
     ]
 
 
-def _model_card_context(folder: Path, repo_id: str | None) -> tuple[ModelCardData, dict[str, Any]]:
-    config = _read_json(folder / "config.json")
-    processor = _read_json(folder / "preprocessor_config.json")
-    evaluation = _read_evaluation(folder / "eval_results.json")
-    recipe = _read_json(folder / TRAINING_CONFIG_FILE)
-    data = {**(recipe.get("data") or {}), **evaluation.dataset}  # the evaluated summary wins
+def _card_model(model_type: str) -> dict[str, Any]:
+    """What the card says about the model: its registered family, or a generic description."""
+    try:
+        family: ModelFamily | None = get_model_family(model_type)
+    except KeyError:
+        family = None
+    if family is None:
+        return {
+            "name": model_type,
+            "summary": "A transformers image model.",
+            "task": "image-classification",
+            "auto_class": "AutoModelForImageClassification",
+            "inputs": (),
+            "dataset_kind": None,
+        }
+    return {
+        "name": family.display_name,
+        "summary": family.card_summary,
+        "task": family.pipeline_tag,
+        "auto_class": family.auto_class,
+        # Images besides `pixel_values`; availability flags are not inputs a user passes.
+        "inputs": tuple(
+            name
+            for name in family.input_names
+            if name != "pixel_values" and not name.endswith("_available")
+        ),
+        "dataset_kind": family.dataset_kind,
+    }
 
+
+def _card_dataset(
+    evaluation: EvaluationResults | None, run: RunRecord | None
+) -> DatasetRecord | None:
+    """The data record a card describes: the evaluated one, else the one the run trained on."""
+    if evaluation is not None and evaluation.dataset is not None:
+        return evaluation.dataset
+    return run.dataset if run is not None else None
+
+
+def _model_card_context(folder: Path, repo_id: str | None) -> tuple[ModelCardData, dict[str, Any]]:
+    config = read_json_object(folder / CONFIG_FILE)
+    processor = read_json_object(folder / PROCESSOR_FILE)
+    evaluation = EvaluationResults.read(folder)
+    run = RunRecord.read(folder)
     model_type = config.get("model_type", "unknown")
-    kind = _MODEL_KINDS.get(
-        model_type,
-        _ModelKind(model_type, "A transformers image model.", "image-classification", ()),
-    )
+    kind = _card_model(model_type)
+    record = _card_dataset(evaluation, run)
     id2label = config.get("id2label") or {}
     labels = [id2label[key] for key in sorted(id2label, key=int)]
-    dataset_kind = _dataset_kind(labels, data)
-    dataset = _DATASETS[dataset_kind]
-    synthetic = _is_synthetic(data)
+    recorded_kind = record.kind if record and record.kind in DATASET_KINDS else "radiography"
+    dataset_kind = kind["dataset_kind"] or recorded_kind
+    dataset = DATASET_KINDS[dataset_kind]
+    synthetic = bool(record and record.synthetic)
     dataset_name = (
-        f"Synthetic phantoms in the layout of the {dataset['name']}"
-        if synthetic
-        else dataset["name"]
+        f"Synthetic phantoms in the layout of the {dataset.name}" if synthetic else dataset.name
     )
     model_name = repo_id.split("/")[-1] if repo_id else folder.name
+    metrics = {
+        key: float(value)
+        for key, value in (evaluation.metrics if evaluation else {}).items()
+        if _is_number(value)
+    }
+    intervals = {
+        key: _interval(value)
+        for key, value in (evaluation.confidence_intervals if evaluation else {}).items()
+        if _interval(value)
+    }
+    split = evaluation.split if evaluation else "test"
 
     metric_rows, eval_results = [], []
     for key, (metric_type, display) in _CARD_METRICS.items():
-        if key not in evaluation.metrics:
+        if key not in metrics:
             continue
-        value = evaluation.metrics[key]
-        metric_rows.append(
-            {"name": display, "value": value, "interval": evaluation.intervals.get(key)}
-        )
+        value = metrics[key]
+        metric_rows.append({"name": display, "value": value, "interval": intervals.get(key)})
         eval_results.append(
             EvalResult(
-                task_type=kind.task,
-                dataset_type=f"synthetic-{dataset['id']}" if synthetic else dataset["id"],
+                task_type=kind["task"],
+                dataset_type=f"synthetic-{dataset.card_id}" if synthetic else dataset.card_id,
                 dataset_name=dataset_name,
-                dataset_split=evaluation.split,
+                dataset_split=split,
                 metric_type=metric_type,
                 metric_name=display,
                 metric_value=round(value, 4),
@@ -472,21 +339,21 @@ def _model_card_context(folder: Path, repo_id: str | None) -> tuple[ModelCardDat
     per_class = [
         {
             "label": label,
-            "values": [evaluation.metrics.get(f"{name}_{label}") for name in _PER_CLASS_METRICS],
+            "values": [metrics.get(f"{name}_{label}") for name in _PER_CLASS_METRICS],
         }
         for label in labels
-        if any(f"{name}_{label}" in evaluation.metrics for name in _PER_CLASS_METRICS)
+        if any(f"{name}_{label}" in metrics for name in _PER_CLASS_METRICS)
     ]
-    base_model = (recipe.get("model") or {}).get("pretrained")
+    base_model = run.model.get("pretrained") if run is not None else None
     card_data = ModelCardData(
         model_name=model_name,
         license=MODEL_LICENSE,
         library_name="transformers",
-        pipeline_tag=kind.task,
+        pipeline_tag=kind["task"],
         tags=["medical-imaging", "chest-x-ray", "covid-19", "hf_covid", "research-only"]
-        + (["ct"] if "ct_pixel_values" in kind.inputs else [])
+        + (["ct"] if "ct_pixel_values" in kind["inputs"] else [])
         + (["synthetic-data"] if synthetic else []),
-        base_model=base_model if _is_hub_model_id(base_model) else None,
+        base_model=base_model if is_hub_id(base_model) else None,
         metrics=sorted({result.metric_type for result in eval_results}) or None,
         eval_results=eval_results or None,
     )
@@ -498,14 +365,13 @@ def _model_card_context(folder: Path, repo_id: str | None) -> tuple[ModelCardDat
         and isinstance(value, str | int | float | bool | list)
         and len(json.dumps(value)) <= 80
     }
-    split_sizes = data.get("split_sizes") if isinstance(data.get("split_sizes"), Mapping) else {}
     context = {
-        "title": f"{kind.name} for COVID-19 chest imaging",
+        "title": f"{kind['name']} for COVID-19 chest imaging",
         "repo_id": repo_id or f"<user>/{folder.name}",
         "model_type": model_type,
         "model_kind": kind,
         "architecture": (config.get("architectures") or [model_type])[0],
-        "auto_class": _auto_class(config, kind.task),
+        "auto_class": kind["auto_class"],
         "remote_code": bool(config.get("auto_map")),
         "labels": labels,
         "num_parameters": _safetensors_parameter_count(folder),
@@ -517,21 +383,22 @@ def _model_card_context(folder: Path, repo_id: str | None) -> tuple[ModelCardDat
         "dataset_kind": dataset_kind,
         "dataset_name": dataset_name,
         "synthetic": synthetic,
-        "pairing": data.get("pairing") if dataset_kind == "xray_ct" else None,
-        "split_sizes": split_sizes,
-        "duplicates_removed": data.get("duplicates_removed"),
+        "pairing": record.pairing if record and dataset_kind == "xray_ct" else None,
+        "split_sizes": record.split_sizes if record else {},
+        "duplicates_removed": None,  # near-duplicates are kept in one split, never removed
         "training_rows": _training_rows(
-            _read_json(folder / "trainer_state.json"), evaluation.training
+            read_json_object(folder / TRAINER_STATE_FILE),
+            (evaluation.training if evaluation else None) or {},
         ),
-        "split": evaluation.split,
-        "n_samples": evaluation.n_samples,
+        "split": split,
+        "n_samples": int(metrics["n_samples"]) if "n_samples" in metrics else None,
         "metric_rows": metric_rows,
-        "confidence_percent": round(100 * evaluation.confidence),
+        "confidence_percent": round(100 * (evaluation.confidence if evaluation else 0.95)),
         "per_class_names": _PER_CLASS_METRICS,
         "per_class": per_class,
-        "confusion_matrix": evaluation.confusion_matrix,
+        "confusion_matrix": (evaluation.metrics if evaluation else {}).get("confusion_matrix"),
         "figures": sorted(
-            path.relative_to(folder).as_posix() for path in folder.glob("figures/*.png")
+            path.relative_to(folder).as_posix() for path in folder.glob(f"{FIGURES_DIR}/*.png")
         ),
         "license": "Apache-2.0",
     }
@@ -552,8 +419,8 @@ def render_model_card(checkpoint_dir: str | Path, *, repo_id: str | None = None)
         repo_id: the Hub repo the card is for (used in the code examples).
     """
     folder = Path(checkpoint_dir)
-    if not (folder / "config.json").is_file():
-        raise ValueError(f"cannot write a model card for {folder}: config.json is missing")
+    if not (folder / CONFIG_FILE).is_file():
+        raise ValueError(f"cannot write a model card for {folder}: {CONFIG_FILE} is missing")
     card_data, context = _model_card_context(folder, repo_id)
     return ModelCard.from_template(
         card_data, template_path=_template("model_card_template.md"), **context
@@ -562,7 +429,7 @@ def render_model_card(checkpoint_dir: str | Path, *, repo_id: str | None = None)
 
 def write_model_card(checkpoint_dir: str | Path, *, repo_id: str | None = None) -> Path:
     """Render the model card of a checkpoint and save it as its ``README.md``; returns the path."""
-    path = Path(checkpoint_dir) / "README.md"
+    path = Path(checkpoint_dir) / MODEL_CARD_FILE
     render_model_card(checkpoint_dir, repo_id=repo_id).save(path)
     return path
 
@@ -594,8 +461,8 @@ def render_dataset_card(
         dataset_dict: a ``datasets.DatasetDict`` from ``hf_covid.data``.
         repo_id: the Hub repo the card is for (used in the code example).
         pretty_name: display name; defaults to the source dataset's name.
-        synthetic: whether the images are synthetic phantoms; by default, whether the dataset
-            description or the ``source`` column says so.
+        synthetic: whether the images are synthetic phantoms; by default, what the builders'
+            summary stored with the dataset says, else whether its ``source`` column says so.
     """
     if not dataset_dict:
         raise ValueError("cannot write a dataset card for an empty DatasetDict")
@@ -603,9 +470,12 @@ def render_dataset_card(
     features = first.features
     columns = list(features)
     kind = "xray_ct" if {"xray", "ct"} <= set(columns) else "radiography"
-    source = _DATASETS[kind]
-    # The builders' description names the local data folder: keep that off a public card.
-    description = _LOCAL_PATH.sub("<local folder>", (first.info.description or "").strip())
+    source = DATASET_KINDS[kind]
+    summary = read_build_summary(dataset_dict)
+    if summary is not None:
+        description = summary.describe()
+    else:  # built elsewhere: its free-text description may name a local folder
+        description = _LOCAL_PATH.sub("<local folder>", (first.info.description or "").strip())
     label_feature = features.get("label")
     label_names = list(getattr(label_feature, "names", []) or [])
     splits = []
@@ -626,7 +496,7 @@ def render_dataset_card(
         if "source" in columns:
             sources.update(value or "(unknown)" for value in split["source"])
     if synthetic is None:
-        synthetic = any(
+        synthetic = bool(summary and summary.synthetic) or any(
             word in text.lower() for text in (description, *sources) for word in _SYNTHETIC_WORDS
         )
     total_rows = sum(split["rows"] for split in splits)
@@ -640,9 +510,7 @@ def render_dataset_card(
         )
         if total_rows < limit
     )
-    name = pretty_name or (
-        f"{source['name']} (synthetic phantoms)" if synthetic else source["name"]
-    )
+    name = pretty_name or (f"{source.name} (synthetic phantoms)" if synthetic else source.name)
     card_data = DatasetCardData(
         pretty_name=name,
         license="apache-2.0" if synthetic else "other",
@@ -654,7 +522,7 @@ def render_dataset_card(
     )
     if not synthetic:
         card_data["license_name"] = "see-sources"
-        card_data["license_link"] = source["url"]
+        card_data["license_link"] = source.url
     return DatasetCard.from_template(
         card_data,
         template_path=_template("dataset_card_template.md"),
@@ -708,12 +576,12 @@ def publishable_files(folder: str | Path) -> list[str]:
     top-level weights, configs, remote code and JSON results, and ``figures/``; never
     sub-folders (the Trainer's intermediate checkpoints) nor pickles."""
     folder = Path(folder)
-    candidates = [*folder.iterdir(), *folder.glob("figures/*")]
+    candidates = [*folder.iterdir(), *folder.glob(f"{FIGURES_DIR}/*")]
     names = sorted(path.relative_to(folder).as_posix() for path in candidates if path.is_file())
     kept = filter_repo_objects(
         names, allow_patterns=UPLOAD_ALLOW_PATTERNS, ignore_patterns=UPLOAD_IGNORE_PATTERNS
     )
-    return [name for name in kept if name != "README.md"]
+    return [name for name in kept if name != MODEL_CARD_FILE]
 
 
 def push_checkpoint(
@@ -753,7 +621,7 @@ def push_checkpoint(
     skipped = sorted(
         path.name
         for path in folder.iterdir()
-        if path.name not in published and path.name not in ("README.md", "figures")
+        if path.name not in published and path.name not in (MODEL_CARD_FILE, FIGURES_DIR)
     )
     if skipped:
         logger.info("not uploading from %s: %s", folder, ", ".join(skipped[:20]))
@@ -763,9 +631,9 @@ def push_checkpoint(
         for name in published
     ]
     operations.append(
-        CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=str(card).encode("utf-8"))
+        CommitOperationAdd(path_in_repo=MODEL_CARD_FILE, path_or_fileobj=str(card).encode("utf-8"))
     )
-    model_type = _read_json(folder / "config.json").get("model_type", "model")
+    model_type = read_json_object(folder / CONFIG_FILE).get("model_type", "model")
 
     api = HfApi(token=token)
     with _hub_errors(repo_id):

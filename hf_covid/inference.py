@@ -21,7 +21,6 @@ import inspect
 import io
 import logging
 import os
-import re
 import statistics
 import threading
 import time
@@ -37,16 +36,12 @@ import torch.nn.functional as F
 from matplotlib import colormaps
 from PIL import Image
 from scipy import ndimage
-from transformers import (
-    AutoConfig,
-    AutoImageProcessor,
-    AutoModelForImageClassification,
-    AutoModelForSemanticSegmentation,
-    PreTrainedModel,
-)
+from transformers import AutoConfig, PreTrainedModel
 
+from .checkpoints import is_hub_id, load_checkpoint
 from .data import ImageReadError, load_image
 from .explain import cam_method, explanation_layers, feature_maps
+from .registry import ModelFamily, get_model_family, model_families
 
 logger = logging.getLogger(__name__)
 
@@ -56,19 +51,8 @@ ImageInput = str | os.PathLike | bytes | Image.Image | np.ndarray
 INPUT_NAMES: dict[str, str] = {"xray": "X-ray", "ct": "CT", "lung_mask": "lung mask"}
 """Input name -> how messages and captions call it."""
 
-SERVED_MODEL_TYPES: dict[str, str] = {
-    "dual_input": "covid_dual_input",
-    "cnn_lstm": "covid_cnn_lstm",
-    "dual_channel": "covid_dual_channel",
-    "resnet": "resnet",
-    "lung_unet": "covid_lung_unet",
-}
-"""Model key (app slot, checkpoint folder name) -> the ``model_type`` its checkpoint must have."""
-
 DEFAULT_MAX_PIXELS = 36_000_000
 """Largest image (pixels) accepted for prediction: above any chest radiograph (~4k x 4k)."""
-
-_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
 class InputError(ValueError):
@@ -208,8 +192,7 @@ class LungSegmenter:
     @classmethod
     def from_pretrained(cls, path_or_repo: str | os.PathLike) -> LungSegmenter:
         """Load the U-Net and its processor from a checkpoint folder or Hub id."""
-        model = AutoModelForSemanticSegmentation.from_pretrained(path_or_repo)
-        return cls(model, AutoImageProcessor.from_pretrained(path_or_repo))
+        return cls(*load_checkpoint(path_or_repo))
 
     def segment(self, image: np.ndarray) -> np.ndarray:
         """The (H, W) bool lung mask of a 2-D image in [0, 1], at the image's resolution."""
@@ -269,8 +252,8 @@ class ChestPredictor:
 
         Keyword arguments go to the constructor (``lung_segmenter``, ``max_pixels``, ...).
         """
-        model = AutoModelForImageClassification.from_pretrained(path_or_repo)
-        return cls(model, AutoImageProcessor.from_pretrained(path_or_repo), **kwargs)
+        model, processor = load_checkpoint(path_or_repo)
+        return cls(model, processor, **kwargs)
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -432,11 +415,12 @@ def load_predictor(
     path_or_repo: str | os.PathLike, **kwargs: Any
 ) -> ChestPredictor | LungSegmenter:
     """Load a served model from a checkpoint folder or Hub id: a :class:`ChestPredictor` for a
-    classifier, a :class:`LungSegmenter` for the lung U-Net (chosen by ``config.model_type``).
+    classifier, a :class:`LungSegmenter` for a segmentation model (by its registered family).
 
     Keyword arguments go to :meth:`ChestPredictor.from_pretrained`.
     """
-    if AutoConfig.from_pretrained(path_or_repo).model_type == SERVED_MODEL_TYPES["lung_unet"]:
+    family = get_model_family(AutoConfig.from_pretrained(path_or_repo).model_type)
+    if family.task == "segmentation":
         return LungSegmenter.from_pretrained(path_or_repo)
     return ChestPredictor.from_pretrained(path_or_repo, **kwargs)
 
@@ -446,7 +430,7 @@ class ServedModels:
     """The models an app serves, loaded from checkpoint folders or Hub ids.
 
     Attributes:
-        classifiers: model key (see :data:`SERVED_MODEL_TYPES`) -> predictor, for those loaded.
+        classifiers: model key (a registry key) -> predictor, for those loaded.
         lung_segmenter: the lung U-Net, or None.
         unavailable: model key -> why it is not served (shown in the app).
         model_cards: model key -> the checkpoint's model card (README.md) text, where it has one.
@@ -465,10 +449,13 @@ def load_served_models(
     explanation: str = "gradcam",
     explanation_stage: int | None = None,
 ) -> ServedModels:
-    """Load every configured checkpoint; one that is missing or fails is reported, not raised.
+    """Load a checkpoint per registered family; one that is missing or fails is reported, not raised.
+
+    Every classifier family gets a :class:`ChestPredictor`; the segmentation family (the lung
+    U-Net) a :class:`LungSegmenter` that makes the classifiers' lung masks.
 
     Args:
-        checkpoints: model key (a key of :data:`SERVED_MODEL_TYPES`) -> folder or Hub id (None:
+        checkpoints: model key (``hf_covid.registry.list_models()``) -> folder or Hub id (None:
             not configured).
         max_pixels: largest input image the predictors accept.
         explanation: CAM method of every classifier (see :class:`ChestPredictor`).
@@ -478,19 +465,21 @@ def load_served_models(
         KeyError: an unknown model key.
         RuntimeError: no classifier could be loaded (the message lists why for each).
     """
-    unknown = set(checkpoints) - set(SERVED_MODEL_TYPES)
+    families = {family.key: family for family in model_families()}
+    unknown = set(checkpoints) - set(families)
     if unknown:
-        raise KeyError(f"unknown model keys {sorted(unknown)}; expected {list(SERVED_MODEL_TYPES)}")
+        raise KeyError(f"unknown model keys {sorted(unknown)}; expected {list(families)}")
     unavailable: dict[str, str] = {}
     cards: dict[str, str] = {}
 
-    def load(key: str, loader: Any) -> Any:
+    def load(family: ModelFamily, loader: Any) -> Any:
+        key = family.key
         try:
             location = _checkpoint_location(checkpoints.get(key))
             model_type = AutoConfig.from_pretrained(location).model_type
-            if model_type != SERVED_MODEL_TYPES[key]:
+            if model_type != family.model_type:
                 raise ValueError(
-                    f"expected a {SERVED_MODEL_TYPES[key]} checkpoint, found model_type {model_type!r}"
+                    f"expected a {family.model_type} checkpoint, found model_type {model_type!r}"
                 )
             loaded = loader(location)
         except _NotConfigured as missing:
@@ -508,13 +497,16 @@ def load_served_models(
         logger.warning("not serving %s: %s", key, unavailable[key])
         return None
 
-    segmenter = load("lung_unet", LungSegmenter.from_pretrained)
+    segmenter = None
+    for family in families.values():
+        if family.task == "segmentation" and segmenter is None:
+            segmenter = load(family, LungSegmenter.from_pretrained)
     classifiers = {}
-    for key in SERVED_MODEL_TYPES:
-        if key == "lung_unet":
+    for key, family in families.items():
+        if family.task == "segmentation":
             continue
         predictor = load(
-            key,
+            family,
             lambda location: ChestPredictor.from_pretrained(
                 location,
                 lung_segmenter=segmenter,
@@ -539,7 +531,7 @@ def _checkpoint_location(location: str | os.PathLike | None) -> str:
     if location is None:
         raise _NotConfigured("no checkpoint configured")
     location = str(location)
-    if not Path(location).is_dir() and not _HUB_ID.match(location):
+    if not Path(location).is_dir() and not is_hub_id(location):
         raise _NotConfigured(f"no checkpoint folder at {location}")
     return location
 

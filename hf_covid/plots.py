@@ -1,6 +1,7 @@
 """Matplotlib figures for training, evaluation and explanations.
 
-Every function builds a :class:`matplotlib.figure.Figure` directly (no pyplot global state, so it
+Drawing only: every function is handed what it draws (curves, bins, matrices, maps) and computes
+no metric. Every function builds a :class:`matplotlib.figure.Figure` directly (no pyplot global state, so it
 is safe from threads such as the Gradio app), writes a PNG with the Agg canvas and returns its path.
 """
 
@@ -14,6 +15,19 @@ from pathlib import Path
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+__all__ = [
+    "CURVE_METRICS",
+    "load_trainer_state",
+    "plot_confusion_matrix",
+    "plot_explanation_sweep",
+    "plot_feature_maps",
+    "plot_gradcam_overlays",
+    "plot_precision_recall_curves",
+    "plot_reliability_diagram",
+    "plot_roc_curves",
+    "plot_training_curves",
+]
 
 # Log entries that are bookkeeping, not a quality metric.
 _NON_METRIC_KEYS = ("runtime", "samples_per_second", "steps_per_second", "epoch", "step", "loss")
@@ -171,38 +185,19 @@ def plot_confusion_matrix(
     return _save(figure, path)
 
 
-def _one_vs_rest_classes(class_names: Sequence[str], positive_class: str) -> list[int]:
-    """Classes drawn in ROC/PR plots: the positive one for binary tasks, else all."""
-    if len(class_names) == 2:
-        return [list(class_names).index(positive_class) if positive_class in class_names else 1]
-    return list(range(len(class_names)))
+def plot_roc_curves(curves: Mapping[str, Mapping], path: str | Path) -> Path:
+    """ROC curves with their AUC.
 
-
-def plot_roc_curves(
-    labels: np.ndarray,
-    probabilities: np.ndarray,
-    class_names: Sequence[str],
-    path: str | Path,
-    positive_class: str = "COVID",
-) -> Path:
-    """One-vs-rest ROC curves with their AUC (the positive class only for binary tasks)."""
-    from hf_covid.evaluation import classification_metrics, roc_points
-
-    labels = np.asarray(labels)
-    probabilities = np.asarray(probabilities)
-    metrics = classification_metrics(labels, probabilities, class_names, positive_class)
+    Args:
+        curves: class name -> ``{"x": false positive rates, "y": true positive rates, "area":
+            ROC-AUC}`` (``hf_covid.evaluation.one_vs_rest_curves(...)["roc"]``).
+        path: the PNG to write.
+    """
     figure = Figure(figsize=(5.5, 5))
     axis = figure.subplots()
     axis.plot([0, 1], [0, 1], "--", color="grey", lw=1, label="chance")
-    for index in _one_vs_rest_classes(class_names, positive_class):
-        name = class_names[index]
-        if metrics[f"roc_auc_{name}"] is None:  # the class is absent, or is every label
-            continue
-        false_positive_rate, true_positive_rate = roc_points(
-            probabilities[:, index], labels == index
-        )
-        auc = metrics[f"roc_auc_{name}"]
-        axis.plot(false_positive_rate, true_positive_rate, label=f"{name} (AUC {auc:.3f})")
+    for name, curve in curves.items():
+        axis.plot(curve["x"], curve["y"], label=f"{name} (AUC {curve['area']:.3f})")
     axis.set(
         xlabel="false positive rate (1 - specificity)", ylabel="true positive rate (sensitivity)"
     )
@@ -212,29 +207,22 @@ def plot_roc_curves(
     return _save(figure, path)
 
 
-def plot_precision_recall_curves(
-    labels: np.ndarray,
-    probabilities: np.ndarray,
-    class_names: Sequence[str],
-    path: str | Path,
-    positive_class: str = "COVID",
-) -> Path:
-    """One-vs-rest precision-recall curves with average precision and prevalence baselines."""
-    from hf_covid.evaluation import classification_metrics, precision_recall_points
+def plot_precision_recall_curves(curves: Mapping[str, Mapping], path: str | Path) -> Path:
+    """Precision-recall curves with average precision and prevalence baselines.
 
-    labels = np.asarray(labels)
-    probabilities = np.asarray(probabilities)
-    metrics = classification_metrics(labels, probabilities, class_names, positive_class)
+    Args:
+        curves: class name -> ``{"x": recall, "y": precision, "area": average precision,
+            "prevalence": fraction of that class}``
+            (``hf_covid.evaluation.one_vs_rest_curves(...)["precision_recall"]``).
+        path: the PNG to write.
+    """
     figure = Figure(figsize=(5.5, 5))
     axis = figure.subplots()
-    for index in _one_vs_rest_classes(class_names, positive_class):
-        name = class_names[index]
-        if metrics[f"pr_auc_{name}"] is None:  # no sample of the class
-            continue
-        recall, precision = precision_recall_points(probabilities[:, index], labels == index)
-        average = metrics[f"pr_auc_{name}"]
-        (line,) = axis.step(recall, precision, where="pre", label=f"{name} (AP {average:.3f})")
-        axis.axhline(np.mean(labels == index), ls=":", lw=1, color=line.get_color())
+    for name, curve in curves.items():
+        (line,) = axis.step(
+            curve["x"], curve["y"], where="pre", label=f"{name} (AP {curve['area']:.3f})"
+        )
+        axis.axhline(curve["prevalence"], ls=":", lw=1, color=line.get_color())
     axis.set(
         xlabel="recall (sensitivity)",
         ylabel="precision (PPV)",
@@ -247,13 +235,14 @@ def plot_precision_recall_curves(
     return _save(figure, path)
 
 
-def plot_reliability_diagram(
-    labels: np.ndarray, probabilities: np.ndarray, path: str | Path, n_bins: int | None = None
-) -> Path:
-    """Reliability diagram of the top-label confidence, with the ECE and a count histogram."""
-    from hf_covid.evaluation import ECE_BINS, calibration_bins
+def plot_reliability_diagram(bins: Mapping[str, np.ndarray], path: str | Path) -> Path:
+    """Reliability diagram of the top-label confidence, with the ECE and a count histogram.
 
-    bins = calibration_bins(labels, probabilities, n_bins or ECE_BINS)
+    Args:
+        bins: ``hf_covid.evaluation.calibration_bins`` output (``edges``, ``count``,
+            ``confidence``, ``accuracy``).
+        path: the PNG to write.
+    """
     edges, count = bins["edges"], bins["count"]
     centers = (edges[:-1] + edges[1:]) / 2
     width = edges[1] - edges[0]

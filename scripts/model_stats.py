@@ -1,4 +1,5 @@
-"""Parameters, forward GFLOPs and CPU forward+backward time of every model's default configuration.
+"""Parameters, forward GFLOPs and CPU forward+backward time of every registered model's default
+configuration.
 
 Example:
     python scripts/model_stats.py --image-size 224 --batch-size 16 --output outputs/model_stats.json
@@ -12,34 +13,15 @@ from pathlib import Path
 
 import torch
 
-from hf_covid.models import (
-    CNNLSTMConfig,
-    CNNLSTMForImageClassification,
-    DualChannelCNNConfig,
-    DualChannelCNNForImageClassification,
-    DualInputCNNConfig,
-    DualInputCNNForImageClassification,
-    LungUNetConfig,
-    LungUNetForSegmentation,
-    build_resnet_classifier,
-    example_inputs,
-    model_complexity,
-    training_step_time,
-)
+from hf_covid.models.stats import example_inputs, model_complexity, training_step_time
+from hf_covid.registry import get_model_family, list_models
 
-MODELS = {
-    "dual_input": lambda: DualInputCNNForImageClassification(DualInputCNNConfig()),
-    "cnn_lstm": lambda: CNNLSTMForImageClassification(CNNLSTMConfig()),
-    "dual_channel": lambda: DualChannelCNNForImageClassification(DualChannelCNNConfig()),
-    "lung_unet": lambda: LungUNetForSegmentation(LungUNetConfig()),
-    # ResNet-50 architecture, randomly initialised: no download needed to measure it.
-    "resnet50": lambda: build_resnet_classifier(pretrained=None),
-}
+# Default configurations, randomly initialised (ResNet: the ResNet-50 architecture, no download).
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=list(MODELS))
+    parser.add_argument("--models", nargs="+", choices=list_models(), default=list_models())
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=16, help="batch of the timed step")
     parser.add_argument("--repeats", type=int, default=3, help="timed steps (median reported)")
@@ -57,7 +39,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print("| model | parameters (M) | GFLOPs (forward, 1 image) | fwd+bwd ms (CPU, batch) |")
     print("| --- | ---: | ---: | ---: |")
     for name in arguments.models:
-        model = MODELS[name]().eval()
+        model = get_model_family(name).build_model().eval()
         single = example_inputs(model.config, batch_size=1, image_size=arguments.image_size)
         complexity = model_complexity(model, single)
         batch = example_inputs(

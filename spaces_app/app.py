@@ -38,7 +38,6 @@ from hf_covid.explain import CAM_METHODS
 from hf_covid.inference import (
     DEFAULT_MAX_PIXELS,
     INPUT_NAMES,
-    SERVED_MODEL_TYPES,
     ChestPredictor,
     InputError,
     Prediction,
@@ -48,6 +47,7 @@ from hf_covid.inference import (
     load_served_models,
     mask_overlay,
 )
+from hf_covid.registry import list_models, model_families
 
 logger = logging.getLogger("hf_covid.app")
 
@@ -55,15 +55,13 @@ APP_DIR = Path(__file__).resolve().parent
 EXAMPLES_DIR = APP_DIR / "examples"
 DEFAULT_CHECKPOINT_ROOT = APP_DIR.parent / "outputs" / "demo" / "checkpoints"
 
-MODEL_NAMES: dict[str, str] = {
-    "dual_input": "Dual-input CNN (X-ray + CT)",
-    "cnn_lstm": "CNN + LSTM",
-    "dual_channel": "Dual-channel CNN (X-ray + lung mask)",
-    "resnet": "ResNet (transfer learning)",
-    "lung_unet": "Lung U-Net (segmentation)",
-}
+MODEL_NAMES: dict[str, str] = {family.key: family.display_name for family in model_families()}
 CAM_DISPLAY_NAMES = {"gradcam": "Grad-CAM", "hirescam": "HiResCAM"}
-FOUR_CLASS_MODELS = ("cnn_lstm", "dual_channel", "resnet")
+FOUR_CLASS_MODELS = tuple(
+    family.key
+    for family in model_families()
+    if family.task == "classification" and family.dataset_kind == "radiography"
+)
 
 DISCLAIMER = (
     "**Research software, not a diagnostic device.** These models were trained on public or "
@@ -79,7 +77,7 @@ class AppConfig:
     """What the app serves and how much load it accepts.
 
     Attributes:
-        checkpoints: model key (see ``hf_covid.inference.SERVED_MODEL_TYPES``) -> local folder or
+        checkpoints: model key (``hf_covid.registry.list_models()``) -> local folder or
             Hub id.
         max_file_size: largest upload (Gradio size string, e.g. "50mb").
         max_image_pixels: largest decoded image accepted.
@@ -94,9 +92,7 @@ class AppConfig:
     """
 
     checkpoints: dict[str, str] = field(
-        default_factory=lambda: {
-            key: str(DEFAULT_CHECKPOINT_ROOT / key) for key in SERVED_MODEL_TYPES
-        }
+        default_factory=lambda: {key: str(DEFAULT_CHECKPOINT_ROOT / key) for key in list_models()}
     )
     max_file_size: str = "50mb"
     max_image_pixels: int = DEFAULT_MAX_PIXELS
@@ -122,7 +118,7 @@ def parse_arguments(
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default=environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(environ.get("GRADIO_SERVER_PORT", 7860)))
-    for key in SERVED_MODEL_TYPES:
+    for key in list_models():
         parser.add_argument(
             f"--{key.replace('_', '-')}",
             dest=key,
@@ -149,7 +145,7 @@ def parse_arguments(
     )
     arguments = parser.parse_args(argv)
     config = AppConfig(
-        checkpoints={key: getattr(arguments, key) for key in SERVED_MODEL_TYPES},
+        checkpoints={key: getattr(arguments, key) for key in list_models()},
         max_file_size=arguments.max_file_size,
         concurrency_limit=arguments.concurrency_limit,
         max_queue_size=arguments.max_queue_size,
@@ -518,7 +514,7 @@ def _about(models: ServedModels) -> str:
         "a model looked, not where disease is.",
         "## Served models",
     ]
-    for key in SERVED_MODEL_TYPES:
+    for key in list_models():
         if key in models.unavailable:
             sections.append(
                 f"### {MODEL_NAMES[key]}\n\n*Not available: {models.unavailable[key]}.*"

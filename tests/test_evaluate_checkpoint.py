@@ -169,7 +169,8 @@ def test_dual_input_reports_each_input_combination_and_pairing(tmp_path):
         progress=False,
     )
     variants = results["modalities"]
-    assert results["pairing"] == "label" and "different people" in results["pairing_note"]
+    dataset = results["dataset"]
+    assert dataset["pairing"] == "label" and "different people" in dataset["pairing_note"]
     assert variants["xray+ct"]["metrics"]["n_samples"] == 6
     assert variants["xray"]["metrics"]["n_samples"] == 6
     assert variants["ct"]["metrics"]["n_samples"] == 5  # one sample has no CT

@@ -24,6 +24,7 @@ from huggingface_hub import HfApi
 from huggingface_hub.errors import RepositoryNotFoundError
 from PIL import Image as PILImage
 
+from hf_covid.checkpoints import DatasetRecord, EvaluationResults
 from hf_covid.evaluation import bootstrap_confidence_intervals, classification_metrics
 from hf_covid.hub import push_checkpoint, push_dataset
 from hf_covid.models import RADIOGRAPHY_LABELS, CNNLSTMConfig, CNNLSTMForImageClassification
@@ -72,15 +73,17 @@ def checkpoint(tmp_path_factory) -> Path:
     intervals = bootstrap_confidence_intervals(
         labels.numpy(), probabilities, RADIOGRAPHY_LABELS, n_resamples=50
     )
-    results = {
-        "model_type": config.model_type,
-        "split": "test",
-        "class_names": list(RADIOGRAPHY_LABELS),
-        "metrics": metrics,
-        "confidence_intervals": intervals,
-        "dataset": {"name": "COVID-19 Radiography Database", "synthetic": True},
-    }
-    (folder / "eval_results.json").write_text(json.dumps(results))
+    EvaluationResults(
+        model_type=config.model_type,
+        task="image-classification",
+        split="test",
+        class_names=list(RADIOGRAPHY_LABELS),
+        metrics=metrics,
+        confidence_intervals={name: list(value) for name, value in intervals.items()},
+        dataset=DatasetRecord(
+            kind="radiography", name="COVID-19 Radiography Database", synthetic=True
+        ),
+    ).save(folder / "eval_results.json")
     (folder / "trainer_state.json").write_text(json.dumps({"global_step": 3, "log_history": []}))
     (folder / "figures").mkdir()
     PILImage.new("L", (8, 8)).save(folder / "figures" / "confusion_matrix.png")

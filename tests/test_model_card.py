@@ -15,6 +15,7 @@ from PIL import Image as PILImage
 from safetensors.numpy import save_file
 
 from hf_covid import hub
+from hf_covid.checkpoints import DatasetRecord, EvaluationResults
 from hf_covid.hub import render_dataset_card, render_model_card, write_model_card
 from hf_covid.models.labels import BINARY_LABELS, RADIOGRAPHY_LABELS, label_maps
 
@@ -68,19 +69,30 @@ def _checkpoint(
     return folder
 
 
+def _results(**fields) -> dict:
+    """``eval_results.json`` of a CNN+LSTM on the test split, as training writes it."""
+    defaults = {
+        "model_type": "covid_cnn_lstm",
+        "task": "image-classification",
+        "split": "test",
+        "class_names": list(RADIOGRAPHY_LABELS),
+    }
+    return EvaluationResults(**(defaults | fields)).to_dict()
+
+
 @pytest.fixture()
 def evaluated_checkpoint(tmp_path) -> Path:
-    results = {
-        "split": "test",
-        "metrics": EVAL_METRICS,
-        "confidence_intervals": {"accuracy": [0.7, 0.9], "f1_macro": [0.6, 0.85]},
-        "dataset": {
-            "name": "COVID-19 Radiography Database",
-            "data_dir": str(tmp_path / "real_data"),
-            "split_sizes": {"train": 150, "validation": 32, "test": 32},
-        },
-        "training": {"learning_rate": 0.001, "optimizer": "adamw_torch"},
-    }
+    results = _results(
+        metrics=EVAL_METRICS,
+        confidence_intervals={"accuracy": [0.7, 0.9], "f1_macro": [0.6, 0.85]},
+        dataset=DatasetRecord(
+            kind="radiography",
+            name="COVID-19 Radiography Database",
+            source="real_data",
+            split_sizes={"train": 150, "validation": 32, "test": 32},
+        ),
+        training={"learning_rate": 0.001, "optimizer": "adamw_torch"},
+    )
     folder = _checkpoint(tmp_path / "checkpoint", eval_results=results)
     (folder / "figures").mkdir()
     PILImage.new("L", (4, 4)).save(folder / "figures" / "confusion_matrix.png")
@@ -141,11 +153,14 @@ def test_radiography_card_names_data_problems_and_cites_both_papers(evaluated_ch
 
 
 def test_xray_ct_card_says_label_pairing_and_cites_mendeley(tmp_path):
-    results = {
-        "split": "test",
-        "metrics": {"accuracy": 0.7},
-        "dataset": {"name": "Extensive COVID-19 X-Ray and CT", "pairing": "label"},
-    }
+    results = _results(
+        model_type="covid_dual_input",
+        class_names=list(BINARY_LABELS),
+        metrics={"accuracy": 0.7},
+        dataset=DatasetRecord(
+            kind="xray_ct", name="Extensive COVID-19 X-Ray and CT", pairing="label"
+        ),
+    )
     folder = _checkpoint(tmp_path, "covid_dual_input", BINARY_LABELS, results)
 
     text = str(render_model_card(folder, repo_id="me/dual"))
@@ -158,9 +173,8 @@ def test_xray_ct_card_says_label_pairing_and_cites_mendeley(tmp_path):
 
 
 def test_card_says_plainly_when_trained_on_synthetic_phantoms(tmp_path):
-    data_dir = tmp_path / "demo_data"
-    (data_dir / "lesion_masks").mkdir(parents=True)  # only the phantom generator writes these
-    results = {"metrics": {"accuracy": 0.99}, "dataset": {"data_dir": str(data_dir)}}
+    record = DatasetRecord(kind="radiography", name="phantoms", source="demo", synthetic=True)
+    results = _results(metrics={"accuracy": 0.99}, dataset=record)
     folder = _checkpoint(tmp_path / "checkpoint", eval_results=results)
 
     card = render_model_card(folder)

@@ -19,6 +19,7 @@ from hf_covid.data import (
 )
 from hf_covid.data import pipeline as pipeline_module
 from hf_covid.data.augment import _affine_grid
+from hf_covid.models.image_processing_chest import ChestImageProcessor
 
 IDENTITY = {"rotation_degrees": 0, "scale": (1, 1), "translate": 0, "brightness": 0, "contrast": 0}
 GEOMETRY_ONLY = {"brightness": 0, "contrast": 0, "noise_std": 0}
@@ -121,7 +122,10 @@ def test_collator_batches_float_images_with_channels_and_normalisation(processed
     assert batch["lung_mask"].shape == (4, 1, 24, 24)
     assert batch["labels"].dtype == torch.long
     assert "image_id" not in batch and "mask_available" not in batch  # model inputs only
-    normalised = ChestBatchCollator(num_channels=3, mean=[0.5], std=[0.25])(examples)
+    processor = ChestImageProcessor(
+        num_channels=3, do_normalize=True, image_mean=[0.5], image_std=[0.25]
+    )
+    normalised = ChestBatchCollator(processor=processor)(examples)
     assert normalised["pixel_values"].shape == (4, 3, 24, 24)
     torch.testing.assert_close(
         normalised["pixel_values"][:, 1:2], (batch["pixel_values"] - 0.5) / 0.25

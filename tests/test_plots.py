@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from hf_covid import plots
+from hf_covid.evaluation import calibration_bins, one_vs_rest_curves
 
 FOUR = ("COVID", "Lung_Opacity", "Normal", "Viral Pneumonia")
 
@@ -70,11 +71,23 @@ def test_confusion_matrix_rejects_wrong_shape(tmp_path):
 
 def test_curve_and_reliability_pngs(tmp_path, predictions):
     labels, probabilities = predictions
-    assert_non_blank_png(plots.plot_roc_curves(labels, probabilities, FOUR, tmp_path / "roc.png"))
+    curves = one_vs_rest_curves(labels, probabilities, FOUR)
+    assert set(curves["roc"]) == set(FOUR)  # four classes: one curve each
+    assert_non_blank_png(plots.plot_roc_curves(curves["roc"], tmp_path / "roc.png"))
     assert_non_blank_png(
-        plots.plot_precision_recall_curves(labels, probabilities, FOUR, tmp_path / "pr.png")
+        plots.plot_precision_recall_curves(curves["precision_recall"], tmp_path / "pr.png")
     )
-    assert_non_blank_png(plots.plot_reliability_diagram(labels, probabilities, tmp_path / "r.png"))
+    bins = calibration_bins(labels, probabilities)
+    assert_non_blank_png(plots.plot_reliability_diagram(bins, tmp_path / "r.png"))
+
+
+def test_binary_curves_draw_the_positive_class_only():
+    labels = np.array([0, 1, 1, 0])
+    probabilities = np.array([[0.8, 0.2], [0.3, 0.7], [0.6, 0.4], [0.9, 0.1]])
+    curves = one_vs_rest_curves(labels, probabilities, ["Non-COVID", "COVID"])
+    assert list(curves["roc"]) == ["COVID"]
+    assert curves["roc"]["COVID"]["area"] == 1.0
+    assert curves["precision_recall"]["COVID"]["prevalence"] == 0.5
 
 
 def test_gradcam_overlay_and_feature_map_pngs(tmp_path):

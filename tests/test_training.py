@@ -16,8 +16,8 @@ from transformers import AutoConfig, AutoModelForImageClassification
 from hf_covid import training
 from hf_covid.data.synthetic import generate_radiography, generate_xray_ct
 from hf_covid.models.image_processing_chest import ChestImageProcessor
+from hf_covid.registry import list_models
 from hf_covid.training import (
-    MODEL_TYPES,
     BalancedClassSampler,
     ConfigurationError,
     class_weights_from_labels,
@@ -27,6 +27,7 @@ from hf_covid.training import (
 )
 
 CONFIGS = Path(__file__).resolve().parents[1] / "scripts" / "configs"
+SECRET_TOKEN = "hf_not_a_real_token_0123456789"
 
 TINY_RUN = {
     "image_size": 32,
@@ -91,7 +92,7 @@ def _tiny_overrides(model_type: str, data_dir: Path, output_dir: Path, **extra) 
 
 
 def test_every_model_has_a_real_and_a_synthetic_recipe_that_parse(tmp_path):
-    for model_type in MODEL_TYPES:
+    for model_type in list_models():
         for name in (f"{model_type}.yaml", f"{model_type}_synthetic.yaml"):
             model_args, data_args, training_args = parse_arguments(
                 [str(CONFIGS / name), "--output_dir", str(tmp_path)]
@@ -141,7 +142,9 @@ def test_missing_data_folder_fails_before_training(tmp_path):
 def test_labels_that_do_not_match_the_recipe_are_rejected(tmp_path, radiography_root):
     out = tmp_path / "out"
     bad_name = _tiny_overrides("cnn_lstm", radiography_root, out, classes=["COVID", "Pneumonia"])
-    with pytest.raises(ConfigurationError, match="'Pneumonia'.*not Radiography classes"):
+    with pytest.raises(
+        ConfigurationError, match="'Pneumonia'.*not COVID-19 Radiography Database classes"
+    ):
         train_from_recipe(CONFIGS / "cnn_lstm_synthetic.yaml", bad_name)
     binary_on_radiography = _tiny_overrides("dual_input", radiography_root, out)
     with pytest.raises(ConfigurationError, match="data_dir"):
@@ -206,6 +209,7 @@ def test_training_writes_a_complete_checkpoint_folder(tmp_path, radiography_root
             num_train_epochs=2,
             optimizer="adam",
             channels_last=True,
+            hub_token=SECRET_TOKEN,
         ),
     )
     for name in (
@@ -241,6 +245,14 @@ def test_training_writes_a_complete_checkpoint_folder(tmp_path, radiography_root
     assert saved["training"]["best_epoch"] in (1.0, 2.0)
     assert saved["training"]["optimizer"] == "adam"
     assert saved["dataset"]["synthetic"] is True
+    # No file training writes holds the token (training_args.bin in checkpoints/ included), and
+    # no file that gets pushed holds a local absolute path (the folder is in tmp_path).
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert SECRET_TOKEN.encode() not in path.read_bytes(), path
+    for path in out.iterdir():
+        if path.suffix in (".json", ".md"):
+            assert str(tmp_path) not in path.read_text(), path
 
     config = AutoConfig.from_pretrained(out)
     assert config.auto_map["AutoModelForImageClassification"].startswith("modeling_cnn_lstm.")
@@ -264,7 +276,7 @@ def test_lung_unet_trains_on_the_lung_masks_reports_dice_and_pushes_the_folder(
         )
         return f"https://hub.test/{repo_id}/commit/1"
 
-    monkeypatch.setattr(training.hub, "push_checkpoint", push_checkpoint)
+    monkeypatch.setattr(training.run.hub, "push_checkpoint", push_checkpoint)
     out = tmp_path / "unet"
     results = train_from_recipe(
         CONFIGS / "lung_unet_synthetic.yaml",

@@ -8,7 +8,11 @@ from .radiography import build_radiography_dataset
 from .splits import SPLIT_NAMES, plan_splits
 from .xray_ct import build_xray_ct_dataset
 
+DATASET_BUILDERS = {"radiography": build_radiography_dataset, "xray_ct": build_xray_ct_dataset}
+"""Dataset layout key (``hf_covid.registry.DATASET_KINDS``) -> the builder of that folder layout."""
+
 __all__ = [
+    "DATASET_BUILDERS",
     "SPLIT_NAMES",
     "BadImagesError",
     "ChestAugmentation",

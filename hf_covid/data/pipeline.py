@@ -6,8 +6,9 @@ datasets cache (an Arrow file keyed by the source files' paths, sizes and mtimes
 run reuses it). Each example then reads back as uint8 tensors (1, H, W) with no decoding.
 
 `ChestBatchCollator` turns those examples into float batches, augmenting the whole batch at once
-with a fresh random draw per example (train split only), and repeating/normalising channels for
-the model; it is the collator of the Trainer and of evaluation alike.
+with a fresh random draw per example (train split only), and finishing them with the model's own
+`ChestImageProcessor` (channel repeat, normalisation); it is the collator of the Trainer and of
+evaluation alike, so training, evaluation and serving share one preprocessing path.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from hf_covid.models.image_processing_chest import ChestImageProcessor
 
 from .augment import ChestAugmentation
 from .io import load_image, resolve_cache_dir
+
+__all__ = ["PIXEL_COLUMNS", "ChestBatchCollator", "preprocess_for_training"]
 
 PIXEL_COLUMNS = ("pixel_values", "lung_mask", "ct_pixel_values")
 """Columns stored as uint8 images of the target size."""
@@ -227,41 +230,39 @@ def preprocess_for_training(
 
 
 class ChestBatchCollator:
-    """Batch preprocessed examples into float tensors for the models (training and evaluation).
+    """Batch preprocessed examples into float tensors for a model (training and evaluation).
+
+    The last preprocessing step (channel repeat, normalisation) is the image processor's own
+    :meth:`ChestImageProcessor.to_model_input`, so a model sees the same values in training as
+    when served by that processor.
 
     Args:
         augmentation: Applied to each batch, one draw per example (train split only); None for
             evaluation.
-        num_channels: 1, or 3 (the gray channel repeated) for ImageNet-pretrained models.
-        mean: Normalisation mean (one value, or one per channel), or None.
-        std: Normalisation standard deviation, or None.
+        processor: The `ChestImageProcessor` saved with the model (channels and normalisation);
+            None: one grayscale channel in [0, 1].
+        input_names: Batch keys to keep (a model family's inputs); None keeps every key.
+        label_key: Batch key returned as ``labels`` when ``input_names`` is given (the lung mask
+            for segmentation).
 
     Returns (when called on a list of examples):
-        ``pixel_values`` (B, C, H, W) float in [0, 1] (normalised if mean/std), and when present
-        in the examples ``lung_mask`` (B, 1, H, W) float 0/1, ``ct_pixel_values`` (B, C, H, W),
-        ``xray_available`` / ``ct_available`` (B,) bool, ``labels`` (B,) long.
+        ``pixel_values`` (B, C, H, W) float in [0, 1] (normalised if the processor says so), and
+        when present in the examples ``lung_mask`` (B, 1, H, W) float 0/1, ``ct_pixel_values``
+        (B, C, H, W), ``xray_available`` / ``ct_available`` (B,) bool, ``labels`` (B,) long.
     """
 
     def __init__(
         self,
         augmentation: ChestAugmentation | None = None,
-        num_channels: int = 1,
-        mean: float | Sequence[float] | None = None,
-        std: float | Sequence[float] | None = None,
+        processor: ChestImageProcessor | None = None,
+        *,
+        input_names: Sequence[str] | None = None,
+        label_key: str = "labels",
     ):
-        if num_channels not in (1, 3):
-            raise ValueError(f"num_channels must be 1 or 3, got {num_channels}")
-        if (mean is None) != (std is None):
-            raise ValueError("give both mean and std, or neither")
         self.augmentation = augmentation
-        self.num_channels = num_channels
-        self.mean = None if mean is None else torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
-        self.std = None if std is None else torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
-        for name, value in (("mean", self.mean), ("std", self.std)):
-            if value is not None and value.shape[0] not in (1, num_channels):
-                raise ValueError(
-                    f"{name} must hold 1 or {num_channels} values, got {value.flatten().tolist()}"
-                )
+        self.processor = processor or ChestImageProcessor(num_channels=1)
+        self.input_names = None if input_names is None else tuple(input_names)
+        self.label_key = label_key
 
     @staticmethod
     def _stack(examples: Sequence[dict], key: str, *, image: bool) -> torch.Tensor:
@@ -270,13 +271,6 @@ class ChestBatchCollator:
         if image and stacked.dtype == torch.uint8:
             return stacked.to(torch.float32).div_(255.0)
         return stacked.to(torch.float32)
-
-    def _finish(self, images: torch.Tensor) -> torch.Tensor:
-        if self.num_channels == 3 and images.shape[1] == 1:
-            images = images.expand(-1, 3, -1, -1)
-        if self.mean is not None:
-            images = (images - self.mean) / self.std
-        return images.contiguous()
 
     def _augment(
         self,
@@ -318,14 +312,21 @@ class ChestBatchCollator:
             pixel_values, lung_mask, ct_pixel_values = self._augment(
                 pixel_values, lung_mask, ct_pixel_values, flags
             )
-        batch["pixel_values"] = self._finish(pixel_values)
+        batch["pixel_values"] = self.processor.to_model_input(pixel_values)
         if lung_mask is not None:
             batch["lung_mask"] = lung_mask
         if ct_pixel_values is not None:
-            batch["ct_pixel_values"] = self._finish(ct_pixel_values)
+            batch["ct_pixel_values"] = self.processor.to_model_input(ct_pixel_values)
         batch.update(flags)
         if "labels" in first:
             batch["labels"] = torch.tensor(
                 [int(example["labels"]) for example in examples], dtype=torch.long
             )
-        return batch
+        if self.input_names is None:
+            return batch
+        missing = [name for name in (*self.input_names, self.label_key) if name not in batch]
+        if missing:
+            raise KeyError(f"the examples lack {missing} (they have {sorted(batch)})")
+        selected = {name: batch[name] for name in self.input_names}
+        selected["labels"] = batch[self.label_key]
+        return selected

@@ -18,15 +18,17 @@ from torch import nn
 from .. import plots
 from ..data import load_image
 from ..evaluation import (
-    _build_options,
-    _class_names,
-    _spec_name,
     default_output_dir,
     load_checkpoint,
     load_evaluation_split,
     prepare_inputs,
     resolve_checkpoint,
 )
+
+# The split options of training, read back from the run record; private to evaluation today.
+from ..evaluation.checkpoint import _build_options as training_split_options
+from ..evaluation.predict import class_names_of
+from ..registry import get_model_family
 from .cam import CAM_METHODS, GradCAM, cam_method, feature_maps
 from .layers import INPUT_KEYS, TargetLayers, encoder_stages
 from .metrics import masks_like
@@ -135,17 +137,17 @@ def visualize_checkpoint(
     """
     path = resolve_checkpoint(checkpoint)
     model, processor = load_checkpoint(path)
-    if not hasattr(model.config, "id2label") or hasattr(model, "predict_mask"):
-        raise ValueError(f"CAMs explain classifiers; {model.config.model_type} is not one")
-    spec_name = _spec_name(model.config.model_type)
-    class_names = _class_names(model.config)
+    family = get_model_family(model.config.model_type)
+    if family.task != "classification":
+        raise ValueError(f"CAMs explain classifiers; {family.key} is a {family.task} model")
+    class_names = class_names_of(model.config)
     raw = load_evaluation_split(
-        spec_name,
+        family,
         class_names,
         split,
         data_dir=data_dir,
         dataset=dataset,
-        build_options=_build_options(path, spec_name) | dict(build_options or {}),
+        build_options=training_split_options(path, family) | dict(build_options or {}),
     )
     labels = list(raw["label"])
     rows = [r for r, label in enumerate(labels) if class_names[label] == class_name]

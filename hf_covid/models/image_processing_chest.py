@@ -7,8 +7,9 @@ torchvision, numpy, PIL and transformers, because it is copied next to a checkpo
 Steps: any input (PIL image of any mode, numpy array such as `hf_covid.data.load_image` returns,
 torch tensor) becomes one grayscale channel on a 0-255 scale (16-bit inputs rescaled by their bit
 depth, float inputs in [0, 1] multiplied by 255); resize to ``size`` (224x224 by default);
-repeat to ``num_channels`` (3 for ImageNet-pretrained backbones); rescale by ``rescale_factor``
-(to [0, 1]); optionally normalise. Lung masks given as ``masks`` are resized with nearest
+rescale by ``rescale_factor`` (to [0, 1]); repeat to ``num_channels`` (3 for ImageNet-pretrained
+backbones) and optionally normalise (:meth:`ChestImageProcessor.to_model_input`, which the
+training collator shares). Lung masks given as ``masks`` are resized with nearest
 neighbour and binarised to 0/1, returned as ``lung_mask`` (B, 1, H, W).
 
 Example::
@@ -33,6 +34,8 @@ from transformers.image_processing_utils import BatchFeature
 from transformers.image_transforms import group_images_by_shape, reorder_images
 from transformers.image_utils import PILImageResampling, SizeDict
 from transformers.processing_utils import ImagesKwargs, Unpack
+
+__all__ = ["ChestImageProcessor"]
 
 _LUMINANCE = (0.299, 0.587, 0.114)
 _SIXTEEN_BIT_PIL_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
@@ -219,6 +222,31 @@ class ChestImageProcessor(TorchvisionBackend):
             ]
         return BatchFeature(data=data, tensor_type=return_tensors)
 
+    def to_model_input(self, images: torch.Tensor) -> torch.Tensor:
+        """The last step of :meth:`preprocess` on resized (B, 1, H, W) images in [0, 1].
+
+        Repeats the gray channel to ``num_channels`` and normalises when ``do_normalize``. The
+        training collator calls it after augmentation, so training and serving feed a model the
+        same values for the same image.
+        """
+        return self._channels_and_normalize(
+            images, self.num_channels, self.do_normalize, self.image_mean, self.image_std
+        )
+
+    def _channels_and_normalize(
+        self,
+        images: torch.Tensor,
+        num_channels: int,
+        do_normalize: bool,
+        image_mean: float | list[float] | None,
+        image_std: float | list[float] | None,
+    ) -> torch.Tensor:
+        if num_channels == 3 and images.shape[1] == 1:
+            images = images.expand(-1, 3, -1, -1)
+        if do_normalize:
+            images = self.normalize(images.to(torch.float32), image_mean, image_std)
+        return images.contiguous()
+
     def _preprocess(
         self,
         images: list[torch.Tensor],
@@ -240,15 +268,10 @@ class ChestImageProcessor(TorchvisionBackend):
             if do_resize:
                 # Clamp: antialiased resizing may overshoot a little at sharp edges.
                 stacked = self.resize(stacked, size=size, resample=resample).clamp_(0.0, 255.0)
-            if num_channels == 3:
-                stacked = stacked.expand(-1, 3, -1, -1)
-            processed[shape] = self.rescale_and_normalize(
-                stacked.contiguous(),
-                do_rescale,
-                rescale_factor,
-                do_normalize,
-                image_mean,
-                image_std,
+            if do_rescale:
+                stacked = self.rescale(stacked, rescale_factor)
+            processed[shape] = self._channels_and_normalize(
+                stacked, num_channels, do_normalize, image_mean, image_std
             )
         return reorder_images(processed, grouped_index)
 

@@ -1,0 +1,66 @@
+"""The models the benchmarks time: every registered family, built from its demo recipe.
+
+Speed does not depend on the weights, so the models are randomly initialised.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from transformers import PreTrainedModel
+
+from ..registry import get_model_family, list_models
+from ..training import ModelArguments, build_image_processor, load_recipe
+
+__all__ = ["build_demo_model", "load_demo_recipes", "save_random_checkpoints"]
+
+
+def load_demo_recipes(configs_dir: str | Path) -> dict[str, dict[str, Any]]:
+    """The demo recipe (``<key>_synthetic.yaml``) of every registered model family, by key.
+
+    Raises:
+        FileNotFoundError: a registered family without a demo recipe in ``configs_dir``.
+    """
+    recipes = {}
+    for key in list_models():
+        path = Path(configs_dir) / f"{key}_synthetic.yaml"
+        if not path.is_file():
+            raise FileNotFoundError(f"no demo recipe for model '{key}': {path} does not exist")
+        recipes[key] = load_recipe(path)
+    return recipes
+
+
+def build_demo_model(recipe: dict[str, Any]) -> PreTrainedModel:
+    """A randomly initialised model of a demo recipe, with its family's default classes."""
+    family = get_model_family(recipe["model_type"])
+    return family.build_model(
+        config_overrides=recipe.get("config_overrides"), pretrained=recipe.get("pretrained")
+    )
+
+
+def save_random_checkpoints(
+    recipes: dict[str, dict[str, Any]], folder: str | Path, image_size: int | None = None
+) -> dict[str, str]:
+    """Save a randomly initialised checkpoint (model + image processor) per recipe.
+
+    Args:
+        recipes: Demo recipes by model key (:func:`load_demo_recipes`).
+        folder: Where the ``<key>/`` checkpoint folders go.
+        image_size: Processor image size (None: each recipe's ``image_size``).
+
+    Returns:
+        Model key -> checkpoint folder, as the app's ``AppConfig.checkpoints`` takes it.
+    """
+    checkpoints = {}
+    for key, recipe in recipes.items():
+        target = Path(folder) / key
+        build_demo_model(recipe).save_pretrained(target)
+        arguments = ModelArguments(
+            model_type=recipe["model_type"],
+            config_overrides=recipe.get("config_overrides"),
+            pretrained=recipe.get("pretrained"),
+        )
+        build_image_processor(arguments, image_size or recipe["image_size"]).save_pretrained(target)
+        checkpoints[key] = str(target)
+    return checkpoints

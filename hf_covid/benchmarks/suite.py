@@ -1,0 +1,279 @@
+"""The benchmark suite: every case against its baseline, in one process, on phantom data."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..data.synthetic import generate_radiography, generate_xray_ct
+from ..registry import get_model_family
+from .app_latency import measure_app_endpoints
+from .cuda import NO_CUDA_NOTE, resnet50_training_throughput
+from .data_pipeline import compare_data_pipelines
+from .demo_models import build_demo_model, load_demo_recipes, save_random_checkpoints
+from .inference_speed import compare_inference_variants, inference_variants
+from .training_loop import compare_training_loops
+
+__all__ = ["CASES", "BenchmarkSettings", "machine_info", "prepare_phantom_data", "run_benchmarks"]
+
+CASES: tuple[str, ...] = ("data", "training", "inference", "app", "cuda")
+"""The benchmark cases, in the order they run."""
+
+
+@dataclass
+class BenchmarkSettings:
+    """Sizes and repeats of one benchmark run; :meth:`quick_run` for CI.
+
+    Attributes:
+        quick: The small CI variant (recorded in the results).
+        images_per_class: Phantoms per class for the data case (4 classes).
+        source_image_size: Side of the generated phantoms.
+        data_image_size: Target size of the data case.
+        data_rounds: Alternating measurements of each data pipeline.
+        num_workers: DataLoader workers (data and training cases).
+        model_image_size: Input size of the training and inference cases (None: each demo
+            recipe's own ``image_size``).
+        training_steps: Optimizer steps per training measurement.
+        training_warmup_steps: Steps excluded from the training timings.
+        training_batch_size: Batch size of the training case (None: the recipe's).
+        latency_repeats: Batch-1 forwards timed per inference variant.
+        throughput_repeats: Batch-32 forwards timed per inference variant.
+        compile: Also measure ``torch.compile`` (slow to compile on CPU: full run only).
+        app_requests: Requests per app endpoint (sent one after the other).
+        xray_ct_images_per_class: Phantoms per class of the X-ray + CT set (dual-input model).
+        resnet50_batch_size: Batch of the ResNet-50 reference measurement (CUDA only).
+        resnet50_steps: Timed steps of the ResNet-50 reference measurement (CUDA only).
+    """
+
+    quick: bool = False
+    images_per_class: int = 500
+    source_image_size: int = 299
+    data_image_size: int = 224
+    data_rounds: int = 1
+    num_workers: int = 2
+    model_image_size: int | None = None
+    training_steps: int = 25
+    training_warmup_steps: int = 5
+    training_batch_size: int | None = None
+    latency_repeats: int = 30
+    throughput_repeats: int = 3
+    compile: bool = True
+    app_requests: int = 20
+    xray_ct_images_per_class: int = 200
+    resnet50_batch_size: int = 256
+    resnet50_steps: int = 30
+
+    @classmethod
+    def quick_run(cls, **changes: Any) -> BenchmarkSettings:
+        """A small version of every case (under 2 minutes on 2 cores), without compilation."""
+        values = {
+            "quick": True,
+            "images_per_class": 25,
+            "source_image_size": 64,
+            "data_image_size": 32,
+            "data_rounds": 1,
+            "num_workers": 0,
+            "model_image_size": 32,
+            "training_steps": 4,
+            "training_warmup_steps": 1,
+            "training_batch_size": 8,
+            "latency_repeats": 5,
+            "throughput_repeats": 1,
+            "compile": False,
+            "app_requests": 2,
+            "xray_ct_images_per_class": 8,
+            "resnet50_batch_size": 32,
+            "resnet50_steps": 5,
+        }
+        return cls(**{**values, **changes})
+
+
+def machine_info() -> dict[str, Any]:
+    """The machine the numbers come from: cores, threads, versions, device, load average."""
+    cuda = torch.cuda.is_available()
+    load_1, load_5, load_15 = os.getloadavg()
+    return {
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "platform": platform.platform(),
+        "device": torch.cuda.get_device_name(0) if cuda else "cpu",
+        "cuda_available": cuda,
+        "load_average": [load_1, load_5, load_15],
+        # More runnable processes than cores: other jobs shared the machine during the run.
+        "shared_machine": load_1 > (os.cpu_count() or 1),
+    }
+
+
+def prepare_phantom_data(data_dir: Path, settings: BenchmarkSettings) -> dict[str, Any]:
+    """The phantom sets of the run under ``data_dir``, generated when missing.
+
+    Returns:
+        ``radiography`` and ``xray_ct`` (the folders, keyed by dataset kind) and
+        ``generation_seconds``.
+    """
+    radiography, xray_ct = data_dir / "radiography", data_dir / "xray_ct"
+    start = time.perf_counter()
+    if not radiography.exists():
+        generate_radiography(
+            radiography,
+            images_per_class=settings.images_per_class,
+            image_size=settings.source_image_size,
+            mask_size=min(256, settings.source_image_size),
+            progress=False,
+        )
+    if not xray_ct.exists():
+        generate_xray_ct(
+            xray_ct, images_per_class=settings.xray_ct_images_per_class, progress=False
+        )
+    return {
+        "radiography": radiography,
+        "xray_ct": xray_ct,
+        "generation_seconds": time.perf_counter() - start,
+    }
+
+
+def run_benchmarks(
+    settings: BenchmarkSettings,
+    *,
+    configs_dir: str | Path,
+    app_file: str | Path,
+    work_dir: str | Path,
+    data_dir: str | Path | None = None,
+    checkpoints_dir: str | Path | None = None,
+    cases: tuple[str, ...] = CASES,
+    progress: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run every benchmark case against its baseline in this process.
+
+    Every registered model family is timed, from its demo recipe
+    (``<configs_dir>/<key>_synthetic.yaml``) and on the phantom set of its dataset kind.
+
+    Args:
+        settings: Sizes and repeats.
+        configs_dir: Folder of the demo recipes (``scripts/configs``).
+        app_file: ``spaces_app/app.py``.
+        work_dir: Scratch folder (generated data, datasets cache, random checkpoints).
+        data_dir: Folder with ``radiography/`` and ``xray_ct/`` phantom sets (generated there
+            when missing; default: under ``work_dir``).
+        checkpoints_dir: Checkpoint folders per model key for the app case (default: random
+            checkpoints of the demo recipes).
+        cases: Cases to run (of :data:`CASES`).
+        progress: Called with the name of each step.
+
+    Returns:
+        ``{"settings", "machine", "data", "training", "inference", "app", "cuda"}``; a case not
+        run is absent, a case that cannot run here holds a ``note``.
+    """
+    work_dir = Path(work_dir)
+    recipes = load_demo_recipes(configs_dir)
+    results: dict[str, Any] = {"settings": asdict(settings), "machine": machine_info()}
+    cuda = torch.cuda.is_available()
+    progress("preparing the phantom data")
+    data = prepare_phantom_data(Path(data_dir) if data_dir else work_dir / "data", settings)
+    results["settings"]["data_generation_seconds"] = data["generation_seconds"]
+    cache_dir = work_dir / "datasets_cache"
+
+    if "data" in cases:
+        # With augmentation: the training pipeline. Without: the decoding cost alone, since the
+        # augmentation (the same in both pipelines, one batched call per batch) bounds the ratio.
+        results["data"] = {}
+        for name, augment in (("with_augmentation", True), ("without_augmentation", False)):
+            progress(f"data ({name}): preprocessed pipeline against PIL open + resize")
+            results["data"][name] = compare_data_pipelines(
+                data["radiography"],
+                image_size=settings.data_image_size,
+                num_workers=settings.num_workers,
+                rounds=settings.data_rounds,
+                augment=augment,
+                cache_dir=cache_dir,
+            )
+
+    def image_size(recipe: dict[str, Any]) -> int:
+        return settings.model_image_size or recipe["image_size"]
+
+    def training_case(precision: dict[str, Any]) -> dict[str, Any]:
+        rows = {}
+        for key, recipe in recipes.items():
+            progress(f"training: {key}, Trainer against a plain loop {precision or ''}")
+            overrides = {"image_size": image_size(recipe), **precision}
+            if settings.training_batch_size:
+                overrides["per_device_train_batch_size"] = settings.training_batch_size
+            rows[key] = compare_training_loops(
+                recipe,
+                data[get_model_family(key).dataset_kind],
+                steps=settings.training_steps,
+                warmup_steps=settings.training_warmup_steps,
+                cache_dir=cache_dir,
+                dataloader_num_workers=settings.num_workers,
+                # The small X-ray + CT set is 2 batches an epoch: without persistent workers both
+                # loops would mostly time worker start-up.
+                dataloader_persistent_workers=settings.num_workers > 0,
+                **overrides,
+            )
+        return rows
+
+    if "training" in cases:
+        results["training"] = training_case({"mixed_precision": "no"})
+
+    def inference_case(device: str) -> dict[str, Any]:
+        rows = {}
+        for key, recipe in recipes.items():
+            progress(f"inference: {key} on {device}")
+            rows[key] = compare_inference_variants(
+                build_demo_model(recipe),
+                image_size=image_size(recipe),
+                variants=inference_variants(settings.compile, device == "cuda"),
+                device=device,
+                latency_repeats=settings.latency_repeats,
+                throughput_repeats=settings.throughput_repeats,
+            )
+        return rows
+
+    if "inference" in cases:
+        results["inference"] = inference_case("cpu")
+
+    if "app" in cases:
+        progress("app: end-to-end predict latency per tab through gradio_client")
+        if checkpoints_dir:
+            checkpoints = {key: str(Path(checkpoints_dir) / key) for key in recipes}
+        else:
+            checkpoints = save_random_checkpoints(
+                recipes, work_dir / "checkpoints", settings.model_image_size
+            )
+        xray = next((data["radiography"] / "COVID" / "images").glob("*.png"))
+        ct = next(path for path in sorted((data["xray_ct"] / "CT").rglob("*")) if path.is_file())
+        results["app"] = measure_app_endpoints(
+            app_file, checkpoints, xray=xray, ct=ct, n_requests=settings.app_requests
+        )
+
+    if "cuda" in cases:
+        if not cuda:
+            results["cuda"] = {"note": NO_CUDA_NOTE}
+        else:
+            progress("cuda: bf16 + channels_last against fp32, ResNet-50 reference")
+            fp32 = results.get("training") or training_case({"mixed_precision": "no"})
+            bf16 = training_case({"mixed_precision": "bf16", "channels_last": True})
+            for key, row in bf16.items():
+                row["bf16_to_fp32"] = (
+                    row["trainer_samples_per_second"] / fp32[key]["trainer_samples_per_second"]
+                )
+            results["cuda"] = {
+                "training_fp32": fp32,
+                "training_bf16_channels_last": bf16,
+                "inference": inference_case("cuda"),
+                "resnet50_training": resnet50_training_throughput(
+                    batch_size=settings.resnet50_batch_size, steps=settings.resnet50_steps
+                ),
+            }
+    results["machine"]["load_average_after"] = list(os.getloadavg())
+    return results

@@ -1,0 +1,386 @@
+"""Evaluate a checkpoint folder or Hub id on a data split: data, inputs, figures, results."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from datasets import DatasetDict, Image, load_from_disk
+from transformers import PreTrainedModel
+
+from hf_covid import plots
+from hf_covid.checkpoints import (
+    EVAL_RESULTS_FILE,
+    FIGURES_DIR,
+    TRAINER_STATE_FILE,
+    DatasetRecord,
+    EvaluationResults,
+    RunRecord,
+    default_output_dir,
+    load_checkpoint,
+    resolve_checkpoint,
+)
+from hf_covid.data import DATASET_BUILDERS, ChestBatchCollator, preprocess_for_training
+from hf_covid.data.summary import read_build_summary
+from hf_covid.data.xray_ct import PAIRING_DESCRIPTIONS
+from hf_covid.registry import ModelFamily, get_model_family
+
+from .metrics import ECE_BINS, calibration_bins, classification_metrics, one_vs_rest_curves
+from .predict import (
+    MODALITY_VARIANTS,
+    class_names_of,
+    group_metrics,
+    predict,
+    summarize_predictions,
+)
+from .report import write_report
+
+__all__ = ["evaluate_checkpoint", "load_evaluation_split", "prepare_inputs"]
+
+
+def _is_saved_dataset(path: Path) -> bool:
+    return (path / "dataset_dict.json").is_file() or (path / "state.json").is_file()
+
+
+def _select_split(data, split: str, where: str):
+    if isinstance(data, DatasetDict):
+        if split not in data:
+            raise ValueError(f"{where} has no split '{split}'; available: {sorted(data)}")
+        return data[split]
+    return data
+
+
+def load_evaluation_split(
+    family: ModelFamily,
+    class_names: Sequence[str],
+    split: str,
+    *,
+    data_dir: str | Path | None = None,
+    dataset=None,
+    build_options: Mapping | None = None,
+):
+    """The raw split (image columns + ``label``) a model of ``family`` is evaluated on.
+
+    ``dataset`` (a ``DatasetDict``, a ``Dataset``, or the folder of one saved with
+    ``save_to_disk``) is used as is; otherwise ``data_dir`` is a saved dataset or a dataset root,
+    built with the builder of the family's dataset kind and ``build_options`` (e.g. the split
+    seed and ratios used in training).
+
+    Raises:
+        ValueError: no data given, no such split, no labels, or classes that differ from the
+            model's.
+    """
+    if dataset is None and data_dir is None:
+        raise ValueError("pass data_dir (a dataset folder) or dataset (a built dataset)")
+    source = dataset if dataset is not None else Path(data_dir)
+    if isinstance(source, str | Path):
+        path = Path(source).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(f"data folder '{path}' does not exist")
+        if _is_saved_dataset(path):
+            source = load_from_disk(str(path))
+        else:
+            options = dict(build_options or {})
+            labels = family.dataset.labels
+            if family.dataset.ct_column is None and class_names and set(class_names) < set(labels):
+                options.setdefault("classes", list(class_names))
+            source = DATASET_BUILDERS[family.dataset_kind](path, **options)
+    where = f"data '{data_dir}'" if dataset is None else "the dataset"
+    data = _select_split(source, split, where)
+    if "label" not in data.column_names:
+        raise ValueError(
+            f"split '{split}' of {where} has no 'label' column (columns: {data.column_names}); "
+            "evaluation needs labelled data"
+        )
+    image_column = family.dataset.image_column
+    if image_column not in data.column_names:
+        raise ValueError(
+            f"split '{split}' of {where} has no '{image_column}' column (columns: "
+            f"{data.column_names}); the {family.key} model needs the {family.dataset.name}"
+        )
+    if family.task == "segmentation":
+        mask_column = family.dataset.mask_column
+        if mask_column not in data.column_names:
+            raise ValueError(
+                f"split '{split}' of {where} has no '{mask_column}' column for the "
+                f"{family.display_name}"
+            )
+        masks = data.select_columns([mask_column]).cast_column(mask_column, Image(decode=False))
+        data = data.select(
+            [index for index, mask in enumerate(masks[mask_column]) if mask is not None]
+        )
+        if len(data) == 0:
+            raise ValueError(f"split '{split}' of {where} has no lung masks to evaluate Dice on")
+        return data
+    feature = data.features["label"]
+    data_classes = list(getattr(feature, "names", None) or [])
+    if not data_classes:
+        raise ValueError(f"split '{split}' of {where}: 'label' is not a ClassLabel with names")
+    if data_classes != list(class_names):
+        raise ValueError(
+            f"label mismatch: the model predicts {list(class_names)} but split '{split}' of "
+            f"{where} has the classes {data_classes}"
+        )
+    if len(data) == 0:
+        raise ValueError(f"split '{split}' of {where} is empty")
+    if min(data["label"]) < 0:
+        raise ValueError(f"split '{split}' of {where} has unlabelled examples (label -1)")
+    return data
+
+
+def _build_options(checkpoint_dir: Path, family: ModelFamily) -> dict:
+    """Dataset-builder options that reproduce the training split (from the run record)."""
+    record = RunRecord.read(checkpoint_dir)
+    if record is None:
+        return {}
+    data = record.data
+    options = {
+        "split_ratios": data.get("split_ratios"),
+        "seed": data.get("split_seed"),
+        "deduplicate": data.get("deduplicate"),
+    }
+    if family.dataset_kind == "xray_ct":
+        options |= {
+            "pairing": data.get("pairing"),
+            "keep_unpaired": data.get("keep_unpaired"),
+            "metadata_file": data.get("metadata_file"),
+        }
+    else:
+        options |= {"group_by": data.get("group_by"), "classes": data.get("classes")}
+    return {key: value for key, value in options.items() if value is not None}
+
+
+def _image_size(config, processor) -> int:
+    """Side of the model input: the saved processor's, else the config's (224 by default)."""
+    if processor is None:
+        return int(getattr(config, "image_size", 224))
+    size = processor.size
+    return int(size["height"] if isinstance(size, Mapping) else size.height)
+
+
+def prepare_inputs(
+    model: PreTrainedModel, processor, raw
+) -> tuple[object, ChestBatchCollator, dict]:
+    """Preprocess a raw split for ``model`` and build its collator (no augmentation).
+
+    Args:
+        model: a loaded model of a registered family (its ``config.model_type`` picks the
+            columns and inputs).
+        processor: its ``ChestImageProcessor`` (image size, channels, normalisation), or None
+            (one grayscale channel in [0, 1] at the config's ``image_size``).
+        raw: a split of ``build_radiography_dataset`` / ``build_xray_ct_dataset``.
+
+    Returns:
+        ``(prepared dataset, collator, settings)``; the collator yields the model's inputs plus
+        ``labels``, settings holds ``image_size`` and ``num_channels``.
+    """
+    family = get_model_family(model.config.model_type)
+    image_size = _image_size(model.config, processor)
+    dataset = family.dataset
+    prepared = preprocess_for_training(
+        DatasetDict({"evaluation": raw}),
+        image_size=image_size,
+        image_column=dataset.image_column,
+        mask_column=dataset.mask_column if family.uses_mask else None,
+        ct_column=dataset.ct_column,
+    )["evaluation"]
+    collator = ChestBatchCollator(
+        None, processor, input_names=family.input_names, label_key=family.target
+    )
+    settings = {"image_size": image_size, "num_channels": collator.processor.num_channels}
+    return prepared, collator, settings
+
+
+def _subset(predictions: Mapping[str, np.ndarray], keep: np.ndarray) -> dict[str, np.ndarray]:
+    return {name: values[keep] for name, values in predictions.items()}
+
+
+def _evaluated_dataset(
+    family: ModelFamily, raw, data_dir: str | Path | None, image_size: int
+) -> DatasetRecord:
+    """What the results say about the evaluated split (name, folder name, pairing, size)."""
+    pairings = []
+    if "pairing" in raw.column_names:
+        pairings = sorted({value for value in raw["pairing"] if value})
+    summary = read_build_summary(raw)
+    notes = [PAIRING_DESCRIPTIONS[value] for value in pairings if value in PAIRING_DESCRIPTIONS]
+    return DatasetRecord(
+        kind=family.dataset_kind,
+        name=family.dataset.name,
+        source=Path(data_dir).name if data_dir is not None else "dataset object",
+        synthetic=bool(summary and summary.synthetic),
+        image_size=image_size,
+        split_sizes={"evaluated": len(raw)},
+        pairing=", ".join(pairings) or None,
+        pairing_note="; ".join(notes) or None,
+    )
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    data_dir: str | Path | None = None,
+    dataset=None,
+    split: str = "test",
+    output_dir: str | Path | None = None,
+    batch_size: int = 32,
+    *,
+    device: str | torch.device | None = None,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    build_options: Mapping | None = None,
+    figures: bool = True,
+    progress: bool = True,
+) -> dict:
+    """Evaluate a checkpoint folder (or Hub id) on a data split and write a report.
+
+    The model is loaded by :func:`hf_covid.checkpoints.load_checkpoint`; its registered family
+    picks the dataset builder, columns and inputs, and the saved ``preprocessor_config.json`` the
+    image size, channels and normalisation. Unless given in ``build_options``, the split ratios,
+    seed and pairing come from the checkpoint's run record (``training_config.json``), so
+    ``split="test"`` is the training run's test split.
+
+    Writes to ``output_dir`` (default: ``<checkpoint>/evaluation_<split>`` for a folder, see
+    :func:`hf_covid.checkpoints.default_output_dir`): ``eval_results.json``
+    (:class:`hf_covid.checkpoints.EvaluationResults`), ``report.md`` and ``figures/*.png``
+    (confusion matrix in counts and row-normalised, ROC and precision-recall curves, reliability
+    diagram, training curves when the checkpoint has ``trainer_state.json``).
+
+    Args:
+        checkpoint: checkpoint folder or Hub repository id.
+        data_dir: dataset root, or a dataset saved with ``save_to_disk``.
+        dataset: a built ``DatasetDict`` / ``Dataset`` instead of ``data_dir``.
+        split: the split to evaluate.
+        output_dir: where the results go.
+        batch_size: images per forward pass.
+        device: where to run (default: CUDA when available).
+        n_resamples: bootstrap resamples of the confidence intervals.
+        confidence: coverage of the intervals.
+        seed: bootstrap seed.
+        build_options: keyword arguments of the dataset builder.
+        figures: draw the figures.
+        progress: show progress bars.
+
+    Returns:
+        The contents of ``eval_results.json``: ``metrics``, ``confidence_intervals``,
+        ``per_source`` (when the data names sources), ``modalities`` (dual-input model),
+        ``dataset`` (with the pairing), ``figures``, and what was evaluated.
+    """
+    path = resolve_checkpoint(checkpoint)
+    model, processor = load_checkpoint(path)
+    family = get_model_family(model.config.model_type)
+    segmentation = family.task == "segmentation"
+    class_names = None if segmentation else class_names_of(model.config)
+    raw = load_evaluation_split(
+        family,
+        class_names or [],
+        split,
+        data_dir=data_dir,
+        dataset=dataset,
+        build_options=_build_options(path, family) | dict(build_options or {}),
+    )
+    prepared, collator, settings = prepare_inputs(model, processor, raw)
+    run = {"batch_size": batch_size, "device": device, "progress": progress}
+    summary = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed}
+    predictions = predict(model, prepared, collator, **run)
+
+    output_dir = default_output_dir(checkpoint, f"evaluation_{split}", output_dir)
+    results = EvaluationResults(
+        model_type=model.config.model_type,
+        task=family.pipeline_tag,
+        split=split,
+        class_names=class_names,
+        confidence=confidence,
+        n_resamples=n_resamples,
+        dataset=_evaluated_dataset(family, raw, data_dir, settings["image_size"]),
+        checkpoint=str(checkpoint),
+        **summarize_predictions(predictions, class_names, **summary),
+    )
+
+    if "source" in raw.column_names and len(raw) == len(next(iter(predictions.values()))):
+        sources = np.array([str(source or "(unknown)") for source in raw["source"]])
+        if set(sources) != {"(unknown)"}:
+            results.per_source = {
+                source: group_metrics(_subset(predictions, sources == source), class_names)
+                for source in sorted(set(sources))
+            }
+
+    if "ct_available" in family.input_names:
+        results.modalities = _modality_results(
+            model, prepared, collator, predictions, class_names, run, summary
+        )
+
+    if figures:
+        results.figures = _draw_figures(path, predictions, class_names, output_dir)
+    results.save(output_dir / EVAL_RESULTS_FILE)
+    written = results.to_dict()
+    write_report(written, output_dir / "report.md")
+    return written
+
+
+def _modality_results(model, prepared, collator, predictions, class_names, run, summary) -> dict:
+    """Metrics of the dual-input model with both inputs, the X-ray only and the CT only."""
+    available = {
+        name: np.array([bool(flag) for flag in prepared[name]])
+        for name in ("xray_available", "ct_available")
+    }
+    modalities = {}
+    for variant, switched_off in MODALITY_VARIANTS.items():
+        kept = [name for name in available if name not in switched_off]
+        rows = np.flatnonzero(np.any([available[name] for name in kept], axis=0))
+        if rows.size == 0:
+            continue
+        variant_predictions = (
+            predictions
+            if not switched_off
+            else predict(model, prepared.select(rows), collator, switch_off=switched_off, **run)
+        )
+        variant_summary = summarize_predictions(variant_predictions, class_names, **summary)
+        used = variant_predictions.get("modalities_used")
+        modalities[variant] = {
+            "metrics": group_metrics(variant_predictions, class_names),
+            "confidence_intervals": variant_summary["confidence_intervals"],
+            "inputs_used": None
+            if used is None
+            else {"xray": float(used[:, 0].mean()), "ct": float(used[:, 1].mean())},
+        }
+    return modalities
+
+
+def _draw_figures(
+    checkpoint_dir: Path,
+    predictions: Mapping[str, np.ndarray],
+    class_names: Sequence[str] | None,
+    output_dir: Path,
+) -> dict[str, str]:
+    """Write the evaluation figures; returns name -> path relative to ``output_dir``."""
+    folder = output_dir / FIGURES_DIR
+    drawn: dict[str, Path] = {}
+    if "probabilities" in predictions:
+        labels, probabilities = predictions["labels"], predictions["probabilities"]
+        matrix = classification_metrics(labels, probabilities, class_names)["confusion_matrix"]
+        curves = one_vs_rest_curves(labels, probabilities, class_names)
+        drawn["confusion_matrix"] = plots.plot_confusion_matrix(
+            matrix, class_names, folder / "confusion_matrix.png"
+        )
+        drawn["confusion_matrix_normalized"] = plots.plot_confusion_matrix(
+            matrix, class_names, folder / "confusion_matrix_normalized.png", normalize=True
+        )
+        drawn["roc_curves"] = plots.plot_roc_curves(curves["roc"], folder / "roc_curves.png")
+        drawn["precision_recall_curves"] = plots.plot_precision_recall_curves(
+            curves["precision_recall"], folder / "precision_recall_curves.png"
+        )
+        drawn["reliability_diagram"] = plots.plot_reliability_diagram(
+            calibration_bins(labels, probabilities, ECE_BINS),
+            folder / "reliability_diagram.png",
+        )
+    trainer_state = checkpoint_dir / TRAINER_STATE_FILE
+    if trainer_state.is_file():
+        state = plots.load_trainer_state(trainer_state)
+        if state.get("log_history"):
+            drawn["training_curves"] = plots.plot_training_curves(
+                state, folder / "training_curves.png"
+            )
+    return {name: path.relative_to(output_dir).as_posix() for name, path in drawn.items()}
