@@ -1,4 +1,4 @@
-"""The Markdown report and the console summary of an evaluation."""
+"""The Markdown report and the console summary of an evaluation (also of an external validation)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,28 @@ from pathlib import Path
 from .metrics import HEADLINE_METRICS
 from .predict import GROUP_METRICS, SEGMENTATION_METRICS
 
-__all__ = ["format_summary", "write_report"]
+__all__ = [
+    "EXTERNAL_METRICS",
+    "EXTERNAL_SPLIT",
+    "format_summary",
+    "missing_classes",
+    "write_report",
+]
+
+EXTERNAL_SPLIT = "external"
+"""Split name of an external validation: every image of a folder, none held out for training."""
+
+EXTERNAL_METRICS: tuple[str, ...] = (
+    "accuracy",
+    "balanced_accuracy",
+    "covid_sensitivity",
+    "specificity_COVID",
+    "roc_auc_COVID",
+)
+"""Metrics of an external validation (keys of ``classification_metrics``), given with intervals
+where the classes present define them: COVID sensitivity needs COVID images, specificity needs
+others, ROC-AUC of COVID vs the rest needs both. Accuracy counts a prediction of a class missing
+from the folder as an error; balanced accuracy averages the recall of the classes present."""
 
 _METRIC_TITLES = {
     "accuracy": "Accuracy",
@@ -22,6 +43,9 @@ _METRIC_TITLES = {
     "roc_auc": "ROC-AUC",
     "pr_auc": "PR-AUC (average precision)",
     "ece": "Expected calibration error (15 bins)",
+    "specificity_COVID": "COVID specificity (vs the classes present)",
+    "roc_auc_COVID": "ROC-AUC, COVID vs the classes present",
+    "missing_class_predictions": "Predicted as a class missing from the data",
     "dice": "Dice",
     "iou": "IoU",
     "n_samples": "n",
@@ -53,31 +77,26 @@ def _group_table(groups: Mapping[str, Mapping], first: str) -> list[str]:
     return _table([first, *(_METRIC_TITLES[n] for n in names)], rows)
 
 
-def write_report(results: Mapping, path: str | Path) -> Path:
-    """A Markdown report of evaluation results (``EvaluationResults.to_dict()``): tables, figures."""
+def missing_classes(results: Mapping) -> list[str]:
+    """The model's classes without an image in the evaluated data (external validation)."""
+    dataset = results.get("dataset") or {}
+    counts = (dataset.get("class_counts") or {}).get(results["split"], {})
+    return [name for name in results.get("class_names") or [] if counts.get(name, 0) == 0]
+
+
+def _headline_rows(results: Mapping, names: Sequence[str]) -> list[list[str]]:
     metrics = results["metrics"]
     intervals = results.get("confidence_intervals") or {}
-    percent = round(100 * results.get("confidence", 0.95))
-    dataset = results.get("dataset") or {}
-    lines = [
-        f"# Evaluation of `{results['model_type']}` on the {results['split']} split",
-        "",
-        f"- Checkpoint: `{results.get('checkpoint') or 'this folder'}`",
-        f"- Data: `{dataset.get('source')}` ({metrics['n_samples']} images, "
-        f"{dataset.get('image_size')} px)",
+    return [
+        [_METRIC_TITLES[name], _number(metrics.get(name)), _interval(intervals.get(name))]
+        for name in names
+        if name in metrics
     ]
-    if dataset.get("pairing"):
-        lines.append(
-            f"- X-ray/CT pairing: **{dataset['pairing']}**. {dataset.get('pairing_note') or ''}"
-        )
-    lines += [
-        f"- Intervals: {percent}% percentile bootstrap over {results.get('n_resamples')} "
-        "resamples of the test images (stratified by class for classification).",
-        "- Research software, evaluated on the data above; not a medical device.",
-        "",
-        "## Headline metrics",
-        "",
-    ]
+
+
+def _classification_sections(results: Mapping, percent: int) -> list[str]:
+    """Headline metrics, per-class table and confusion matrix of a test-split evaluation."""
+    metrics = results["metrics"]
     headline = (
         SEGMENTATION_METRICS
         if "dice" in metrics
@@ -90,12 +109,8 @@ def write_report(results: Mapping, path: str | Path) -> Path:
             "ece",
         )
     )
-    rows = [
-        [_METRIC_TITLES[name], _number(metrics.get(name)), _interval(intervals.get(name))]
-        for name in headline
-        if name in metrics
-    ]
-    lines += _table(["Metric", "Value", f"{percent}% CI"], rows)
+    lines = ["## Headline metrics", ""]
+    lines += _table(["Metric", "Value", f"{percent}% CI"], _headline_rows(results, headline))
     class_names = results.get("class_names")
     if class_names:
         matrix = metrics["confusion_matrix"]
@@ -113,11 +128,85 @@ def write_report(results: Mapping, path: str | Path) -> Path:
         ]
         header = ["Class", "Precision", "Sensitivity", "Specificity", "F1", "ROC-AUC", "PR-AUC"]
         lines += _table([*header, "Support"], rows)
-        lines += ["", "## Confusion matrix (rows: true class, columns: predicted)", ""]
-        lines += _table(
-            ["true \\ predicted", *class_names],
-            [[name, *map(str, row)] for name, row in zip(class_names, matrix, strict=True)],
+        lines += _confusion_section(class_names, matrix, class_names)
+    return lines
+
+
+def _confusion_section(
+    class_names: Sequence[str], matrix: Sequence[Sequence[int]], rows: Sequence[str]
+) -> list[str]:
+    lines = ["", "## Confusion matrix (rows: true class, columns: predicted)", ""]
+    return lines + _table(
+        ["true \\ predicted", *class_names],
+        [[name, *map(str, matrix[class_names.index(name)])] for name in rows],
+    )
+
+
+def _external_sections(results: Mapping, percent: int) -> list[str]:
+    """What an external validation on some of the model's classes can say."""
+    metrics = results["metrics"]
+    class_names = results["class_names"]
+    missing = missing_classes(results)
+    present = [name for name in class_names if name not in missing]
+    lines = [
+        "## Classes",
+        "",
+        f"- Present in the data (matched by folder name): {', '.join(present)}.",
+        f"- Missing: {', '.join(missing) if missing else 'none'}."
+        + (
+            " Metrics that need them (macro averages, their ROC-AUC, PPV and PR-AUC, which also "
+            "depend on this folder's prevalence) are not reported."
+            if missing
+            else ""
+        ),
+        "",
+        "## Metrics that the classes present define",
+        "",
+    ]
+    names = [*EXTERNAL_METRICS, "missing_class_predictions"]
+    lines += _table(["Metric", "Value", f"{percent}% CI"], _headline_rows(results, names))
+    lines += ["", "## Sensitivity per class present", ""]
+    matrix = metrics["confusion_matrix"]
+    lines += _table(
+        ["Class", "Sensitivity", "Images"],
+        [
+            [
+                name,
+                _number(metrics.get(f"recall_{name}")),
+                str(sum(matrix[class_names.index(name)])),
+            ]
+            for name in present
+        ],
+    )
+    return lines + _confusion_section(class_names, matrix, present)
+
+
+def write_report(results: Mapping, path: str | Path) -> Path:
+    """A Markdown report of evaluation results (``EvaluationResults.to_dict()``): tables, figures."""
+    metrics = results["metrics"]
+    percent = round(100 * results.get("confidence", 0.95))
+    dataset = results.get("dataset") or {}
+    external = results["split"] == EXTERNAL_SPLIT
+    title = "external data" if external else f"the {results['split']} split"
+    lines = [
+        f"# Evaluation of `{results['model_type']}` on {title}",
+        "",
+        f"- Checkpoint: `{results.get('checkpoint') or 'this folder'}`",
+        f"- Data: `{dataset.get('source')}` ({metrics['n_samples']} images, "
+        f"{dataset.get('image_size')} px)",
+    ]
+    if dataset.get("pairing"):
+        lines.append(
+            f"- X-ray/CT pairing: **{dataset['pairing']}**. {dataset.get('pairing_note') or ''}"
         )
+    sample = "images" if external else "test images"
+    lines += [
+        f"- Intervals: {percent}% percentile bootstrap over {results.get('n_resamples')} "
+        f"resamples of the {sample} (stratified by class for classification).",
+        "- Research software, evaluated on the data above; not a medical device.",
+        "",
+    ]
+    lines += (_external_sections if external else _classification_sections)(results, percent)
     if results.get("modalities"):
         lines += ["", "## Inputs used by the dual-input model", ""]
         lines += _group_table(
@@ -142,9 +231,16 @@ def format_summary(results: Mapping) -> str:
     """A short console table of the headline metrics (and of the input combinations)."""
     metrics = results["metrics"]
     intervals = results.get("confidence_intervals") or {}
-    names = SEGMENTATION_METRICS if "dice" in metrics else (*HEADLINE_METRICS, "ece")
+    if results["split"] == EXTERNAL_SPLIT:
+        names = (*EXTERNAL_METRICS, "missing_class_predictions")
+    elif "dice" in metrics:
+        names = SEGMENTATION_METRICS
+    else:
+        names = (*HEADLINE_METRICS, "ece")
+    missing = missing_classes(results) if results["split"] == EXTERNAL_SPLIT else []
     lines = [
         f"{results['model_type']} on {results['split']} ({metrics['n_samples']} images)",
+        *([f"  classes missing from the data: {', '.join(missing)}"] if missing else []),
         *(
             f"  {name:<18} {_number(metrics.get(name)):>6}  {_interval(intervals.get(name))}"
             for name in names
