@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from huggingface_hub import snapshot_download
-from transformers import AutoConfig, AutoImageProcessor, PreTrainedModel
+from transformers import AutoConfig, AutoImageProcessor, PreTrainedModel, ViTImageProcessor
 
 from .models.image_processing_chest import ChestImageProcessor
 from .registry import get_model_family
@@ -50,6 +50,7 @@ __all__ = [
     "portable",
     "read_json_object",
     "resolve_checkpoint",
+    "save_model_and_processor",
 ]
 
 CONFIG_FILE = "config.json"
@@ -168,6 +169,9 @@ class DatasetRecord(_JsonRecord):
         pairing: X-ray + CT pairing (``"label"``, ``"patient"``), or None.
         pairing_note: What that pairing means for a fused number, or None.
         sources: Rows per source collection, where the builder knew them.
+        hub_id: The Hub dataset repo holding these splits (``namespace/name``), where the data
+            was pushed there (:func:`hf_covid.hub.push_dataset`) or loaded from it; the model
+            card names it under ``datasets:``.
     """
 
     kind: str
@@ -184,6 +188,7 @@ class DatasetRecord(_JsonRecord):
     pairing: str | None = None
     pairing_note: str | None = None
     sources: dict[str, int] = field(default_factory=dict)
+    hub_id: str | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "dataset record") -> DatasetRecord:
@@ -330,11 +335,33 @@ def default_output_dir(
     return Path.cwd() / f"{folder}_{str(checkpoint).rsplit('/', 1)[-1]}"
 
 
+def save_model_and_processor(
+    model: PreTrainedModel, processor: ChestImageProcessor, folder: str | Path
+) -> Path:
+    """Save a model and its image processor as a checkpoint folder's core files.
+
+    The model's ``save_pretrained`` writes the weights, ``config.json`` and the remote-code files;
+    the processor is the one its family saves
+    (:meth:`~hf_covid.registry.ModelFamily.checkpoint_image_processor`: a stock transformers
+    processor for the ResNet, so that its checkpoint needs no remote code).
+
+    Returns:
+        The folder.
+    """
+    folder = Path(folder)
+    family = get_model_family(model.config.model_type)
+    model.save_pretrained(folder)
+    family.checkpoint_image_processor(processor).save_pretrained(folder)
+    return folder
+
+
 def load_checkpoint(checkpoint: str | Path) -> tuple[PreTrainedModel, Any | None]:
     """The model of a checkpoint folder or Hub id, and its image processor.
 
     The model loads with the Auto class of its registered family (safetensors only); our own
-    ``ChestImageProcessor`` is used directly, so no remote code runs for it.
+    ``ChestImageProcessor`` is used directly, so no remote code runs for it, and the stock
+    processor of a ResNet checkpoint becomes the equivalent ``ChestImageProcessor`` (which reads
+    DICOM arrays and masks as the rest of hf_covid expects).
 
     Returns:
         ``(model, processor)``; the processor is None when there is no ``preprocessor_config.json``.
@@ -352,4 +379,6 @@ def load_checkpoint(checkpoint: str | Path) -> tuple[PreTrainedModel, Any | None
         kind = read_json_object(processor_file).get("image_processor_type")
         loader = ChestImageProcessor if kind == ChestImageProcessor.__name__ else AutoImageProcessor
         processor = loader.from_pretrained(path)
+        if isinstance(processor, ViTImageProcessor):
+            processor = ChestImageProcessor.from_stock_image_processor(processor)
     return model, processor

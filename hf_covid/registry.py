@@ -25,8 +25,15 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 import transformers
-from transformers import AutoConfig, AutoImageProcessor, AutoModel, PreTrainedModel
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModel,
+    PreTrainedModel,
+    ViTImageProcessor,
+)
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from transformers.pipelines import PIPELINE_REGISTRY
 
 from . import models
 from .models.labels import BINARY_LABELS, LUNG_MASK_LABELS, RADIOGRAPHY_LABELS, label_maps
@@ -193,6 +200,22 @@ class ModelFamily:
         return self.build is not None
 
     @property
+    def is_transformers_model(self) -> bool:
+        """Whether transformers itself defines the model (ResNet): no remote code to save."""
+        return self.config_class.__module__.startswith("transformers.")
+
+    def checkpoint_image_processor(
+        self, processor: models.ChestImageProcessor
+    ) -> models.ChestImageProcessor | ViTImageProcessor:
+        """The image processor a checkpoint of this family saves.
+
+        A transformers model (ResNet) saves the stock equivalent of ``processor``
+        (:meth:`~hf_covid.models.ChestImageProcessor.to_stock_image_processor`), so that its
+        checkpoint loads and runs with no remote code at all; the others save ``processor``.
+        """
+        return processor.to_stock_image_processor() if self.is_transformers_model else processor
+
+    @property
     def auto_model_class(self) -> type:
         """The transformers Auto class object named by :attr:`auto_class`."""
         return getattr(transformers, self.auto_class)
@@ -250,7 +273,7 @@ def _register_auto_classes(family: ModelFamily) -> None:
 
     Families whose config belongs to transformers itself (ResNet) are already known to it.
     """
-    if family.config_class.__module__.startswith("transformers."):
+    if family.is_transformers_model:
         return
     AutoConfig.register(family.model_type, family.config_class, exist_ok=True)
     family.config_class.register_for_auto_class()
@@ -267,6 +290,19 @@ def _register_auto_classes(family: ModelFamily) -> None:
         auto_class.register(family.config_class, model_class, exist_ok=True)
         # A class registered twice (the U-Net) keeps its last, task Auto class in `auto_map`.
         model_class.register_for_auto_class(auto_class.__name__)
+
+
+def _register_pipeline(family: ModelFamily) -> None:
+    """Register the family's serving pipeline under its task name, for ``pipeline(task, ...)``."""
+    pipeline_class = getattr(family.model_class, "serving_pipeline", None)
+    if pipeline_class is None or pipeline_class.task_name in PIPELINE_REGISTRY.supported_tasks:
+        return
+    PIPELINE_REGISTRY.register_pipeline(
+        pipeline_class.task_name,
+        pipeline_class=pipeline_class,
+        pt_model=family.auto_model_class,
+        type="image",
+    )
 
 
 def register_model_family(family: ModelFamily) -> ModelFamily:
@@ -292,6 +328,7 @@ def register_model_family(family: ModelFamily) -> ModelFamily:
                 f"{known.key!r} ({known.model_type})"
             )
     _register_auto_classes(family)
+    _register_pipeline(family)
     _REGISTRY[family.key] = family
     return family
 

@@ -20,9 +20,14 @@ class DualChannelCNNConfig(ChestClassifierConfig):
             Hidden layer sizes of the classification head.
         classifier_dropout (`float`, *optional*, defaults to 0.3):
             Dropout probability of the head.
+        lung_segmenter (`str`, *optional*):
+            Hub id (or folder) of the lung U-Net whose masks the model's pipeline uses when an
+            X-ray comes without a mask.
     """
 
     model_type = "covid_dual_channel"
+
+    lung_segmenter: str | None = None
 
 
 __all__ = ["DualChannelCNNConfig"]

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from PIL import Image
 from torchvision.transforms.v2 import functional as tvF
+from transformers import ViTImageProcessor
 from transformers.image_processing_backends import TorchvisionBackend
 from transformers.image_processing_utils import BatchFeature
 from transformers.image_transforms import group_images_by_shape, reorder_images
@@ -231,6 +232,92 @@ class ChestImageProcessor(TorchvisionBackend):
         """
         return self._channels_and_normalize(
             images, self.num_channels, self.do_normalize, self.image_mean, self.image_std
+        )
+
+    def post_process_semantic_segmentation(
+        self,
+        outputs: Any,
+        target_sizes: list[tuple[int, int]] | None = None,
+        threshold: float | None = None,
+    ) -> list[torch.Tensor]:
+        """Label maps from a segmentation model's logits, in the transformers format.
+
+        What the ``image-segmentation`` pipeline calls. One logit channel (the lung U-Net) is a
+        sigmoid probability, thresholded at ``threshold`` (default ``mask_threshold``): 1 is the
+        foreground class; several channels take the arg-max.
+
+        Args:
+            outputs: The model output (``logits`` of shape (batch, channels, height, width)).
+            target_sizes: (height, width) per image to resize to (bilinear, on the logits), or
+                None to keep the logits' size.
+            threshold: Foreground probability threshold for one-channel logits.
+
+        Returns:
+            One (height, width) tensor of class indices per image.
+        """
+        logits = outputs["logits"]
+        if target_sizes is not None and len(target_sizes) != len(logits):
+            raise ValueError(
+                f"got {len(target_sizes)} target sizes for a batch of {len(logits)} logits"
+            )
+        threshold = self.mask_threshold if threshold is None else threshold
+        label_maps = []
+        for index, sample in enumerate(logits.float()):
+            if target_sizes is not None:
+                sample = tvF.resize(
+                    sample,
+                    list(target_sizes[index]),
+                    tvF.InterpolationMode.BILINEAR,
+                    antialias=False,
+                )
+            if sample.shape[0] == 1:
+                label_maps.append((sample[0].sigmoid() > threshold).long())
+            else:
+                label_maps.append(sample.argmax(dim=0))
+        return label_maps
+
+    def to_stock_image_processor(self) -> ViTImageProcessor:
+        """The transformers ``ViTImageProcessor`` that gives a 3-channel model the same input.
+
+        For grayscale images it resizes, rescales and normalises as this processor does (up to
+        the rounding of resized 8-bit pixels), so a checkpoint saved with it loads and runs in
+        ``pipeline("image-classification")`` with no remote code. Colour images stay colour in
+        it (this processor takes their luminance).
+
+        Raises:
+            ValueError: ``num_channels`` is 1 (the stock processors give 3 channels).
+        """
+        if self.num_channels != 3:
+            raise ValueError(
+                "only a 3-channel ChestImageProcessor has a stock transformers equivalent, got "
+                f"num_channels={self.num_channels}"
+            )
+        return ViTImageProcessor(
+            do_resize=self.do_resize,
+            size=dict(self.size),
+            resample=self.resample,
+            do_rescale=self.do_rescale,
+            rescale_factor=self.rescale_factor,
+            do_normalize=self.do_normalize,
+            image_mean=self.image_mean,
+            image_std=self.image_std,
+            do_convert_rgb=True,
+        )
+
+    @classmethod
+    def from_stock_image_processor(cls, processor: ViTImageProcessor) -> ChestImageProcessor:
+        """The 3-channel ``ChestImageProcessor`` of a processor :meth:`to_stock_image_processor`
+        made (what hf_covid's own inference, with masks and DICOM arrays, works with)."""
+        return cls(
+            do_resize=processor.do_resize,
+            size=dict(processor.size),
+            resample=processor.resample,
+            do_rescale=processor.do_rescale,
+            rescale_factor=processor.rescale_factor,
+            do_normalize=processor.do_normalize,
+            image_mean=processor.image_mean,
+            image_std=processor.image_std,
+            num_channels=3,
         )
 
     def _channels_and_normalize(

@@ -8,7 +8,9 @@ beside them.
 """
 
 import math
+import os
 from itertools import pairwise
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -220,12 +222,38 @@ def check_image_batch(name: str, images: torch.Tensor, num_channels: int) -> Non
         )
 
 
+def _remote_code_reference(cls: type) -> str:
+    """``"module.Class"``, as ``auto_map`` and ``custom_pipelines`` name a class of a checkpoint."""
+    return f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__name__}"
+
+
 class ChestPreTrainedModel(PreTrainedModel):
     """Weight initialisation and conventions shared by every hf_covid model."""
 
     main_input_name = "pixel_values"
     input_modalities = ("image",)
     _no_split_modules = ["ConvBlock"]
+    serving_pipeline: ClassVar[type | None] = None
+    """The pipeline class that serves this model (the classifiers': ``pipeline_chest``)."""
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
+        """``PreTrainedModel.save_pretrained``; for a model registered for remote code, also the
+        ``AutoModel`` entry of ``auto_map`` (the bare model) and the serving pipeline in
+        ``custom_pipelines``, so that both load with ``trust_remote_code=True``."""
+        if self._auto_class is not None:
+            self.config.auto_map = {
+                **(getattr(self.config, "auto_map", None) or {}),
+                "AutoModel": _remote_code_reference(type(self.base_model)),
+            }
+            if self.serving_pipeline is not None:
+                self.config.custom_pipelines = {
+                    self.serving_pipeline.task_name: {
+                        "impl": _remote_code_reference(self.serving_pipeline),
+                        "pt": [self._auto_class],
+                        "type": "image",
+                    }
+                }
+        super().save_pretrained(save_directory, *args, **kwargs)
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:

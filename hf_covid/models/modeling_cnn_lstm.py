@@ -10,6 +10,7 @@ from transformers.utils.generic import can_return_tuple
 
 from .configuration_cnn_lstm import CNNLSTMConfig
 from .layers import ChestPreTrainedModel, ClassifierHead, ConvEncoder, check_image_batch
+from .pipeline_chest import ChestImageClassificationPipeline
 
 
 class CNNLSTMPreTrainedModel(ChestPreTrainedModel):
@@ -87,6 +88,7 @@ class CNNLSTMForImageClassification(CNNLSTMPreTrainedModel):
     """
 
     gradcam_target_layers = {"image": "cnn_lstm.encoder.final_feature_map"}
+    serving_pipeline = ChestImageClassificationPipeline
 
     def __init__(self, config: CNNLSTMConfig):
         super().__init__(config)

@@ -15,6 +15,7 @@ from .layers import (
     check_image_batch,
     global_average_pool,
 )
+from .pipeline_chest import ChestImageClassificationPipeline
 
 
 class DualChannelCNNPreTrainedModel(ChestPreTrainedModel):
@@ -101,6 +102,7 @@ class DualChannelCNNForImageClassification(DualChannelCNNPreTrainedModel):
     """
 
     gradcam_target_layers = {"image": "dual_channel.encoder.final_feature_map"}
+    serving_pipeline = ChestImageClassificationPipeline
 
     def __init__(self, config: DualChannelCNNConfig):
         super().__init__(config)

@@ -25,6 +25,7 @@ from .layers import (
     check_image_batch,
     global_average_pool,
 )
+from .pipeline_chest import ChestImageClassificationPipeline
 
 
 @dataclass
@@ -254,6 +255,7 @@ class DualInputCNNForImageClassification(DualInputCNNPreTrainedModel):
         "xray": "dual_input.xray_encoder.final_feature_map",
         "ct": "dual_input.ct_encoder.final_feature_map",
     }
+    serving_pipeline = ChestImageClassificationPipeline
 
     def __init__(self, config: DualInputCNNConfig):
         super().__init__(config)
