@@ -1,4 +1,20 @@
-"""What a run trains on: the model of its family, its image processor, collators and data."""
+"""What a run trains on: the model of its family, its image processor, collators and data.
+
+``data_dir`` is one of three things, recognised in this order:
+
+* a dataset saved with ``DatasetDict.save_to_disk`` (e.g. the study's composition with U-Net
+  masks), used as is;
+* a *collections root*: the public collections side by side (``ieee8023/``,
+  ``kermany/chest_xray/``, ``covid_ct/``, as in ``../shared/public_data``), composed into the
+  layout the model's dataset kind needs (`compose_radiography` or `compose_xray_ct`, grouped by
+  patient; the run record's ``dataset.sources`` counts the images per collection);
+* a folder in the model's own layout (Kaggle Radiography or Mendeley X-ray + CT).
+
+Models that read the lung mask keep to the images that have one: the lung U-Net trains only on
+images with a mask, and the dual-channel model refuses data where only some images have one
+(in the public collections only the ieee8023 COVID X-rays do, so the mask's presence would give
+the class away).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from datasets import DatasetDict, Image, load_from_disk
 from transformers import PreTrainedModel
 
 from hf_covid.checkpoints import DatasetRecord
@@ -17,6 +34,7 @@ from hf_covid.data import (
     ChestBatchCollator,
     preprocess_for_training,
 )
+from hf_covid.data.public.compose import compose_radiography, compose_xray_ct, find_collections
 from hf_covid.data.summary import read_build_summary
 from hf_covid.data.synthetic import LESION_MASK_FOLDER
 from hf_covid.models.image_processing_chest import ChestImageProcessor
@@ -31,9 +49,14 @@ __all__ = [
     "build_model",
     "dataset_record",
     "expected_classes",
+    "is_saved_dataset",
     "load_training_data",
+    "mask_presence",
     "preprocessing_columns",
 ]
+
+PUBLIC_COMPOSERS = {"radiography": compose_radiography, "xray_ct": compose_xray_ct}
+"""Dataset kind -> the composition of the public collections into that layout."""
 
 
 def build_model(model_args: ModelArguments, class_names: Sequence[str]) -> PreTrainedModel:
@@ -121,8 +144,32 @@ def expected_classes(family: ModelFamily, data_args: DataArguments) -> tuple[str
     return classes
 
 
+def is_saved_dataset(path: Path) -> bool:
+    """Whether ``path`` is a dataset folder written by ``save_to_disk``."""
+    return (path / "dataset_dict.json").is_file() or (path / "state.json").is_file()
+
+
+def _public_options(family: ModelFamily, data_args: DataArguments, classes: Sequence[str]):
+    """Composition options from the recipe; options the public collections cannot take raise."""
+    if family.dataset_kind == "xray_ct":
+        if data_args.pairing != "label" or data_args.metadata_file:
+            raise ConfigurationError(
+                "pairing: the public collections have no X-ray and CT of one patient; use "
+                "pairing: label and no metadata_file"
+            )
+        return {"keep_unpaired": data_args.keep_unpaired}
+    if data_args.group_by:
+        raise ConfigurationError(
+            f"group_by: {data_args.group_by!r} does not apply to a collections root (its splits "
+            "are grouped by patient within each collection); remove it"
+        )
+    return {"classes": list(classes) if data_args.classes else None}
+
+
 def _build_raw(family: ModelFamily, data_args: DataArguments, classes: Sequence[str]):
     root = Path(data_args.data_dir)
+    if is_saved_dataset(root):
+        return load_from_disk(str(root))
     options: dict[str, Any] = dict(
         split_ratios=tuple(data_args.split_ratios),
         seed=data_args.split_seed,
@@ -130,20 +177,67 @@ def _build_raw(family: ModelFamily, data_args: DataArguments, classes: Sequence[
         skip_bad_images=data_args.skip_bad_images,
         cache_dir=data_args.cache_dir,
     )
-    if family.dataset_kind == "xray_ct":
+    if find_collections(root):
+        builder = PUBLIC_COMPOSERS[family.dataset_kind]
+        options.update(_public_options(family, data_args, classes))
+    elif family.dataset_kind == "xray_ct":
+        builder = DATASET_BUILDERS[family.dataset_kind]
         options.update(
             pairing=data_args.pairing,
             keep_unpaired=data_args.keep_unpaired,
             metadata_file=data_args.metadata_file,
         )
     else:
+        builder = DATASET_BUILDERS[family.dataset_kind]
         options.update(
             classes=list(classes) if data_args.classes else None, group_by=data_args.group_by
         )
     try:
-        return DATASET_BUILDERS[family.dataset_kind](root, **options)
+        return builder(root, **options)
     except (FileNotFoundError, ValueError) as error:  # missing folders, bad files, bad options
         raise ConfigurationError(f"data_dir {root}: {error}") from error
+
+
+def mask_presence(split: Any, column: str = "mask") -> np.ndarray:
+    """Whether each row of ``split`` has a mask (read without decoding the images)."""
+    if column not in split.column_names:
+        return np.zeros(len(split), dtype=bool)
+    masks = split.select_columns([column]).cast_column(column, Image(decode=False))[column]
+    return np.array([mask is not None for mask in masks], dtype=bool)
+
+
+def _keep_masked_rows(family: ModelFamily, raw: DatasetDict, root: Path) -> DatasetDict:
+    """The rows a mask-reading family can use (see the module docstring).
+
+    Raises:
+        ConfigurationError: the lung U-Net without masks, or the dual-channel model on data
+            where only some images have a lung mask.
+    """
+    if not family.uses_mask:
+        return raw
+    column = family.dataset.mask_column
+    present = {split: mask_presence(raw[split], column) for split in raw}
+    if family.target == "lung_mask":
+        empty = [split for split, has in present.items() if not has.any()]
+        if empty:
+            raise ConfigurationError(
+                f"{root}: the {', '.join(empty)} split(s) hold no image with a lung mask; the "
+                f"{family.display_name} trains on masked images only"
+            )
+        return DatasetDict(
+            {split: raw[split].select(np.flatnonzero(has)) for split, has in present.items()}
+        )
+    partial = {split: int((~has).sum()) for split, has in present.items() if not has.all()}
+    if partial:
+        total = {split: len(raw[split]) for split in partial}
+        raise ConfigurationError(
+            f"{root}: images without a lung mask per split {partial} (of {total}); the "
+            f"{family.display_name} needs one for every image, else the mask's presence can "
+            "give the class away. Give every image a mask (hf_covid.study.masks."
+            "add_unet_masks writes the public composition with U-Net masks; the study does "
+            "this) and pass that saved dataset as data_dir"
+        )
+    return raw
 
 
 def load_training_data(family: ModelFamily, data_args: DataArguments) -> TrainingData:
@@ -158,7 +252,7 @@ def load_training_data(family: ModelFamily, data_args: DataArguments) -> Trainin
     if not root.is_dir():
         raise ConfigurationError(f"data_dir: folder {root} does not exist")
     expected = expected_classes(family, data_args)
-    raw = _build_raw(family, data_args, expected)
+    raw = _keep_masked_rows(family, _build_raw(family, data_args, expected), root)
     found = tuple(raw["train"].features["label"].names)
     if found != expected:
         raise ConfigurationError(

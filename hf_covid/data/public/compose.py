@@ -52,6 +52,7 @@ __all__ = [
     "PublicSelection",
     "compose_radiography",
     "compose_xray_ct",
+    "find_collections",
     "resolve_radiography_class_map",
     "select_radiography_images",
     "select_xray_ct_images",
@@ -77,6 +78,13 @@ DEFAULT_RADIOGRAPHY_CLASS_MAP: dict[str, tuple[str, ...]] = {
     "Viral Pneumonia": ("kermany:viral", "ieee8023:viral"),
 }
 """Radiography class -> ``"<collection>:<category>"`` sources; Lung_Opacity has none here."""
+
+COLLECTION_LOCATORS: dict[str, tuple[tuple[str, ...], Callable[[Path], bool]]] = {
+    ieee8023.SOURCE: (ieee8023.FOLDER_NAMES, ieee8023.is_collection),
+    kermany.SOURCE: (kermany.FOLDER_NAMES, kermany.is_collection),
+    covid_ct.SOURCE: (covid_ct.FOLDER_NAMES, covid_ct.is_collection),
+}
+"""Collection -> (folder names tried below a root, whether a folder holds the collection)."""
 
 XRAY_CT_COVID_CATEGORY = "covid"
 """The category that is COVID in the binary layout; every other labelled category is Non-COVID."""
@@ -161,6 +169,29 @@ def resolve_radiography_class_map(
             )
         selected = [name for name in RADIOGRAPHY_LABELS if name in set(classes)]
     return {name: merged[name] for name in selected}
+
+
+def find_collections(root: str | Path) -> dict[str, Path]:
+    """The public collections found directly below ``root`` (a collections root).
+
+    A collections root holds the upstream folders side by side, as ``../shared/public_data``
+    does (``ieee8023/``, ``kermany/chest_xray/``, ``covid_ct/``); the folder names each builder
+    accepts are in its ``FOLDER_NAMES``. ``root`` itself being one collection does not count.
+
+    Returns:
+        Collection name (``"ieee8023"``, ``"kermany"``, ``"covid_ct"``) -> its folder, for those
+        found; empty when ``root`` is no collections root.
+    """
+    root = Path(root).expanduser().resolve()
+    found = {}
+    for name, (folder_names, is_collection) in COLLECTION_LOCATORS.items():
+        folder = next(
+            (root / f for f in folder_names if (root / f).is_dir() and is_collection(root / f)),
+            None,
+        )
+        if folder is not None:
+            found[name] = folder
+    return found
 
 
 def _scan_collections(

@@ -62,6 +62,11 @@ def _class_folders(folder: Path) -> dict[str, Path]:
     }
 
 
+def is_collection(folder: Path) -> bool:
+    """Whether ``folder`` holds the collection (its CT_COVID/ and CT_NonCOVID/ folders)."""
+    return len(_class_folders(folder)) == len(CLASS_FOLDERS)
+
+
 def _read_table(path: Path) -> list[dict[str, str]]:
     """Rows of a CSV or the first sheet of an xlsx file, keys normalised (``"patientid"``)."""
     if path.suffix.lower() == ".csv":
@@ -119,10 +124,7 @@ def scan_covid_ct(
 ) -> CollectionScan:
     """Read, validate and label the COVID-CT slices (see `build_covid_ct_dataset`)."""
     root = locate_collection(
-        root,
-        FOLDER_NAMES,
-        lambda folder: len(_class_folders(folder)) == len(CLASS_FOLDERS),
-        f"{TITLE} (folders CT_COVID/ and CT_NonCOVID/)",
+        root, FOLDER_NAMES, is_collection, f"{TITLE} (folders CT_COVID/ and CT_NonCOVID/)"
     )
     cache = DatasetCache(root, cache_dir)
     search = (root, root.parent)

@@ -173,6 +173,11 @@ def _view_of(row: dict[str, str]) -> str:
     return view.lower() if row["modality"] == CT else view
 
 
+def is_collection(folder: Path) -> bool:
+    """Whether ``folder`` holds the collection (its ``metadata.csv``)."""
+    return (folder / METADATA_FILE).is_file()
+
+
 def scan_ieee8023(
     root: str | Path,
     *,
@@ -186,9 +191,7 @@ def scan_ieee8023(
     """Read, validate and label the ieee8023 collection (see `build_ieee8023_dataset`)."""
     if modality not in (XRAY, CT, None):
         raise ValueError(f"modality must be {XRAY!r}, {CT!r} or None (both), got {modality!r}")
-    root = locate_collection(
-        root, FOLDER_NAMES, lambda folder: (folder / METADATA_FILE).is_file(), TITLE
-    )
+    root = locate_collection(root, FOLDER_NAMES, is_collection, TITLE)
     cache = DatasetCache(root, cache_dir)
     rows = _read_metadata(root / METADATA_FILE)
     merged, notes = _merged_patient_ids(rows)

@@ -61,7 +61,8 @@ def kermany_patient_id(file_name: str) -> str | None:
     return match.group("patient") if match else None
 
 
-def _is_collection(folder: Path) -> bool:
+def is_collection(folder: Path) -> bool:
+    """Whether ``folder`` holds the collection (a ``train/`` folder)."""
     return (folder / "train").is_dir()
 
 
@@ -73,7 +74,7 @@ def scan_kermany(
     num_threads: int | None = None,
 ) -> CollectionScan:
     """Read, validate and label the Kermany collection (see `build_kermany_dataset`)."""
-    root = locate_collection(root, FOLDER_NAMES, _is_collection, f"{TITLE} ('train/' folder)")
+    root = locate_collection(root, FOLDER_NAMES, is_collection, f"{TITLE} ('train/' folder)")
     cache = DatasetCache(root, cache_dir)
     excluded: Counter[str] = Counter()
     problems: list[tuple[str, str]] = []

@@ -1,0 +1,417 @@
+"""The real-data study: train every model on the public collections, evaluate, probe, report.
+
+``python scripts/study.py --collections-root ../shared/public_data`` runs, in order:
+
+1. the lung U-Net on the human v7labs masks (``lung_unet_public.yaml``);
+2. the public Radiography composition with the U-Net's mask for every image, saved to disk
+   (`hf_covid.study.masks`), so the dual-channel model cannot read the class from a mask's
+   presence;
+3. the CNN + LSTM, the ResNet, the dual-channel and the dual-input models from their
+   ``*_public.yaml`` recipes; final checkpoints under ``<output-dir>/models/<family key>``;
+4. every model evaluated on its patient-grouped test split with 95% bootstrap intervals, per
+   source (`hf_covid.evaluation.evaluate_checkpoint`), next to the published anchors; the U-Net
+   by Dice / IoU on held-out patients; the dual-channel model with human vs U-Net masks; the
+   dual-input model with both inputs, the X-ray only and the CT only;
+5. the confound probes and the explanation scores (`hf_covid.study.confounds`,
+   `hf_covid.study.explanations`), when importable;
+6. ``results.json``, figures and ``public_study.md`` into ``--docs-dir``
+   (`hf_covid.study.report`).
+
+``--quick`` trains tiny models at 32 px for one or two epochs (CI). ``--only-analysis`` reuses
+the checkpoints and evaluations of an earlier run and redoes step 5 and 6 only. Research
+software, not a diagnostic device.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from datasets import DatasetDict, load_from_disk
+
+from hf_covid.checkpoints import portable
+from hf_covid.data.public.compose import compose_radiography, compose_xray_ct, find_collections
+from hf_covid.data.summary import read_build_summary
+from hf_covid.evaluation import evaluate_checkpoint
+from hf_covid.inference import LungSegmenter
+from hf_covid.registry import get_model_family
+from hf_covid.training.arguments import DataArguments, load_recipe, parse_arguments
+from hf_covid.training.data import mask_presence
+from hf_covid.training.run import train
+
+from .masks import HUMAN_MASK_COLUMN, add_unet_masks, with_human_masks
+from .report import study_markdown
+
+__all__ = ["STUDY_MODELS", "main", "run_study"]
+
+STUDY_MODELS: tuple[str, ...] = ("lung_unet", "cnn_lstm", "resnet", "dual_channel", "dual_input")
+"""Family keys in training order (the U-Net first: the dual-channel model needs its masks)."""
+
+RESULTS_FILE = "results.json"
+DOCUMENT_FILE = "public_study.md"
+UNET_MASK_DATASET = Path("data") / "radiography_unet_masks"
+"""Below the output folder: the composition with U-Net masks the dual-channel model trains on."""
+DEFAULT_RECIPES_DIR = Path(__file__).resolve().parents[2] / "scripts" / "configs"
+QUICK_EPOCHS = {"lung_unet": 2}
+"""``--quick`` epochs where one is not enough to leave the initial state."""
+
+
+def _log(message: str) -> None:
+    print(f"[{datetime.now(UTC):%H:%M:%S}] {message}", flush=True)
+
+
+def _loadavg() -> str | None:
+    try:
+        return Path("/proc/loadavg").read_text().strip()
+    except OSError:
+        return None
+
+
+def _recipe(recipes_dir: Path, key: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    values = load_recipe(recipes_dir / f"{key}_public.yaml")
+    values.update(overrides)
+    return values
+
+
+def _quick_overrides(key: str) -> dict[str, Any]:
+    return {
+        "config_overrides": dict(get_model_family(key).tiny_config),
+        "image_size": 32,
+        "num_train_epochs": QUICK_EPOCHS.get(key, 1),
+        "per_device_train_batch_size": 16,
+        "logging_steps": 1,
+        "early_stopping_patience": 0,
+        "disable_tqdm": True,
+    }
+
+
+def _split_options(values: dict[str, Any]) -> dict[str, Any]:
+    """The composition options a recipe trains with (so evaluation sees the same test split)."""
+    names = {field.name for field in dataclasses.fields(DataArguments)}
+    data_args = DataArguments(**{name: value for name, value in values.items() if name in names})
+    return {
+        "split_ratios": tuple(data_args.split_ratios),
+        "seed": data_args.split_seed,
+        "deduplicate": data_args.deduplicate,
+        "cache_dir": data_args.cache_dir,
+    }
+
+
+def _train(values: dict[str, Any]) -> dict[str, Any]:
+    return train(*parse_arguments([], recipe=values))
+
+
+def _evaluate(checkpoint: Path, dataset, output_dir: Path, *, figures: bool = True) -> dict:
+    return evaluate_checkpoint(
+        checkpoint,
+        dataset=dataset,
+        split="test",
+        output_dir=output_dir,
+        figures=figures,
+        progress=False,
+    )
+
+
+def _data_summary(dataset: DatasetDict) -> dict[str, Any]:
+    """Rows per split, class and source, plus the composition's notes."""
+    names = dataset["train"].features["label"].names
+    source_column = "source" if "source" in dataset["train"].column_names else "xray_source"
+    per_split = {}
+    for split_name, split in dataset.items():
+        counts: dict[str, dict[str, int]] = {}
+        for label, source in zip(split["label"], split[source_column], strict=True):
+            counts.setdefault(names[label], {}).setdefault(source or "(none)", 0)
+            counts[names[label]][source or "(none)"] += 1
+        per_split[split_name] = counts
+    summary = read_build_summary(dataset)
+    return {
+        "classes": names,
+        "split_sizes": {name: len(split) for name, split in dataset.items()},
+        "per_split_class_source": per_split,
+        "notes": list(summary.notes) if summary else [],
+        "masks": dict(summary.masks) if summary else {},
+    }
+
+
+def _mask_comparison(checkpoint: Path, dataset: DatasetDict, output_dir: Path) -> dict:
+    """The dual-channel model on the test images that have a human mask: human vs U-Net mask."""
+    test = dataset["test"]
+    has_human = mask_presence(test, HUMAN_MASK_COLUMN)
+    if not has_human.any():
+        return {"n_images": 0}
+    unet = test.select(np.flatnonzero(has_human)).remove_columns(HUMAN_MASK_COLUMN)
+    human = with_human_masks(test)
+    results = {"n_images": int(has_human.sum())}
+    for name, split in (("human_masks", human), ("unet_masks", unet)):
+        evaluated = _evaluate(checkpoint, split, output_dir / name, figures=False)
+        results[name] = {
+            "metrics": evaluated["metrics"],
+            "confidence_intervals": evaluated["confidence_intervals"],
+        }
+    return results
+
+
+def _copy_figure(source: Path, docs_figures: Path, name: str) -> str | None:
+    if not source.is_file():
+        return None
+    docs_figures.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, docs_figures / name)
+    return name
+
+
+def _optional_analysis(
+    name: str, study_dir: Path, collections_root: Path, quick: bool
+) -> tuple[dict | None, str | None]:
+    """``run_<name>`` and ``<name>_markdown`` of ``hf_covid.study.<name>``, if importable."""
+    try:
+        module = __import__(f"hf_covid.study.{name}", fromlist=["_"])
+    except ImportError as error:
+        _log(f"{name}: not run ({error})")
+        return {"status": "not run", "reason": str(error)}, None
+    runner: Callable[..., dict] = getattr(module, f"run_{name}")
+    render: Callable[[dict], str] = getattr(module, f"{name}_markdown")
+    _log(f"{name}: running")
+    started = time.perf_counter()
+    result = runner(study_dir, collections_root, quick=quick)
+    _log(f"{name}: done in {time.perf_counter() - started:.0f} s")
+    return result, render(result)
+
+
+def _train_and_evaluate(
+    key: str,
+    values: dict[str, Any],
+    dataset: DatasetDict,
+    study_dir: Path,
+    docs_figures: Path,
+) -> dict[str, Any]:
+    checkpoint = study_dir / "models" / key
+    started = time.perf_counter()
+    trained = _train(values)
+    train_wall = time.perf_counter() - started
+    _log(f"{key}: trained in {train_wall:.0f} s; evaluating on the test split")
+    evaluated = _evaluate(checkpoint, dataset, study_dir / "evaluation" / key)
+    figure = _copy_figure(
+        study_dir / "evaluation" / key / "figures" / "confusion_matrix.png",
+        docs_figures,
+        f"{key}_confusion_matrix.png",
+    )
+    return {
+        "display_name": get_model_family(key).display_name,
+        "recipe": {
+            name: values[name]
+            for name in ("image_size", "num_train_epochs", "config_overrides", "learning_rate")
+            if name in values
+        },
+        "train_wall_s": round(train_wall, 1),
+        "training": trained["training"],
+        "dataset": trained["dataset"],
+        "test": {
+            name: evaluated.get(name)
+            for name in ("metrics", "confidence_intervals", "per_source", "modalities")
+        },
+        "confusion_matrix_figure": figure,
+    }
+
+
+def run_study(
+    collections_root: str | Path,
+    output_dir: str | Path,
+    docs_dir: str | Path,
+    *,
+    quick: bool = False,
+    only_analysis: bool = False,
+    recipes_dir: str | Path = DEFAULT_RECIPES_DIR,
+) -> dict[str, Any]:
+    """Run the study (see the module docstring) and return what ``results.json`` holds.
+
+    Args:
+        collections_root: The public collections side by side (``ieee8023/``, ``kermany/``,
+            ``covid_ct/``); never written to.
+        output_dir: Checkpoints, evaluations, caches (``models/<key>``, ``evaluation/<key>``).
+        docs_dir: Where ``public_study.md``, ``public_study/results.json`` and the figures go.
+        quick: Tiny models at 32 px, one or two epochs (CI).
+        only_analysis: Reuse the checkpoints and evaluations of an earlier run in
+            ``output_dir`` (its ``results.json``); redo the confounds, explanations and document.
+        recipes_dir: The folder of the ``*_public.yaml`` recipes.
+
+    Raises:
+        FileNotFoundError: no public collection below ``collections_root``, a recipe missing,
+            or no earlier run for ``only_analysis``.
+        ValueError: ``output_dir`` or ``docs_dir`` inside ``collections_root``.
+    """
+    root = Path(collections_root).expanduser().resolve()
+    study_dir = Path(output_dir).expanduser().resolve()
+    docs_dir = Path(docs_dir).expanduser().resolve()
+    recipes_dir = Path(recipes_dir)
+    found = find_collections(root)
+    if not found:
+        raise FileNotFoundError(
+            f"no public collection below '{root}': expected ieee8023/, kermany/ and covid_ct/ "
+            "side by side"
+        )
+    for folder in (study_dir, docs_dir):
+        if folder == root or root in folder.parents:
+            raise ValueError(f"'{folder}' is inside the collections root '{root}'; pick another")
+    docs_figures = docs_dir / "public_study"
+    started = time.perf_counter()
+    study_results_file = study_dir / RESULTS_FILE
+    if only_analysis:
+        if not study_results_file.is_file():
+            raise FileNotFoundError(f"--only-analysis: no earlier run in '{study_dir}'")
+        results = json.loads(study_results_file.read_text())
+    else:
+        results = _train_everything(root, study_dir, docs_figures, quick, recipes_dir)
+    for name in ("confounds", "explanations"):
+        result, markdown = _optional_analysis(name, study_dir, root, quick)
+        results[name] = result
+        results[f"{name}_markdown"] = markdown
+    figures_dir = study_dir / "figures"
+    results["analysis_figures"] = [
+        _copy_figure(path, docs_figures, path.name) for path in sorted(figures_dir.glob("*.png"))
+    ]
+    results["study"]["collections_found"] = sorted(found)
+    results["study"]["analysis_wall_s"] = round(time.perf_counter() - started, 1)
+    results["study"]["loadavg_end"] = _loadavg()
+    results = portable(results)
+    study_dir.mkdir(parents=True, exist_ok=True)
+    study_results_file.write_text(json.dumps(results, indent=1) + "\n")
+    docs_figures.mkdir(parents=True, exist_ok=True)
+    (docs_figures / RESULTS_FILE).write_text(json.dumps(results, indent=1) + "\n")
+    (docs_dir / DOCUMENT_FILE).write_text(study_markdown(results))
+    _log(f"wrote {docs_dir / DOCUMENT_FILE} and {docs_figures / RESULTS_FILE}")
+    return results
+
+
+def _train_everything(
+    root: Path, study_dir: Path, docs_figures: Path, quick: bool, recipes_dir: Path
+) -> dict[str, Any]:
+    started = time.perf_counter()
+    results: dict[str, Any] = {
+        "study": {
+            "started_utc": f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S}",
+            "quick": quick,
+            "loadavg_start": _loadavg(),
+            "collections_root": root.name,
+        },
+        "models": {},
+    }
+    common = {
+        "data_dir": str(root),
+        "cache_dir": str(study_dir / "cache"),
+        "report_to": "none",
+        "save_total_limit": 1,
+    }
+    recipes = {
+        key: _recipe(
+            recipes_dir,
+            key,
+            common
+            | {"output_dir": str(study_dir / "models" / key)}
+            | (_quick_overrides(key) if quick else {}),
+        )
+        for key in STUDY_MODELS
+    }
+    _log("composing the public collections (Radiography and X-ray + CT layouts)")
+    radiography = compose_radiography(
+        root, classes=recipes["cnn_lstm"]["classes"], **_split_options(recipes["cnn_lstm"])
+    )
+    xray_ct = compose_xray_ct(root, **_split_options(recipes["dual_input"]))
+    results["data"] = {"radiography": _data_summary(radiography), "xray_ct": _data_summary(xray_ct)}
+
+    for index, key in enumerate(STUDY_MODELS, start=1):
+        _log(f"({index}/{len(STUDY_MODELS)}) training {key}")
+        values, dataset = recipes[key], radiography
+        if key == "dual_channel":
+            dataset = _unet_mask_dataset(radiography, study_dir, quick)
+            values = values | {"data_dir": str(study_dir / UNET_MASK_DATASET)}
+        elif key == "dual_input":
+            dataset = xray_ct
+        results["models"][key] = _train_and_evaluate(key, values, dataset, study_dir, docs_figures)
+        if key == "dual_channel":
+            _log("dual_channel: human vs U-Net masks on the test images that have both")
+            results["dual_channel_masks"] = _mask_comparison(
+                study_dir / "models" / key, dataset, study_dir / "evaluation" / "dual_channel_masks"
+            )
+    results["data"]["radiography_unet_masks"] = _data_summary(
+        load_from_disk(str(study_dir / UNET_MASK_DATASET))
+    )
+    results["study"]["training_wall_s"] = round(time.perf_counter() - started, 1)
+    return results
+
+
+def _unet_mask_dataset(radiography: DatasetDict, study_dir: Path, quick: bool) -> DatasetDict:
+    """The composition with the trained U-Net's mask for every image, saved and reloaded."""
+    _log("lung U-Net masks for every image of the Radiography composition")
+    segmenter = LungSegmenter.from_pretrained(study_dir / "models" / "lung_unet")
+    target = study_dir / UNET_MASK_DATASET
+    masked = add_unet_masks(
+        radiography, segmenter, study_dir / "data" / "unet_masks", progress=not quick
+    )
+    if target.exists():
+        shutil.rmtree(target)
+    masked.save_to_disk(str(target))
+    return load_from_disk(str(target))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="study",
+        description="Train and evaluate every hf_covid model on the public collections, measure "
+        "the confounds, write docs/public_study.md. Research software, not a diagnostic device.",
+    )
+    parser.add_argument(
+        "--collections-root",
+        required=True,
+        help="Folder with ieee8023/, kermany/ and covid_ct/ side by side (never written to).",
+    )
+    parser.add_argument(
+        "--output-dir",
+        default="outputs/study",
+        help="Checkpoints (models/<key>), evaluations and caches (default: outputs/study).",
+    )
+    parser.add_argument(
+        "--docs-dir",
+        default=None,
+        help="Where public_study.md and public_study/ (results.json, figures) go "
+        "(default: <output-dir>/docs; the committed run uses docs/).",
+    )
+    parser.add_argument("--quick", action="store_true", help="Tiny models, 32 px (CI).")
+    parser.add_argument(
+        "--only-analysis",
+        action="store_true",
+        help="Reuse the checkpoints of an earlier run; redo the probes and the document.",
+    )
+    parser.add_argument(
+        "--recipes-dir", default=str(DEFAULT_RECIPES_DIR), help="Folder of *_public.yaml."
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line of the study; returns the exit status."""
+    args = _parser().parse_args(argv)
+    docs_dir = args.docs_dir or str(Path(args.output_dir) / "docs")
+    try:
+        results = run_study(
+            args.collections_root,
+            args.output_dir,
+            docs_dir,
+            quick=args.quick,
+            only_analysis=args.only_analysis,
+            recipes_dir=args.recipes_dir,
+        )
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    wall = results["study"].get("training_wall_s")
+    _log(f"study done (training and evaluation {wall} s)")
+    return 0
