@@ -196,12 +196,17 @@ def test_model_saves_its_remote_code(name, tmp_path):
     assert {"layers.py", "labels.py", "configuration_common.py"} <= {
         p.name for p in tmp_path.iterdir()
     }
-    assert set(config.auto_map) == {
-        "AutoConfig",
+    task_class = (
         "AutoModelForSemanticSegmentation"
         if name == "lung_unet"
-        else "AutoModelForImageClassification",
-    }
+        else "AutoModelForImageClassification"
+    )
+    assert set(config.auto_map) == {"AutoConfig", "AutoModel", task_class}
+    base_class = type(model.base_model).__name__
+    assert config.auto_map["AutoModel"].endswith(f".{base_class}")
+    if name != "lung_unet":
+        assert (tmp_path / "pipeline_chest.py").is_file()
+        assert config.custom_pipelines["chest-image-classification"]["pt"] == [task_class]
     for source in tmp_path.glob("*.py"):
         for node in ast.walk(ast.parse(source.read_text())):
             if isinstance(node, ast.ImportFrom):

@@ -24,6 +24,7 @@ This file is copied next to a checkpoint: it imports only torch, PIL, numpy, tra
 from __future__ import annotations
 
 import inspect
+import os
 from typing import Any, ClassVar
 
 import numpy as np
@@ -48,7 +49,9 @@ def _as_image(image: Any, timeout: float | None) -> Any:
     """A path, URL or PIL image as a PIL image; arrays and tensors as they are."""
     if isinstance(image, np.ndarray | torch.Tensor):
         return image
-    return load_image(image, timeout=timeout)
+    return load_image(
+        os.fspath(image) if isinstance(image, os.PathLike) else image, timeout=timeout
+    )
 
 
 def _image_size(image: Any) -> tuple[int, int]:
