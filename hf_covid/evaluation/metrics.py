@@ -2,23 +2,29 @@
 
 Every metric is computed from per-sample weights, so one code path serves both the point estimate
 (all weights 1) and the bootstrap (weights = how often each sample was drawn into a resample).
+The classification metrics are also an ``evaluate`` module (:data:`EVALUATE_MODULE_PATH`,
+:func:`load_classification_metric`) that calls :func:`classification_metrics`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
+import evaluate
 import numpy as np
 import torch
 
 __all__ = [
     "ECE_BINS",
+    "EVALUATE_MODULE_PATH",
     "HEADLINE_METRICS",
     "bootstrap_confidence_intervals",
     "bootstrap_mean_interval",
     "calibration_bins",
     "classification_metrics",
+    "load_classification_metric",
     "one_vs_rest_curves",
     "precision_recall_points",
     "roc_points",
@@ -30,6 +36,9 @@ ECE_BINS = 15
 
 HEADLINE_METRICS: tuple[str, ...] = ("accuracy", "f1_macro", "covid_sensitivity", "roc_auc")
 """Metrics that reports give with a bootstrap confidence interval."""
+
+EVALUATE_MODULE_PATH = Path(__file__).resolve().parent / "chest_classification"
+"""Folder of the ``evaluate`` module ``chest_classification``: ``evaluate.load(str(path))``."""
 
 _PER_CLASS = ("precision", "recall", "specificity", "f1", "roc_auc", "pr_auc")
 
@@ -334,6 +343,20 @@ def classification_metrics(
     metrics["confusion_matrix"] = confusion.round().astype(int).tolist()
     metrics["n_samples"] = int(labels.size)
     return metrics
+
+
+def load_classification_metric(**load_kwargs) -> evaluate.EvaluationModule:
+    """The classification metrics as an ``evaluate`` module, from the installed package (offline).
+
+    Its ``compute(predictions=probabilities, references=labels, class_names=[...])`` returns what
+    :func:`classification_metrics` returns; ``add_batch`` accumulates batches first.
+
+    Args:
+        **load_kwargs: further arguments of ``evaluate.load`` (e.g. ``experiment_id``); results
+            are kept in memory unless ``keep_in_memory=False`` is given.
+    """
+    load_kwargs.setdefault("keep_in_memory", True)
+    return evaluate.load(str(EVALUATE_MODULE_PATH), **load_kwargs)
 
 
 def _bootstrap_weights(
