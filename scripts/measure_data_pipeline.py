@@ -1,7 +1,7 @@
 """Measure DataLoader samples/s: preprocessed uint8 cache against PIL open + resize every epoch.
 
 Writes a phantom COVID-19 Radiography set first if ``--data-dir`` does not exist, then calls
-`hf_covid.benchmarking.compare_data_pipelines` with and/or without augmentation.
+`hf_covid.benchmarks.compare_data_pipelines` with and/or without augmentation.
 
     python scripts/measure_data_pipeline.py --images-per-class 500 --output bench.json
 """
@@ -13,7 +13,8 @@ import json
 import logging
 from pathlib import Path
 
-from hf_covid.benchmarking import compare_data_pipelines
+from hf_covid.benchmarks import compare_data_pipelines
+from hf_covid.data.synthetic import generate_radiography
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
@@ -35,8 +36,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
     arguments = parse_arguments(argv)
     logging.basicConfig(level=logging.WARNING)
     if not arguments.data_dir.exists():
-        from hf_covid.data.synthetic import generate_radiography
-
         generate_radiography(arguments.data_dir, images_per_class=arguments.images_per_class)
     results = []
     for augment in {"off": [False], "on": [True], "both": [False, True]}[arguments.augmentation]:

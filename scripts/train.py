@@ -11,12 +11,13 @@ torchrun or ``accelerate launch --multi_gpu`` start the processes: accelerate 1.
 alone starts one process unless MPI is set up). Only the main process writes the checkpoint.
 
 Every field of hf_covid.training.ModelArguments, DataArguments and ChestTrainingArguments (which
-extends transformers.TrainingArguments) is an option; run with --help for the list.
+extends transformers.TrainingArguments) is an option; run with --help for the list. Same as
+``hf-covid train`` (:func:`hf_covid.training.run.main`).
 """
 
 import sys
 
-from hf_covid.training import main
+from hf_covid.training.run import main
 
 if __name__ == "__main__":
     sys.exit(main())

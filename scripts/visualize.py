@@ -10,7 +10,7 @@ Examples:
 With synthetic phantoms (a lesion_masks/ folder in --data_dir) the pointing game and the energy
 inside lesions are reported, for the chosen layers and for every encoder stage with Grad-CAM and
 HiResCAM (explanation_layers.png); with shortcut phantoms (shortcut_markers.csv) the shortcut audit.
-See hf_covid.explain.visualize_checkpoint.
+See hf_covid.explain.visualize_checkpoint; same as ``hf-covid explain``.
 """
 
 import sys
