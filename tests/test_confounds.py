@@ -39,7 +39,7 @@ def lung_rectangle(size: int = 40) -> np.ndarray:
 
 
 def write_study_collections(root: Path, seed: int = 0) -> Path:
-    """ieee8023 (COVID from two sites, half with lung masks; adult normals), Kermany, COVID-CT."""
+    """ieee8023 (COVID from two sites, 3 in 4 with lung masks; adult normals), Kermany, COVID-CT."""
     rng = np.random.default_rng(seed)
     ieee = root / "ieee8023"
     (ieee / "images").mkdir(parents=True)
@@ -48,7 +48,7 @@ def write_study_collections(root: Path, seed: int = 0) -> Path:
     for patient in range(1, 21):
         name = f"covid-{patient}.png"
         Image.fromarray(random_image(rng)).save(ieee / "images" / name)
-        if patient % 2:
+        if patient % 4:
             Image.fromarray(lung_rectangle()).save(ieee / "masks" / name)
         url = SITES[patient % 2].format(patient)
         rows.append((str(patient), "COVID-19", "PA", "X-ray", name, url))

@@ -62,6 +62,7 @@ __all__ = [
     "LUNG_UNET",
     "MASK_SOURCES",
     "MODELS_DIR",
+    "POSITIVE_CLASS",
     "REGIONS",
     "Compositions",
     "LungMasker",
@@ -71,6 +72,7 @@ __all__ = [
     "confounds_markdown",
     "load_study_images",
     "lung_masks",
+    "model_inputs",
     "predict_probabilities",
     "probe_settings",
     "run_confounds",
@@ -288,6 +290,35 @@ def blank(images: torch.Tensor, masks: torch.Tensor, region: str) -> torch.Tenso
     raise ValueError(f"unknown region {region!r}; expected one of {list(REGIONS)}")
 
 
+def model_inputs(
+    model: PreTrainedModel,
+    processor: ChestImageProcessor | None,
+    images: torch.Tensor,
+    masks: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """The keyword inputs of a classifier for (N, 1, S, S) X-rays in [0, 1], X-ray only.
+
+    ``masks`` is the lung-mask input of models that take one (the dual-channel CNN); the
+    dual-input model gets its X-ray with the CT marked missing.
+
+    Raises:
+        ValueError: a model that needs masks called without them.
+    """
+    family = get_model_family(model.config.model_type)
+    processor = processor or ChestImageProcessor(num_channels=1)
+    pixel_values = processor.to_model_input(images)
+    inputs = {"pixel_values": pixel_values}
+    if "lung_mask" in family.input_names:
+        if masks is None:
+            raise ValueError(f"the {family.display_name} needs lung masks as input")
+        inputs["lung_mask"] = masks
+    if "ct_pixel_values" in family.input_names:
+        inputs["ct_pixel_values"] = torch.zeros_like(pixel_values)
+        inputs["xray_available"] = torch.ones(len(images), dtype=torch.bool)
+        inputs["ct_available"] = torch.zeros(len(images), dtype=torch.bool)
+    return inputs
+
+
 def predict_probabilities(
     model: PreTrainedModel,
     processor: ChestImageProcessor | None,
@@ -295,24 +326,16 @@ def predict_probabilities(
     masks: torch.Tensor | None = None,
     batch_size: int = 32,
 ) -> np.ndarray:
-    """(N, K) class probabilities of a Radiography classifier for (N, 1, S, S) X-rays in [0, 1].
-
-    ``masks`` is the lung-mask input of models that take one (the dual-channel CNN).
-    """
-    family = get_model_family(model.config.model_type)
-    processor = processor or ChestImageProcessor(num_channels=1)
-    needs_mask = "lung_mask" in family.input_names
-    if needs_mask and masks is None:
-        raise ValueError(f"the {family.display_name} needs lung masks as input")
+    """(N, K) class probabilities of a classifier for X-rays (inputs as :func:`model_inputs`)."""
     model.eval()
     probabilities = []
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
-            inputs = {"pixel_values": processor.to_model_input(images[start : start + batch_size])}
-            if needs_mask:
-                inputs["lung_mask"] = masks[start : start + batch_size]
-            logits = model(**inputs).logits
-            probabilities.append(logits.float().softmax(dim=-1).numpy())
+            batch = slice(start, start + batch_size)
+            inputs = model_inputs(
+                model, processor, images[batch], None if masks is None else masks[batch]
+            )
+            probabilities.append(model(**inputs).logits.float().softmax(dim=-1).numpy())
     return np.concatenate(probabilities)
 
 
@@ -471,11 +494,12 @@ def collection_probe(
 
 
 LUNGS_ONLY_CONDITIONS: tuple[tuple[str, str], ...] = (
-    ("whole", "human"),
+    ("whole", "unet"),
     ("lungs_only", "unet"),
     ("lungs_only", "human"),
 )
-"""(region, mask source) of the lungs-only evaluation; the mask is also the dual-channel input."""
+"""(region, mask source) of the lungs-only evaluation. The mask is also the dual-channel model's
+input; whole images get the U-Net's, as that model was trained with U-Net masks on every image."""
 
 
 def lungs_only_evaluation(
@@ -986,9 +1010,7 @@ def confounds_markdown(result: Mapping) -> str:
         lines += _dual_input_section(result["dual_input"])
     figures = result.get("figures") or {}
     if figures:
-        lines += [""] + [
-            f"![{name.replace('_', ' ')}]({FIGURES_DIR}/{file})" for name, file in figures.items()
-        ]
+        lines += ["", "Figures: " + ", ".join(f"`{name}`" for name in figures.values()) + "."]
     if result.get("notes"):
         lines += ["", *(f"- {note}" for note in result["notes"])]
     return "\n".join(lines) + "\n"
