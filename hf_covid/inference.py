@@ -1,6 +1,6 @@
 """Inference for the served models: load a checkpoint, predict one study, explain the prediction.
 
-This is the logic behind the Gradio app (``spaces_app/app.py``), usable without it::
+The predictor behind the Gradio app (:mod:`hf_covid.app`), usable without it::
 
     from hf_covid.inference import load_predictor
 
@@ -10,7 +10,13 @@ This is the logic behind the Gradio app (``spaces_app/app.py``), usable without 
 
 Images may be given as a file path, bytes, a PIL image or a numpy array; files and bytes are read
 with :func:`hf_covid.data.load_image` (PNG, JPEG, 16-bit, DICOM), which reads pixel data only, so
-no DICOM metadata (patient name, ids) ever reaches a :class:`Prediction`.
+no DICOM metadata (patient name, ids) ever reaches a :class:`Prediction`. Every image is also
+scored by the input check (:mod:`hf_covid.data.input_check`): ``Prediction.input_checks`` says
+whether it looks like a frontal chest X-ray (or a CT slice in the CT slot).
+
+Around it, in :mod:`hf_covid.serving`: reading inputs (``images``), display overlays
+(``overlays``), the set of served models with what each was trained on (``served``), and timing a
+running app (``latency``).
 
 Research software: not a diagnostic device.
 """
@@ -18,46 +24,27 @@ Research software: not a diagnostic device.
 from __future__ import annotations
 
 import inspect
-import io
-import logging
 import os
-import statistics
 import threading
-import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from matplotlib import colormaps
-from PIL import Image
-from scipy import ndimage
 from transformers import AutoConfig, PreTrainedModel
 
-from .checkpoints import is_hub_id, load_checkpoint
-from .data import ImageReadError, load_image
+from .checkpoints import load_checkpoint
+from .data.input_check import InputCheck, InputCheckResult
+from .data.validation import DEFAULT_INPUT_POLICY, InputPolicy, InputPolicyError
 from .explain import cam_method, explanation_layers, feature_maps
-from .registry import ModelFamily, get_model_family, model_families
+from .registry import get_model_family
+from .serving.images import ImageInput, InputError, read_image, resize_image
 
-logger = logging.getLogger(__name__)
+__all__ = ["ChestPredictor", "LungSegmenter", "Prediction", "load_predictor"]
 
-ImageInput = str | os.PathLike | bytes | Image.Image | np.ndarray
-"""An image as a file path, encoded file bytes, a PIL image or a numpy array."""
-
-INPUT_NAMES: dict[str, str] = {"xray": "X-ray", "ct": "CT", "lung_mask": "lung mask"}
-"""Input name -> how messages and captions call it."""
-
-DEFAULT_MAX_PIXELS = 36_000_000
-"""Largest image (pixels) accepted for prediction: above any chest radiograph (~4k x 4k)."""
-
-
-class InputError(ValueError):
-    """A bad input image or mask. The message names the input, never a file path, and is safe to
-    show to a user."""
+INPUT_CHECK_SLOTS: dict[str, str] = {"xray": "xray", "ct": "ct"}
+"""Input name -> the :class:`InputCheck` slot it is checked against."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +62,8 @@ class Prediction:
             layer of that input's branch (by default the last convolutional block).
         lung_mask: (H, W) bool lung mask at the X-ray's resolution, or None.
         mask_source: "uploaded", "lung_unet" or None.
+        input_checks: input name -> whether that image looks like what its slot expects (a
+            frontal chest X-ray, a CT slice), from :class:`hf_covid.data.input_check.InputCheck`.
     """
 
     probabilities: dict[str, float]
@@ -84,93 +73,12 @@ class Prediction:
     feature_maps: dict[str, np.ndarray] = field(default_factory=dict)
     lung_mask: np.ndarray | None = None
     mask_source: str | None = None
+    input_checks: dict[str, InputCheckResult] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
         """The most probable class."""
         return max(self.probabilities, key=self.probabilities.__getitem__)
-
-
-def read_image(
-    source: ImageInput, *, name: str = "image", max_pixels: int = DEFAULT_MAX_PIXELS
-) -> np.ndarray:
-    """Read one image as a 2-D float32 array in [0, 1] with :func:`load_image` semantics.
-
-    Args:
-        source: file path, encoded file bytes (PNG, JPEG, DICOM, ...), PIL image or numpy array
-            (integer arrays are scaled by their bit depth, float arrays must lie in [0, 1]).
-        name: what the image is ("xray", "ct", "lung_mask"), used in error messages.
-        max_pixels: reject larger images.
-
-    Raises:
-        InputError: the image cannot be read or is too large; the message names ``name`` and the
-            problem but not the file path.
-    """
-    what = INPUT_NAMES.get(name, name)
-    if isinstance(source, np.ndarray) and source.dtype.kind == "f":
-        image = _float_array_image(source, what)
-    else:
-        data = _encoded(source, what)
-        try:
-            image = load_image(data, max_pixels=max_pixels)
-        except ImageReadError as error:  # its message names the source: keep the reason only
-            raise InputError(f"cannot read the {what}: {error.reason}") from None
-    if image.size > max_pixels:
-        raise InputError(
-            f"{what} is {image.shape[1]}x{image.shape[0]} pixels; at most {max_pixels:,} pixels "
-            "are accepted"
-        )
-    if min(image.shape) < 8:
-        raise InputError(f"{what} is {image.shape[1]}x{image.shape[0]} pixels; need at least 8x8")
-    return image
-
-
-def _encoded(source: ImageInput, what: str) -> bytes:
-    """File bytes for load_image: paths are read here so that no error message names the file."""
-    if isinstance(source, bytes):
-        return source
-    if isinstance(source, (str, os.PathLike)):
-        try:
-            return Path(source).read_bytes()
-        except OSError as error:
-            raise InputError(f"cannot read the {what}: {error.strerror}") from None
-    if isinstance(source, np.ndarray):
-        if source.dtype.kind not in "ub":
-            raise InputError(f"{what}: unsupported array dtype {source.dtype}")
-        if source.dtype == np.bool_:
-            source = source.astype(np.uint8) * 255
-        try:
-            source = Image.fromarray(np.ascontiguousarray(source))
-        except TypeError as error:
-            raise InputError(f"{what}: array of shape {source.shape} is not an image") from error
-    if isinstance(source, Image.Image):
-        buffer = io.BytesIO()
-        source.save(buffer, format="PNG")  # lossless, keeps 16-bit; load_image does the rest
-        return buffer.getvalue()
-    raise InputError(
-        f"{what}: expected a file path, bytes, PIL image or numpy array, got {type(source).__name__}"
-    )
-
-
-def _float_array_image(array: np.ndarray, what: str) -> np.ndarray:
-    image = np.asarray(array, dtype=np.float32)
-    if image.ndim == 3 and image.shape[-1] in (3, 4):
-        image = image[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    if image.ndim != 2:
-        raise InputError(f"{what}: expected an (H, W) or (H, W, 3) array, got {array.shape}")
-    if not np.isfinite(image).all() or image.min() < 0 or image.max() > 1:
-        raise InputError(f"{what}: a float array must hold finite values in [0, 1]")
-    return image
-
-
-def _resize(array: np.ndarray, shape: tuple[int, int], *, nearest: bool = False) -> np.ndarray:
-    """Resize a 2-D float array to ``shape`` (H, W)."""
-    if array.shape == shape:
-        return array
-    tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None, None]
-    mode = "nearest" if nearest else "bilinear"
-    kwargs = {} if nearest else {"align_corners": False}
-    return F.interpolate(tensor, size=shape, mode=mode, **kwargs)[0, 0].numpy()
 
 
 def _accepts(model: torch.nn.Module, argument: str) -> bool:
@@ -199,7 +107,7 @@ class LungSegmenter:
         pixel_values = self.image_processor(images=[image], return_tensors="pt")["pixel_values"]
         with torch.inference_mode():
             mask = self.model.predict_mask(pixel_values)[0, 0].float().numpy()
-        return _resize(mask, image.shape, nearest=True) > 0.5
+        return resize_image(mask, image.shape, nearest=True) > 0.5
 
 
 class ChestPredictor:
@@ -215,7 +123,10 @@ class ChestPredictor:
         image_processor: its :class:`ChestImageProcessor`.
         lung_segmenter: makes the lung mask when none is given (needed by the dual-channel
             model, shown as an overlay for the others).
-        max_pixels: largest input image accepted.
+        policy: input limits (pixels, smallest side, file size, mask shape), by default
+            :data:`hf_covid.data.validation.DEFAULT_INPUT_POLICY`.
+        input_check: scores whether each image looks like what its slot expects (default: the
+            check packaged with hf_covid, :meth:`InputCheck.load`).
         feature_map_channels: channels kept per layer in :attr:`Prediction.feature_maps`.
         explanation: ``"gradcam"`` or ``"hirescam"`` (:data:`hf_covid.explain.CAM_METHODS`).
         explanation_stage: explain this encoder stage instead of the default last one (see
@@ -228,7 +139,8 @@ class ChestPredictor:
         image_processor: Any,
         *,
         lung_segmenter: LungSegmenter | None = None,
-        max_pixels: int = DEFAULT_MAX_PIXELS,
+        policy: InputPolicy = DEFAULT_INPUT_POLICY,
+        input_check: InputCheck | None = None,
         feature_map_channels: int = 8,
         explanation: str = "gradcam",
         explanation_stage: int | None = None,
@@ -236,7 +148,8 @@ class ChestPredictor:
         self.model = model.eval()
         self.image_processor = image_processor
         self.lung_segmenter = lung_segmenter
-        self.max_pixels = max_pixels
+        self.policy = policy
+        self.input_check = input_check or InputCheck.load()
         self.feature_map_channels = feature_map_channels
         self.labels = tuple(
             model.config.id2label[index] for index in range(model.config.num_labels)
@@ -250,7 +163,7 @@ class ChestPredictor:
     def from_pretrained(cls, path_or_repo: str | os.PathLike, **kwargs: Any) -> ChestPredictor:
         """Load the classifier and its processor (Auto classes) from a folder or Hub id.
 
-        Keyword arguments go to the constructor (``lung_segmenter``, ``max_pixels``, ...).
+        Keyword arguments go to the constructor (``lung_segmenter``, ``policy``, ...).
         """
         model, processor = load_checkpoint(path_or_repo)
         return cls(model, processor, **kwargs)
@@ -287,8 +200,8 @@ class ChestPredictor:
         if lung_mask is not None:
             if "xray" not in images:
                 raise InputError("a lung mask was given without an X-ray")
-            mask = _fit_mask(
-                read_image(lung_mask, name="lung_mask", max_pixels=self.max_pixels), images["xray"]
+            mask = self._fit_mask(
+                read_image(lung_mask, name="lung_mask", policy=self.policy), images["xray"]
             )
             mask_source = "uploaded"
         elif (
@@ -321,6 +234,10 @@ class ChestPredictor:
             feature_maps=maps,
             lung_mask=mask,
             mask_source=mask_source,
+            input_checks={
+                name: self.input_check.score(image, INPUT_CHECK_SLOTS[name])
+                for name, image in images.items()
+            },
         )
 
     def _read_inputs(self, xray: ImageInput | None, ct: ImageInput | None) -> dict[str, np.ndarray]:
@@ -333,9 +250,17 @@ class ChestPredictor:
         if "xray" not in given and not self.accepts_ct:
             raise InputError("no X-ray given")
         return {
-            name: read_image(image, name=name, max_pixels=self.max_pixels)
-            for name, image in given.items()
+            name: read_image(image, name=name, policy=self.policy) for name, image in given.items()
         }
+
+    def _fit_mask(self, mask: np.ndarray, image: np.ndarray) -> np.ndarray:
+        """The mask resized to the X-ray, under the policy's mask rule (the size may differ,
+        the field of view may not)."""
+        try:
+            self.policy.check_mask_shape(mask.shape, image.shape)
+        except InputPolicyError as error:
+            raise InputError(f"the lung mask does not fit the X-ray: {error}") from None
+        return resize_image(mask, image.shape, nearest=True) > 0.5
 
     def _model_inputs(
         self, images: Mapping[str, np.ndarray], mask: np.ndarray | None
@@ -385,7 +310,7 @@ class ChestPredictor:
         for key, cam in cams.items():
             name = _branch_input(key)
             if name in inputs_used:
-                gradcam[name] = _resize(cam[0].numpy(), images[name].shape)
+                gradcam[name] = resize_image(cam[0].numpy(), images[name].shape)
         maps = {
             _branch_input(key): value[0].numpy()
             for key, value in activations.items()
@@ -397,18 +322,6 @@ class ChestPredictor:
 def _branch_input(key: str) -> str:
     """Grad-CAM branch key -> input name ("image" is the X-ray of single-input models)."""
     return "xray" if key == "image" else key
-
-
-def _fit_mask(mask: np.ndarray, image: np.ndarray) -> np.ndarray:
-    """The mask resized to the image; only the size may differ, not the field of view."""
-    mask_ratio, image_ratio = mask.shape[1] / mask.shape[0], image.shape[1] / image.shape[0]
-    if abs(mask_ratio / image_ratio - 1) > 0.02:
-        raise InputError(
-            f"lung mask is {mask.shape[1]}x{mask.shape[0]} but the X-ray is "
-            f"{image.shape[1]}x{image.shape[0]}: the mask must have the X-ray's size or at least "
-            "its aspect ratio"
-        )
-    return _resize(mask, image.shape, nearest=True) > 0.5
 
 
 def load_predictor(
@@ -423,290 +336,3 @@ def load_predictor(
     if family.task == "segmentation":
         return LungSegmenter.from_pretrained(path_or_repo)
     return ChestPredictor.from_pretrained(path_or_repo, **kwargs)
-
-
-@dataclass
-class ServedModels:
-    """The models an app serves, loaded from checkpoint folders or Hub ids.
-
-    Attributes:
-        classifiers: model key (a registry key) -> predictor, for those loaded.
-        lung_segmenter: the lung U-Net, or None.
-        unavailable: model key -> why it is not served (shown in the app).
-        model_cards: model key -> the checkpoint's model card (README.md) text, where it has one.
-    """
-
-    classifiers: dict[str, ChestPredictor]
-    lung_segmenter: LungSegmenter | None
-    unavailable: dict[str, str]
-    model_cards: dict[str, str]
-
-
-def load_served_models(
-    checkpoints: Mapping[str, str | os.PathLike | None],
-    *,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    explanation: str = "gradcam",
-    explanation_stage: int | None = None,
-) -> ServedModels:
-    """Load a checkpoint per registered family; one that is missing or fails is reported, not raised.
-
-    Every classifier family gets a :class:`ChestPredictor`; the segmentation family (the lung
-    U-Net) a :class:`LungSegmenter` that makes the classifiers' lung masks.
-
-    Args:
-        checkpoints: model key (``hf_covid.registry.list_models()``) -> folder or Hub id (None:
-            not configured).
-        max_pixels: largest input image the predictors accept.
-        explanation: CAM method of every classifier (see :class:`ChestPredictor`).
-        explanation_stage: encoder stage explained (None: each model's default layer).
-
-    Raises:
-        KeyError: an unknown model key.
-        RuntimeError: no classifier could be loaded (the message lists why for each).
-    """
-    families = {family.key: family for family in model_families()}
-    unknown = set(checkpoints) - set(families)
-    if unknown:
-        raise KeyError(f"unknown model keys {sorted(unknown)}; expected {list(families)}")
-    unavailable: dict[str, str] = {}
-    cards: dict[str, str] = {}
-
-    def load(family: ModelFamily, loader: Any) -> Any:
-        key = family.key
-        try:
-            location = _checkpoint_location(checkpoints.get(key))
-            model_type = AutoConfig.from_pretrained(location).model_type
-            if model_type != family.model_type:
-                raise ValueError(
-                    f"expected a {family.model_type} checkpoint, found model_type {model_type!r}"
-                )
-            loaded = loader(location)
-        except _NotConfigured as missing:
-            unavailable[key] = str(missing)
-        except Exception as error:  # a broken checkpoint must not take the app down
-            unavailable[key] = (
-                f"could not be loaded from {location} ({type(error).__name__}: {error})"
-            )
-        else:
-            logger.info("serving %s from %s", key, location)
-            card = read_model_card(location)
-            if card:
-                cards[key] = card
-            return loaded
-        logger.warning("not serving %s: %s", key, unavailable[key])
-        return None
-
-    segmenter = None
-    for family in families.values():
-        if family.task == "segmentation" and segmenter is None:
-            segmenter = load(family, LungSegmenter.from_pretrained)
-    classifiers = {}
-    for key, family in families.items():
-        if family.task == "segmentation":
-            continue
-        predictor = load(
-            family,
-            lambda location: ChestPredictor.from_pretrained(
-                location,
-                lung_segmenter=segmenter,
-                max_pixels=max_pixels,
-                explanation=explanation,
-                explanation_stage=explanation_stage,
-            ),
-        )
-        if predictor is not None:
-            classifiers[key] = predictor
-    if not classifiers:
-        reasons = "; ".join(f"{key}: {reason}" for key, reason in unavailable.items())
-        raise RuntimeError(f"no classifier checkpoint could be loaded ({reasons})")
-    return ServedModels(classifiers, segmenter, unavailable, cards)
-
-
-class _NotConfigured(Exception):
-    """A served model without a checkpoint (not an error: its choice is turned off)."""
-
-
-def _checkpoint_location(location: str | os.PathLike | None) -> str:
-    if location is None:
-        raise _NotConfigured("no checkpoint configured")
-    location = str(location)
-    if not Path(location).is_dir() and not is_hub_id(location):
-        raise _NotConfigured(f"no checkpoint folder at {location}")
-    return location
-
-
-def read_model_card(path_or_repo: str | os.PathLike) -> str | None:
-    """The model card (README.md) of a checkpoint folder or Hub repo without its YAML header, or
-    None when it has none."""
-    from huggingface_hub import ModelCard
-
-    folder = Path(path_or_repo)
-    source = folder / "README.md" if folder.is_dir() else path_or_repo
-    try:
-        return ModelCard.load(source).text.strip() or None
-    except Exception:  # no card, or offline: the app shows the rest
-        return None
-
-
-def heatmap_overlay(
-    image: np.ndarray, heatmap: np.ndarray, *, alpha: float = 0.45, side: int = 384
-) -> np.ndarray:
-    """A heat map (e.g. Grad-CAM, [0, 1]) over a grayscale image, as (h, w, 3) uint8 RGB whose
-    longer side is ``side`` pixels (display size: large images shrink, small ones grow)."""
-    base = _display_size(image, side)
-    heat = np.clip(_resize(heatmap, base.shape), 0, 1)
-    colored = colormaps["jet"](heat)[..., :3]
-    return _to_uint8((1 - alpha) * base[..., None] + alpha * colored)
-
-
-def mask_overlay(
-    image: np.ndarray,
-    mask: np.ndarray,
-    *,
-    color: tuple[float, float, float] = (0.1, 0.9, 0.2),
-    alpha: float = 0.3,
-    side: int = 384,
-) -> np.ndarray:
-    """A binary mask tinted over a grayscale image with its outline, as (h, w, 3) uint8 RGB whose
-    longer side is ``side`` pixels."""
-    base = _display_size(image, side)
-    inside = _resize(np.asarray(mask, dtype=np.float32), base.shape, nearest=True) > 0.5
-    outline = inside & ~ndimage.binary_erosion(inside, iterations=max(1, max(base.shape) // 256))
-    rgb = np.repeat(base[..., None], 3, axis=-1)
-    rgb[inside] = (1 - alpha) * rgb[inside] + alpha * np.asarray(color)
-    rgb[outline] = color
-    return _to_uint8(rgb)
-
-
-def feature_map_grid(
-    activations: np.ndarray, *, columns: int = 4, tile_size: int = 64, gap: int = 2
-) -> np.ndarray:
-    """The channels of one layer's (C, h, w) activations side by side, each scaled to its own
-    range and coloured with viridis, as one (H, W, 3) uint8 image (white gaps between tiles)."""
-    activations = np.asarray(activations, dtype=np.float32)
-    if activations.ndim != 3 or not len(activations):
-        raise ValueError(f"expected (C, h, w) activations, got shape {activations.shape}")
-    rows = -(-len(activations) // columns)
-    columns = min(columns, len(activations))
-    step = tile_size + gap
-    grid = np.ones((rows * step - gap, columns * step - gap, 3), dtype=np.float32)
-    for index, activation in enumerate(activations):
-        low, high = float(activation.min()), float(activation.max())
-        scaled = (activation - low) / (high - low) if high > low else np.zeros_like(activation)
-        tile = colormaps["viridis"](_resize(scaled, (tile_size, tile_size), nearest=True))[..., :3]
-        row, column = divmod(index, columns)
-        grid[row * step : row * step + tile_size, column * step : column * step + tile_size] = tile
-    return _to_uint8(grid)
-
-
-def _display_size(image: np.ndarray, side: int) -> np.ndarray:
-    """The image resized (up or down) so that its longer side is ``side`` pixels."""
-    scale = side / max(image.shape)
-    shape = (max(1, round(image.shape[0] * scale)), max(1, round(image.shape[1] * scale)))
-    return np.clip(_resize(image, shape), 0, 1)
-
-
-def _to_uint8(image: np.ndarray) -> np.ndarray:
-    return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
-
-
-@dataclass(frozen=True)
-class LatencyReport:
-    """End-to-end request latencies against a running app (seconds)."""
-
-    n_requests: int
-    concurrency: int
-    latencies_s: tuple[float, ...]
-    errors: tuple[str, ...]
-    wall_s: float
-
-    @property
-    def p50_s(self) -> float:
-        """Median latency."""
-        return _percentile(self.latencies_s, 50)
-
-    @property
-    def p95_s(self) -> float:
-        """95th percentile latency."""
-        return _percentile(self.latencies_s, 95)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready summary."""
-        latencies = self.latencies_s or (float("nan"),)
-        return {
-            "n_requests": self.n_requests,
-            "concurrency": self.concurrency,
-            "n_errors": len(self.errors),
-            "errors": list(self.errors),
-            "p50_s": self.p50_s,
-            "p95_s": self.p95_s,
-            "mean_s": statistics.fmean(latencies),
-            "max_s": max(latencies),
-            "throughput_per_s": len(self.latencies_s) / self.wall_s if self.wall_s else 0.0,
-        }
-
-
-def _percentile(values: Sequence[float], percent: float) -> float:
-    return float(np.percentile(values, percent)) if values else float("nan")
-
-
-def measure_app_latency(
-    url: str,
-    api_name: str,
-    arguments: Sequence[Any],
-    *,
-    n_requests: int = 32,
-    concurrency: int = 8,
-    download_outputs: bool = True,
-) -> LatencyReport:
-    """Send ``n_requests`` predictions to a running app from ``concurrency`` clients at once and
-    time each one end to end (upload, queue, model, Grad-CAM, download of the outputs).
-
-    Args:
-        url: the app's URL.
-        api_name: the endpoint, e.g. "/predict_chest_xray".
-        arguments: the endpoint's inputs; files as ``gradio_client.handle_file(path)``.
-        n_requests: requests in total, shared among the clients.
-        concurrency: clients sending at the same time, each from its own thread.
-        download_outputs: also download the output images, as a browser does (False: time the
-            server's answer only).
-
-    Returns:
-        The latencies of the successful requests and the messages of the failed ones.
-    """
-    from gradio_client import Client
-
-    shares = [
-        n_requests // concurrency + (index < n_requests % concurrency)
-        for index in range(concurrency)
-    ]
-
-    def run_client(count: int) -> tuple[list[float], list[str]]:
-        options = {} if download_outputs else {"download_files": False}
-        client = Client(url, verbose=False, analytics_enabled=False, **options)
-        latencies, errors = [], []
-        try:
-            for _ in range(count):
-                start = time.perf_counter()
-                try:
-                    client.predict(*arguments, api_name=api_name)
-                except Exception as error:  # count and report every failure, keep measuring
-                    errors.append(f"{type(error).__name__}: {error}")
-                else:
-                    latencies.append(time.perf_counter() - start)
-        finally:
-            client.close()
-        return latencies, errors
-
-    start = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        results = list(pool.map(run_client, [share for share in shares if share]))
-    wall = time.perf_counter() - start
-    return LatencyReport(
-        n_requests=n_requests,
-        concurrency=concurrency,
-        latencies_s=tuple(latency for latencies, _ in results for latency in latencies),
-        errors=tuple(error for _, errors in results for error in errors),
-        wall_s=wall,
-    )

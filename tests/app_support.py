@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from hf_covid import benchmarking
+from hf_covid.app import AppConfig, ChestApp, build_app
+from hf_covid.benchmarks.app_latency import free_loopback_port
 from hf_covid.models import (
     CNNLSTMConfig,
     CNNLSTMForImageClassification,
@@ -25,7 +26,8 @@ from hf_covid.models import (
 from hf_covid.models.image_processing_chest import ChestImageProcessor
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-APP_FILE = REPO_ROOT / "spaces_app" / "app.py"
+SPACE_DIR = REPO_ROOT / "spaces_app"
+EXAMPLES_DIR = SPACE_DIR / "examples"
 IMAGE_SIZE = 32
 PATIENT_NAME = "Doe^Jane"
 PATIENT_ID = "PID-31415926"
@@ -141,28 +143,15 @@ def write_dicom(path: Path, pixels: np.ndarray) -> None:
     dataset.save_as(path, enforce_file_format=True)
 
 
-def load_app_module():
-    """``spaces_app/app.py`` as a module."""
-    return benchmarking.load_app_module(APP_FILE)
-
-
-free_port = benchmarking.free_loopback_port
+free_port = free_loopback_port
 
 
 @contextlib.contextmanager
-def running_app(checkpoints: dict[str, str], **config_fields) -> Iterator[tuple[object, str]]:
-    """Build the app for ``checkpoints`` and serve it on a free loopback port; yields (demo, url)."""
-    app = load_app_module()
-    config = app.AppConfig(checkpoints=checkpoints, **config_fields)
-    demo = app.build_demo(config)
-    demo.launch(
-        server_name="127.0.0.1",
-        server_port=free_port(),
-        prevent_thread_lock=True,
-        quiet=True,
-        **app.launch_options(config),
-    )
+def running_app(checkpoints: dict[str, str], **config_fields) -> Iterator[tuple[ChestApp, str]]:
+    """Build the app for ``checkpoints`` and serve it on a free loopback port; yields (app, url)."""
+    app = build_app(AppConfig(checkpoints=checkpoints, **config_fields))
+    url = app.launch("127.0.0.1", free_port())
     try:
-        yield demo, demo.local_url
+        yield app, url
     finally:
-        demo.close()
+        app.close()

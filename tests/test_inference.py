@@ -1,4 +1,5 @@
-"""hf_covid.inference: predictors on tiny random checkpoints."""
+"""hf_covid.inference and hf_covid.serving: predictors, input reading, overlays and served models
+on tiny random checkpoints."""
 
 from __future__ import annotations
 
@@ -9,18 +10,11 @@ import pytest
 from app_support import PATIENT_ID, PATIENT_NAME, build_tiny_checkpoints, write_test_images
 from PIL import Image
 
-from hf_covid.inference import (
-    ChestPredictor,
-    InputError,
-    LungSegmenter,
-    feature_map_grid,
-    heatmap_overlay,
-    load_predictor,
-    load_served_models,
-    mask_overlay,
-    read_image,
-    read_model_card,
-)
+from hf_covid.data.validation import DEFAULT_INPUT_POLICY
+from hf_covid.inference import ChestPredictor, LungSegmenter, load_predictor
+from hf_covid.serving.images import InputError, read_image
+from hf_covid.serving.overlays import feature_map_grid, heatmap_overlay, mask_overlay
+from hf_covid.serving.served import load_served_models, read_model_card, read_provenance
 from hf_covid.models.labels import BINARY_LABELS, RADIOGRAPHY_LABELS
 
 
@@ -36,7 +30,7 @@ def images(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def served(checkpoints):
-    return load_served_models(checkpoints, max_pixels=1_000_000)
+    return load_served_models(checkpoints, policy=DEFAULT_INPUT_POLICY.with_max_pixels(1_000_000))
 
 
 def test_predict_xray_gives_probabilities_by_class_name_and_explanations(served, images):
@@ -138,7 +132,7 @@ def test_uploaded_mask_with_the_xray_aspect_ratio_is_resized(served, images):
 
 
 def test_mask_of_another_shape_is_rejected(served, images):
-    with pytest.raises(InputError, match="lung mask is 16x48 but the X-ray is 48x48"):
+    with pytest.raises(InputError, match="lung mask does not fit the X-ray: mask is 16x48"):
         served.classifiers["dual_channel"].predict(
             xray=images["xray"], lung_mask=images["mask_wrong_shape"]
         )
@@ -256,3 +250,25 @@ def test_feature_map_grid_puts_channels_side_by_side():
 
     assert grid.shape == (2 * 18 - 2, 4 * 18 - 2, 3) and grid.dtype == np.uint8
     assert (grid[:, 16:18] == 255).all()  # the gap between the first two columns
+
+
+def test_every_input_is_scored_by_the_input_check(served, images):
+    prediction = served.classifiers["dual_input"].predict(xray=images["xray"], ct=images["ct"])
+
+    assert set(prediction.input_checks) == {"xray", "ct"}
+    assert prediction.input_checks["xray"].slot == "xray"
+    assert prediction.input_checks["ct"].slot == "ct"
+    assert all(0 <= check.score <= 1 for check in prediction.input_checks.values())
+
+
+def test_float_array_outside_the_policy_is_an_input_error():
+    with pytest.raises(InputError, match="CT: the image is 4x4 pixels; need at least 8x8"):
+        read_image(np.zeros((4, 4)), name="ct")
+
+
+def test_provenance_of_a_checkpoint_without_records_is_unknown(checkpoints, tmp_path):
+    provenance = read_provenance(checkpoints["cnn_lstm"])
+    assert provenance.training_data == "unknown" and not provenance.synthetic
+    assert provenance.metrics == {} and provenance.evaluation is None
+    (tmp_path / "training_config.json").write_text("[not a record")
+    assert read_provenance(tmp_path).training_data == "unknown"  # broken: unknown, no error

@@ -1,25 +1,43 @@
-"""App latency: every tab of the Gradio app end to end through ``gradio_client``, against the
-same prediction called in-process."""
+"""App latency and load: the Space's app file served in its own process, timed end to end through
+``gradio_client`` against the same prediction called in-process, and under concurrent mixed load
+with the app's memory measured before and after."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import os
 import socket
+import subprocess
 import sys
-from collections.abc import Callable
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import torch
 
-from ..inference import LatencyReport, load_served_models, measure_app_latency
 from ..registry import get_model_family
+from ..serving.latency import AppCall, LatencyReport, measure_app_latency
+from ..serving.served import load_served_models
 from .timing import timed_calls
 
-__all__ = ["app_endpoints", "free_loopback_port", "load_app_module", "measure_app_endpoints"]
+__all__ = [
+    "AppProcess",
+    "app_endpoints",
+    "free_loopback_port",
+    "load_app_module",
+    "measure_app_endpoints",
+    "measure_app_load",
+    "process_rss_bytes",
+    "serve_app_file",
+]
 
 _APP_MODULE_NAME = "hf_covid_space_app"
+READY_LINE = "hf_covid app running on "
+"""What :func:`hf_covid.app.serve` prints once the app answers."""
 
 
 def free_loopback_port() -> int:
@@ -30,7 +48,10 @@ def free_loopback_port() -> int:
 
 
 def load_app_module(app_file: str | Path) -> ModuleType:
-    """``spaces_app/app.py`` as a module (a Space's app file is not a package); loaded once."""
+    """A Space's app file as a module (a Space's app file is not a package); loaded once.
+
+    Importing ``spaces_app/app.py`` builds its module-level ``demo`` (and loads its models).
+    """
     if _APP_MODULE_NAME not in sys.modules:
         spec = importlib.util.spec_from_file_location(_APP_MODULE_NAME, app_file)
         if spec is None or spec.loader is None:
@@ -41,11 +62,101 @@ def load_app_module(app_file: str | Path) -> ModuleType:
     return sys.modules[_APP_MODULE_NAME]
 
 
+def process_rss_bytes(pid: int) -> int:
+    """Resident memory of a process (Linux ``/proc/<pid>/status``)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"process {pid} reports no VmRSS")
+
+
+class AppProcess:
+    """A Space app file served by its own Python process (see :func:`serve_app_file`).
+
+    Attributes:
+        url: where it answers.
+        process: the server process.
+        log: its combined stdout and stderr, as written so far.
+    """
+
+    def __init__(self, url: str, process: subprocess.Popen, log_file: Path) -> None:
+        self.url = url
+        self.process = process
+        self._log_file = log_file
+
+    @property
+    def log(self) -> str:
+        """What the app printed so far."""
+        return self._log_file.read_text(errors="replace")
+
+    def rss_bytes(self) -> int:
+        """The app process's resident memory now."""
+        return process_rss_bytes(self.process.pid)
+
+
+@contextlib.contextmanager
+def serve_app_file(
+    app_file: str | Path,
+    arguments: Sequence[str] = (),
+    *,
+    python: str | Path = sys.executable,
+    environ: Mapping[str, str] | None = None,
+    cwd: str | Path | None = None,
+    timeout_s: float = 180.0,
+) -> Iterator[AppProcess]:
+    """Run ``python app_file --host 127.0.0.1 --port <free> *arguments`` until the block ends.
+
+    Args:
+        app_file: the Space's ``app.py``.
+        arguments: more flags (checkpoints, limits).
+        python: the interpreter (another virtual environment's, to test an installation).
+        environ: the process's environment (default: this one's).
+        cwd: its working directory (default: the app file's folder).
+        timeout_s: how long it may take to answer.
+
+    Raises:
+        RuntimeError: the app exited or did not answer in time (the message holds its output).
+    """
+    port = free_loopback_port()
+    command = [str(python), str(app_file), "--host", "127.0.0.1", "--port", str(port), *arguments]
+    with tempfile.TemporaryDirectory(prefix="hf_covid_app_log_") as log_dir:
+        log_file = Path(log_dir) / "app.log"
+        with log_file.open("wb") as log:
+            process = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=dict(os.environ if environ is None else environ),
+                cwd=str(cwd or Path(app_file).resolve().parent),
+            )
+        try:
+            started = time.monotonic()
+            while READY_LINE not in log_file.read_text(errors="replace"):
+                if process.poll() is not None or time.monotonic() - started > timeout_s:
+                    raise RuntimeError(
+                        f"{app_file} did not start (exit status {process.poll()}):\n"
+                        + log_file.read_text(errors="replace")[-4000:]
+                    )
+                time.sleep(0.2)
+            yield AppProcess(f"http://127.0.0.1:{port}/", process, log_file)
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _checkpoint_flags(checkpoints: Mapping[str, str]) -> list[str]:
+    return [f"--{key.replace('_', '-')}={location}" for key, location in checkpoints.items()]
+
+
 def app_endpoints(
     served: Any, xray: str | Path, ct: str | Path
-) -> dict[str, tuple[str, list[Any], Callable[[], Any]]]:
-    """The app's classifier tabs, one per served classifier: endpoint name -> (API name,
-    arguments, the same prediction in-process).
+) -> dict[str, tuple[AppCall, Callable[[], Any]]]:
+    """The app's classifier tabs, one per served classifier: endpoint name -> (the app call,
+    the same prediction in-process).
 
     Families that train on X-ray + CT data answer on ``/predict_xray_ct`` with both images; the
     others on ``/predict_chest_xray`` with the X-ray alone.
@@ -56,14 +167,12 @@ def app_endpoints(
     for key, predictor in served.classifiers.items():
         if get_model_family(key).dataset_kind == "xray_ct":
             endpoints[f"xray_ct/{key}"] = (
-                "/predict_xray_ct",
-                [handle_file(str(xray)), handle_file(str(ct))],
+                ("/predict_xray_ct", [handle_file(str(xray)), handle_file(str(ct))]),
                 lambda predictor=predictor: predictor.predict(xray=str(xray), ct=str(ct)),
             )
         else:
             endpoints[f"chest_xray/{key}"] = (
-                "/predict_chest_xray",
-                [key, handle_file(str(xray)), None],
+                ("/predict_chest_xray", [key, handle_file(str(xray)), None]),
                 lambda predictor=predictor: predictor.predict(xray=str(xray)),
             )
     return endpoints
@@ -80,8 +189,8 @@ def measure_app_endpoints(
     """End-to-end predict latency of every app tab through ``gradio_client``, against the same
     prediction called in-process (``ChestPredictor.predict``): ``p50_ratio`` is the app's share.
 
-    The app is served in this process on a free loopback port; requests are sent one after
-    the other (latency, not load).
+    The app file is served by its own process on a free loopback port, as a Space runs it;
+    requests are sent one after the other (latency, not load).
 
     Args:
         app_file: ``spaces_app/app.py``.
@@ -95,24 +204,12 @@ def measure_app_endpoints(
         Endpoint name -> ``LatencyReport.to_dict()`` plus ``in_process_p50_s``,
         ``in_process_p95_s`` and ``p50_ratio``.
     """
-    app = load_app_module(app_file)
-    config = app.AppConfig(checkpoints=checkpoints, examples_dir=None)
-    served = load_served_models(checkpoints, max_pixels=config.max_image_pixels)
-    demo = app.build_demo(config, served)
-    demo.launch(
-        server_name="127.0.0.1",
-        server_port=free_loopback_port(),
-        prevent_thread_lock=True,
-        quiet=True,
-        **app.launch_options(config),
-    )
+    served = load_served_models(checkpoints)
     results = {}
-    try:
-        for name, (api_name, arguments, direct) in app_endpoints(served, xray, ct).items():
-            measure_app_latency(demo.local_url, api_name, arguments, n_requests=1, concurrency=1)
-            report = measure_app_latency(
-                demo.local_url, api_name, arguments, n_requests=n_requests, concurrency=1
-            )
+    with serve_app_file(app_file, _checkpoint_flags(checkpoints)) as app:
+        for name, (call, direct) in app_endpoints(served, xray, ct).items():
+            measure_app_latency(app.url, [call], n_requests=1, concurrency=1)
+            report = measure_app_latency(app.url, [call], n_requests=n_requests, concurrency=1)
             direct()
             in_process = LatencyReport(
                 n_requests=n_requests,
@@ -126,6 +223,33 @@ def measure_app_endpoints(
             summary["in_process_p95_s"] = in_process.p95_s
             summary["p50_ratio"] = report.p50_s / in_process.p50_s
             results[name] = summary
-    finally:
-        demo.close()
     return results
+
+
+def measure_app_load(
+    app_file: str | Path,
+    checkpoints: dict[str, str],
+    *,
+    xray: str | Path,
+    ct: str | Path,
+    n_requests: int = 32,
+    concurrency: int = 8,
+) -> dict[str, Any]:
+    """Mixed load on the served app file: ``concurrency`` clients share ``n_requests`` requests
+    over every tab and model (X-ray + CT, and each 4-class model with the X-ray), and the app's
+    resident memory is read before (after one warm-up round) and after.
+
+    Returns:
+        ``LatencyReport.to_dict()`` plus ``rss_before_bytes``, ``rss_after_bytes`` and
+        ``rss_ratio`` (after / before).
+    """
+    served = load_served_models(checkpoints)
+    calls = [call for call, _ in app_endpoints(served, xray, ct).values()]
+    with serve_app_file(app_file, _checkpoint_flags(checkpoints)) as app:
+        measure_app_latency(app.url, calls, n_requests=len(calls), concurrency=1)
+        before = app.rss_bytes()
+        report = measure_app_latency(app.url, calls, n_requests=n_requests, concurrency=concurrency)
+        after = app.rss_bytes()
+    summary = report.to_dict()
+    summary.update(rss_before_bytes=before, rss_after_bytes=after, rss_ratio=after / before)
+    return summary

@@ -1,0 +1,425 @@
+"""The Gradio page: tabs, handlers, and the server around them (sweeper, quota, queue).
+
+:func:`build_app` loads the configured models and lays out the page; when no classifier can be
+loaded it builds a start-up page that says what was tried and how to configure the app, instead
+of failing with a traceback. :class:`ChestApp` launches and closes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import torch
+from gradio.utils import get_upload_folder
+from starlette.middleware import Middleware
+
+from ..data.validation import DEFAULT_INPUT_POLICY
+from ..inference import ChestPredictor, Prediction
+from ..registry import get_model_family, list_models, model_families
+from ..serving.images import INPUT_NAMES, InputError
+from ..serving.overlays import feature_map_grid, heatmap_overlay, mask_overlay
+from ..serving.served import ServedModels, load_served_models
+from .config import AppConfig, environment_variable
+from .text import disclaimer, model_summary, prediction_summary
+from .uploads import (
+    OUTPUTS_SUBDIR,
+    ExampleFiles,
+    OutputFiles,
+    UploadQuota,
+    UploadQuotaMiddleware,
+    UploadSweeper,
+)
+
+__all__ = ["FOUR_CLASS_MODELS", "ChestApp", "build_app"]
+
+logger = logging.getLogger(__name__)
+
+TITLE = "hf_covid: COVID-19 chest X-ray and CT (research demo)"
+CAM_DISPLAY_NAMES = {"gradcam": "Grad-CAM", "hirescam": "HiResCAM"}
+FOUR_CLASS_MODELS = tuple(
+    family.key
+    for family in model_families()
+    if family.task == "classification" and family.dataset_kind == "radiography"
+)
+XRAY_CT_EXAMPLES = [
+    ["xray_covid.png", "ct_covid.png"],
+    ["xray_normal.png", "ct_non_covid.png"],
+    [None, "ct_covid.png"],
+]
+CHEST_EXAMPLES = [
+    ["xray_covid.png", None],
+    ["xray_covid.png", "xray_covid_mask.png"],
+    ["xray_normal.png", None],
+]
+
+
+def _display_name(key: str) -> str:
+    return get_model_family(key).display_name
+
+
+def _gradio_error(error: Exception) -> gr.Error:
+    if isinstance(error, InputError):
+        return gr.Error(str(error), title="Cannot use this input", print_exception=False)
+    logger.exception("prediction failed")
+    return gr.Error("Prediction failed because of an internal error; it was logged.")
+
+
+class Handlers:
+    """The app's event handlers: Gradio values in, predictions, Gradio values out."""
+
+    def __init__(self, models: ServedModels, sweeper: UploadSweeper, config: AppConfig) -> None:
+        self.models = models
+        self.sweeper = sweeper
+        self.config = config
+        self.output_files = OutputFiles(sweeper.folder / OUTPUTS_SUBDIR)
+
+    def predict_xray_ct(self, xray: str | None, ct: str | None) -> tuple[Any, ...]:
+        """Dual-input CNN: COVID / Non-COVID from an X-ray and/or a CT slice."""
+        predictor = self.models.classifiers.get("dual_input")
+        if predictor is None:
+            raise gr.Error(f"{_display_name('dual_input')} is not available", print_exception=False)
+        prediction = self._predict(predictor, xray=xray, ct=ct)
+        cams = [
+            heatmap_overlay(prediction.images[name], cam)
+            if (cam := prediction.gradcam.get(name)) is not None
+            else None
+            for name in ("xray", "ct")
+        ]
+        return self._outputs(prediction, "dual_input", cams)
+
+    def predict_chest_xray(
+        self, model_key: str | None, xray: str | None, lung_mask: str | None
+    ) -> tuple[Any, ...]:
+        """Four-class chest X-ray classification with the chosen model."""
+        # The radio button only offers served models; None is "nothing chosen".
+        predictor = (
+            self.models.classifiers.get(model_key) if model_key in FOUR_CLASS_MODELS else None
+        )
+        if predictor is None:
+            raise gr.Error("choose a model first", print_exception=False)
+        prediction = self._predict(predictor, xray=xray, lung_mask=lung_mask)
+        image = prediction.images["xray"]
+        cam = prediction.gradcam.get("xray")
+        overlays = [
+            None if cam is None else heatmap_overlay(image, cam),
+            None if prediction.lung_mask is None else mask_overlay(image, prediction.lung_mask),
+        ]
+        return self._outputs(prediction, model_key, overlays)
+
+    def _predict(self, predictor: ChestPredictor, **uploads: str | None) -> Prediction:
+        try:
+            for name, path in uploads.items():
+                if not path:
+                    continue
+                if not Path(path).is_file():  # the sweeper removed it
+                    raise InputError(
+                        f"the {INPUT_NAMES[name]} upload has expired (uploads are deleted "
+                        f"{self.config.deletion_bound_s:.0f} s after their last use): please "
+                        "upload it again"
+                    )
+                self.sweeper.used(path)
+            return predictor.predict(**uploads)
+        except Exception as error:
+            raise _gradio_error(error) from None
+
+    def _outputs(self, prediction: Prediction, model_key: str, images: Iterable) -> tuple[Any, ...]:
+        """(probabilities, summary, *images, feature-map gallery)."""
+        gallery = [
+            (
+                self.output_files.image(feature_map_grid(maps)),
+                f"{INPUT_NAMES[name]} branch: first {len(maps)} channels of the explained layer",
+            )
+            for name, maps in prediction.feature_maps.items()
+        ]
+        return (
+            prediction.probabilities,
+            prediction_summary(prediction, model_key, self.models.provenance.get(model_key)),
+            *map(self.output_files.image, images),
+            gallery,
+        )
+
+
+@dataclass
+class ChestApp:
+    """The app: its page, and what runs beside it while it is served.
+
+    Attributes:
+        demo: the Gradio page (a start-up page when no model could be loaded).
+        config: what it serves.
+        models: the loaded models, None when none could be loaded.
+        startup_error: why no model could be loaded, or None.
+        handlers: the page's event handlers (None on the start-up page).
+        sweeper: deletes uploads and outputs (runs while the server runs).
+        quota: disk space for uploads in flight.
+    """
+
+    demo: gr.Blocks
+    config: AppConfig
+    models: ServedModels | None
+    startup_error: str | None
+    handlers: Handlers | None
+    sweeper: UploadSweeper
+    quota: UploadQuota
+
+    def launch_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``demo.launch`` that every launch of this app uses."""
+        sweeper = self.sweeper
+
+        @contextlib.asynccontextmanager
+        async def sweep_while_serving(_: Any) -> AsyncIterator[None]:
+            sweeper.start()
+            try:
+                yield
+            finally:
+                sweeper.stop()
+
+        return {
+            "max_file_size": self.config.max_file_size,
+            "run_history": False,  # the browser must not keep a copy of the uploads
+            "enable_monitoring": False,
+            "mcp_server": False,
+            "ssr_mode": False,
+            "show_error": False,  # gr.Error messages reach the client; other errors stay server-side
+            "app_kwargs": {
+                "middleware": [Middleware(UploadQuotaMiddleware, quota=self.quota)],
+                "lifespan": sweep_while_serving,
+            },
+        }
+
+    def launch(self, host: str = "127.0.0.1", port: int = 7860) -> str:
+        """Start serving in the background; returns the local URL."""
+        # Each prediction gets its share of the cores: more intra-op threads than cores (PyTorch's
+        # default, times the concurrent requests) makes every request several times slower.
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // self.config.concurrency_limit))
+        self.demo.launch(
+            server_name=host,
+            server_port=port,
+            prevent_thread_lock=True,
+            quiet=True,
+            **self.launch_options(),
+        )
+        return self.demo.local_url
+
+    def close(self) -> None:
+        """Stop the server; every upload and output but the examples is deleted."""
+        self.demo.close()
+        self.sweeper.stop()
+
+
+def build_app(config: AppConfig, models: ServedModels | None = None) -> ChestApp:
+    """Load the configured models (unless given) and lay out the page.
+
+    When no classifier can be loaded the page is a start-up page saying what was tried and how
+    to configure the app; the app still serves it.
+    """
+    quota = UploadQuota(config.upload_quota_bytes)
+    holder: dict[str, gr.Blocks] = {}
+    sweeper = UploadSweeper(
+        Path(get_upload_folder()),
+        config.sweep_every,
+        config.max_age,
+        keep=ExampleFiles(_example_files(config)),
+        forget=lambda paths: _forget(holder.get("demo"), paths),
+        quota=quota,
+    )
+    startup_error = None
+    if models is None:
+        try:
+            models = load_served_models(
+                config.checkpoints,
+                policy=DEFAULT_INPUT_POLICY.with_max_pixels(config.max_image_pixels),
+                explanation=config.explanation,
+                explanation_stage=config.explanation_stage,
+            )
+        except RuntimeError as error:
+            startup_error = str(error)
+            logger.error("no model can be served: %s", error)
+    handlers = None if models is None else Handlers(models, sweeper, config)
+    if handlers is None:
+        demo = _startup_page(config, startup_error or "no models")
+    else:
+        demo = _page(config, handlers)
+    holder["demo"] = demo
+    demo.queue(default_concurrency_limit=config.concurrency_limit, max_size=config.max_queue_size)
+    return ChestApp(demo, config, models, startup_error, handlers, sweeper, quota)
+
+
+def _example_files(config: AppConfig) -> list[Path]:
+    """The example files the page offers (those that exist)."""
+    if config.examples_dir is None:
+        return []
+    names = {name for row in [*XRAY_CT_EXAMPLES, *CHEST_EXAMPLES] for name in row if name}
+    return [path for name in sorted(names) if (path := Path(config.examples_dir) / name).is_file()]
+
+
+def _forget(demo: gr.Blocks | None, paths: set[str]) -> None:
+    """Drop deleted files from Gradio's registries of the files it handed out."""
+    if demo is not None:
+        for registry in demo.temp_file_sets:
+            registry.difference_update(paths)
+
+
+def _startup_page(config: AppConfig, error: str) -> gr.Blocks:
+    tried = "\n".join(
+        f"- **{_display_name(key)}** (`{environment_variable(key)}`): "
+        f"`{config.checkpoints.get(key) or 'not configured'}`"
+        for key in list_models()
+    )
+    with gr.Blocks(title=TITLE) as demo:
+        gr.Markdown(f"# {TITLE}")
+        gr.Markdown(
+            "## No model could be loaded\n\n"
+            "The app is running, but none of its classifiers could be loaded, so there is "
+            f"nothing to serve yet.\n\n**What was tried:**\n\n{tried}\n\n**Why:** {error}\n\n"
+            "**How to fix it:** set each variable above to a checkpoint folder or a Hub model id "
+            "(`org/name@revision` pins a revision), or list them in the models file "
+            "(`HF_COVID_MODELS_FILE`, `models.yaml` in a Space), or point "
+            "`HF_COVID_CHECKPOINTS_DIR` at a folder with one sub-folder per model; then restart.",
+            elem_id="startup_error",
+        )
+        gr.Markdown(disclaimer(config.deletion_bound_s), elem_id="disclaimer")
+    return demo
+
+
+def _unavailable_note(models: ServedModels, keys: Sequence[str]) -> None:
+    """A note on the page for each of ``keys`` that is not served."""
+    for key in keys:
+        if key in models.unavailable:
+            gr.Markdown(f"*{_display_name(key)} is not available: {models.unavailable[key]}.*")
+
+
+def _uploads(tab: str, labels: Mapping[str, str]) -> list[gr.File]:
+    """One upload box per input. Any file type: DICOM often has no extension, and the image
+    reader checks the content, not the name."""
+    with gr.Row():
+        return [gr.File(label=label, elem_id=f"{tab}_{name}") for name, label in labels.items()]
+
+
+def _results(tab: str, image_labels: Mapping[str, str]) -> list[gr.components.Component]:
+    """Probabilities, a summary, one image per ``image_labels`` entry and the feature maps."""
+    with gr.Row():
+        label = gr.Label(label="Class probabilities", num_top_classes=4, elem_id=f"{tab}_label")
+        summary = gr.Markdown(elem_id=f"{tab}_summary")
+    with gr.Row():
+        images = [
+            gr.Image(label=text, elem_id=f"{tab}_{name}") for name, text in image_labels.items()
+        ]
+    gallery = gr.Gallery(
+        label="Feature maps",
+        columns=2,
+        fit_columns=False,  # one branch's grid takes half the width, not all of it, cropped
+        height="auto",
+        object_fit="contain",
+    )
+    return [label, summary, *images, gallery]
+
+
+def _examples(
+    config: AppConfig, tab: str, inputs: Sequence[gr.File], rows: Sequence[Sequence[str | None]]
+) -> None:
+    """Example rows whose files all exist (an incomplete example folder just shows fewer)."""
+    if config.examples_dir is None:
+        return
+    examples = []
+    for row in rows:
+        paths = [None if name is None else Path(config.examples_dir) / name for name in row]
+        if all(path is None or path.is_file() for path in paths):
+            examples.append([None if path is None else str(path) for path in paths])
+    if examples:
+        gr.Examples(examples, list(inputs), cache_examples=False, elem_id=f"{tab}_examples")
+
+
+def _page(config: AppConfig, handlers: Handlers) -> gr.Blocks:
+    models = handlers.models
+    cam_name = CAM_DISPLAY_NAMES[config.explanation]
+    four_class = [key for key in FOUR_CLASS_MODELS if key in models.classifiers]
+    with gr.Blocks(title=TITLE) as demo:
+        gr.Markdown(f"# {TITLE}")
+        gr.Markdown(disclaimer(config.deletion_bound_s), elem_id="disclaimer")
+        with gr.Tabs():
+            with gr.Tab("X-ray + CT", id="xray_ct"):
+                gr.Markdown(
+                    "Binary COVID / Non-COVID from a chest X-ray and a CT slice with the dual-input "
+                    "CNN. Either image may be left empty; the result says which inputs were used. "
+                    "PNG, JPEG or DICOM."
+                )
+                _unavailable_note(models, ["dual_input"])
+                xray_ct_inputs = _uploads("xray_ct", {"xray": "Chest X-ray", "ct": "CT slice"})
+                xray_ct_button = gr.Button(
+                    "Predict",
+                    variant="primary",
+                    interactive="dual_input" in models.classifiers,
+                    elem_id="xray_ct_predict",
+                )
+                xray_ct_outputs = _results(
+                    "xray_ct", {"xray_cam": f"{cam_name}: X-ray", "ct_cam": f"{cam_name}: CT"}
+                )
+                _examples(config, "xray_ct", xray_ct_inputs, XRAY_CT_EXAMPLES)
+
+            with gr.Tab("Chest X-ray, 4 classes", id="chest_xray"):
+                gr.Markdown(
+                    "COVID / Lung opacity / Normal / Viral pneumonia from a chest X-ray. The lung "
+                    "mask is uploaded or, when left empty, made by the lung U-Net. PNG, JPEG or "
+                    "DICOM."
+                )
+                _unavailable_note(models, [*FOUR_CLASS_MODELS, "lung_unet"])
+                chest_model = gr.Radio(
+                    [(_display_name(key), key) for key in four_class],
+                    value=four_class[0] if four_class else None,
+                    label="Model",
+                )
+                chest_inputs = _uploads(
+                    "chest", {"xray": "Chest X-ray", "mask": "Lung mask (optional)"}
+                )
+                chest_button = gr.Button(
+                    "Predict",
+                    variant="primary",
+                    interactive=bool(four_class),
+                    elem_id="chest_predict",
+                )
+                chest_outputs = _results("chest", {"cam": cam_name, "mask_overlay": "Lung mask"})
+                _examples(config, "chest", chest_inputs, CHEST_EXAMPLES)
+
+            with gr.Tab("About", id="about"):
+                gr.Markdown(_about(models, config))
+
+        xray_ct_button.click(
+            handlers.predict_xray_ct, xray_ct_inputs, xray_ct_outputs, api_name="predict_xray_ct"
+        )
+        chest_button.click(
+            handlers.predict_chest_xray,
+            [chest_model, *chest_inputs],
+            chest_outputs,
+            api_name="predict_chest_xray",
+        )
+    return demo
+
+
+def _about(models: ServedModels, config: AppConfig) -> str:
+    sections = [
+        "## About",
+        disclaimer(config.deletion_bound_s),
+        "hf_covid is research software for studying COVID-19 classifiers on chest X-rays and CT. "
+        "Its outputs, including the Grad-CAM maps, are not medical advice: a heat map shows where "
+        "a model looked, not where disease is.",
+        "## Served models",
+    ]
+    for key in list_models():
+        title = f"### {_display_name(key)}"
+        if key in models.unavailable:
+            sections.append(f"{title}\n\n*Not available: {models.unavailable[key]}.*")
+            continue
+        facts = "  \n".join(
+            [f"**Checkpoint:** `{models.sources[key]}`", *model_summary(models.provenance[key])]
+        )
+        card = models.model_cards.get(key, "*This checkpoint has no model card.*")
+        # Cards start at "#": push their headings below this section's.
+        sections.append(f"{title}\n\n{facts}\n\n" + card.replace("\n#", "\n###"))
+    return "\n\n".join(sections)

@@ -1,0 +1,278 @@
+"""The models an app serves: where each checkpoint comes from, loading them, and what each was
+trained on and scored.
+
+A checkpoint is named by a :class:`CheckpointSource`: a local folder, or a Hub id with an optional
+revision (``"org/covid-cnn-lstm@3f2a..."``). :func:`load_served_models` loads one per registered
+family and reports, never raises, a missing or broken one. For every served model,
+:class:`ModelProvenance` says in plain words what it was trained on (from its run record:
+synthetic phantoms, which public collections, or unknown) and its test metrics with confidence
+intervals (from its evaluation results), so the app can show them next to each prediction.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import ModelCard, snapshot_download
+from transformers import AutoConfig
+
+from ..checkpoints import (
+    MODEL_CARD_FILE,
+    EvaluationResults,
+    RunRecord,
+    is_hub_id,
+)
+from ..data.validation import DEFAULT_INPUT_POLICY, InputPolicy
+from ..evaluation.report import _METRIC_TITLES as METRIC_TITLES
+from ..inference import ChestPredictor, LungSegmenter
+from ..registry import ModelFamily, model_families
+
+__all__ = [
+    "CheckpointSource",
+    "ModelProvenance",
+    "ServedModels",
+    "load_served_models",
+    "read_model_card",
+    "read_provenance",
+]
+
+logger = logging.getLogger(__name__)
+
+SHOWN_METRICS: tuple[str, ...] = ("accuracy", "f1_macro", "covid_sensitivity", "roc_auc", "dice")
+"""Test metrics shown next to a prediction, where the evaluation has them."""
+
+
+@dataclass(frozen=True)
+class CheckpointSource:
+    """Where one served checkpoint comes from.
+
+    Attributes:
+        location: a local checkpoint folder or a Hub model id.
+        revision: the Hub revision (commit hash, branch or tag) to pin; None for a folder, or the
+            repository's default branch.
+    """
+
+    location: str
+    revision: str | None = None
+
+    @classmethod
+    def parse(cls, text: str | os.PathLike) -> CheckpointSource:
+        """``"folder"``, ``"org/name"`` or ``"org/name@revision"`` as a source."""
+        text = str(text)
+        location, at, revision = text.rpartition("@")
+        if at and is_hub_id(location) and revision and not Path(text).exists():
+            return cls(location, revision)
+        return cls(text)
+
+    def __str__(self) -> str:
+        return f"{self.location}@{self.revision}" if self.revision else self.location
+
+    def local_folder(self) -> str:
+        """The checkpoint as a local folder: the folder itself, or the Hub snapshot at the
+        pinned revision (downloaded once into the Hub cache).
+
+        Raises:
+            _NotConfigured: neither an existing folder nor a Hub id.
+        """
+        if Path(self.location).is_dir():
+            return self.location
+        if not is_hub_id(self.location):
+            raise _NotConfigured(f"no checkpoint folder at {self.location}")
+        return snapshot_download(self.location, revision=self.revision)
+
+
+@dataclass(frozen=True)
+class ModelProvenance:
+    """What a served model was trained on and how it scored on its test split.
+
+    Attributes:
+        training_data: ``"synthetic"``, ``"public"`` or ``"unknown"``.
+        description: the training data in plain words.
+        metrics: metric title -> (value, 95% interval or None), from the evaluation results.
+        evaluation: what the metrics were measured on ("test split, 120 images"), or None when
+            the checkpoint has no evaluation results.
+    """
+
+    training_data: str
+    description: str
+    metrics: dict[str, tuple[float, tuple[float, float] | None]]
+    evaluation: str | None
+
+    @property
+    def synthetic(self) -> bool:
+        """Trained on the project's phantoms only: its answers on real images mean nothing."""
+        return self.training_data == "synthetic"
+
+
+def read_provenance(folder: str | os.PathLike) -> ModelProvenance:
+    """The provenance of a local checkpoint folder, from its run record and evaluation results.
+
+    A record that is absent or unreadable makes that part "unknown"; it never fails.
+    """
+    run = _read_record(RunRecord.read, folder)
+    evaluation = _read_record(EvaluationResults.read, folder)
+    dataset = (run.dataset if run else None) or (evaluation.dataset if evaluation else None)
+    if dataset is None:
+        kind = "unknown"
+        description = "unknown: the checkpoint has no run record saying what it was trained on"
+    elif dataset.synthetic:
+        kind = "synthetic"
+        description = f"synthetic phantoms (the project's generator, {dataset.name} layout)"
+    else:
+        kind = "public"
+        collections = ", ".join(sorted(dataset.sources)) or dataset.name
+        description = f"public data: {collections}"
+    metrics: dict[str, tuple[float, tuple[float, float] | None]] = {}
+    summary = None
+    if evaluation is not None:
+        for name in SHOWN_METRICS:
+            value = evaluation.metrics.get(name)
+            if isinstance(value, int | float):
+                interval = evaluation.confidence_intervals.get(name)
+                metrics[METRIC_TITLES[name]] = (
+                    float(value),
+                    (float(interval[0]), float(interval[1])) if interval else None,
+                )
+        count = evaluation.metrics.get("n_samples")
+        summary = f"{evaluation.split} split" + (f", {count} images" if count else "")
+    return ModelProvenance(kind, description, metrics, summary)
+
+
+def _read_record(reader: Callable[[Any], Any], folder: str | os.PathLike) -> Any:
+    try:
+        return reader(folder)
+    except (OSError, ValueError) as error:  # a broken record: say "unknown", keep serving
+        logger.warning("cannot read a record of %s: %s", folder, error)
+        return None
+
+
+@dataclass
+class ServedModels:
+    """The models an app serves, loaded from checkpoint folders or Hub ids.
+
+    Attributes:
+        classifiers: model key (a registry key) -> predictor, for those loaded.
+        lung_segmenter: the lung U-Net, or None.
+        unavailable: model key -> why it is not served (shown in the app).
+        model_cards: model key -> the checkpoint's model card (README.md) text, where it has one.
+        provenance: model key -> what it was trained on and its test metrics.
+        sources: model key -> where it was loaded from.
+    """
+
+    classifiers: dict[str, ChestPredictor]
+    lung_segmenter: LungSegmenter | None
+    unavailable: dict[str, str]
+    model_cards: dict[str, str]
+    provenance: dict[str, ModelProvenance]
+    sources: dict[str, CheckpointSource]
+
+
+def load_served_models(
+    checkpoints: Mapping[str, str | os.PathLike | CheckpointSource | None],
+    *,
+    policy: InputPolicy = DEFAULT_INPUT_POLICY,
+    explanation: str = "gradcam",
+    explanation_stage: int | None = None,
+) -> ServedModels:
+    """Load a checkpoint per registered family; one that is missing or fails is reported, not raised.
+
+    Every classifier family gets a :class:`ChestPredictor`; the segmentation family (the lung
+    U-Net) a :class:`LungSegmenter` that makes the classifiers' lung masks.
+
+    Args:
+        checkpoints: model key (``hf_covid.registry.list_models()``) -> folder, Hub id
+            (``"org/name@revision"`` pins a revision) or :class:`CheckpointSource`; None: not
+            configured.
+        policy: input limits of the predictors.
+        explanation: CAM method of every classifier (see :class:`ChestPredictor`).
+        explanation_stage: encoder stage explained (None: each model's default layer).
+
+    Raises:
+        KeyError: an unknown model key.
+        RuntimeError: no classifier could be loaded (the message lists why for each).
+    """
+    families = {family.key: family for family in model_families()}
+    unknown = set(checkpoints) - set(families)
+    if unknown:
+        raise KeyError(f"unknown model keys {sorted(unknown)}; expected {list(families)}")
+    served = ServedModels({}, None, {}, {}, {}, {})
+
+    def load(family: ModelFamily, loader: Callable[[str], Any]) -> Any:
+        key = family.key
+        configured = checkpoints.get(key)
+        if configured is None:
+            served.unavailable[key] = "no checkpoint configured"
+            return None
+        source = (
+            configured
+            if isinstance(configured, CheckpointSource)
+            else CheckpointSource.parse(configured)
+        )
+        try:
+            folder = source.local_folder()
+            model_type = AutoConfig.from_pretrained(folder).model_type
+            if model_type != family.model_type:
+                raise ValueError(
+                    f"expected a {family.model_type} checkpoint, found model_type {model_type!r}"
+                )
+            loaded = loader(folder)
+        except _NotConfigured as missing:
+            served.unavailable[key] = str(missing)
+        except Exception as error:  # a broken checkpoint must not take the app down
+            served.unavailable[key] = (
+                f"could not be loaded from {source} ({type(error).__name__}: {error})"
+            )
+        else:
+            logger.info("serving %s from %s", key, source)
+            served.sources[key] = source
+            served.provenance[key] = read_provenance(folder)
+            card = read_model_card(folder)
+            if card:
+                served.model_cards[key] = card
+            return loaded
+        logger.warning("not serving %s: %s", key, served.unavailable[key])
+        return None
+
+    for family in families.values():
+        if family.task == "segmentation" and served.lung_segmenter is None:
+            served.lung_segmenter = load(family, LungSegmenter.from_pretrained)
+    for key, family in families.items():
+        if family.task == "segmentation":
+            continue
+        predictor = load(
+            family,
+            lambda folder: ChestPredictor.from_pretrained(
+                folder,
+                lung_segmenter=served.lung_segmenter,
+                policy=policy,
+                explanation=explanation,
+                explanation_stage=explanation_stage,
+            ),
+        )
+        if predictor is not None:
+            served.classifiers[key] = predictor
+    if not served.classifiers:
+        reasons = "; ".join(f"{key}: {reason}" for key, reason in served.unavailable.items())
+        raise RuntimeError(f"no classifier checkpoint could be loaded ({reasons})")
+    return served
+
+
+class _NotConfigured(Exception):
+    """A served model without a checkpoint (not an error: its choice is turned off)."""
+
+
+def read_model_card(folder: str | os.PathLike) -> str | None:
+    """The model card (README.md) of a local checkpoint folder without its YAML header, or None
+    when it has none."""
+    path = Path(folder) / MODEL_CARD_FILE
+    if not path.is_file():
+        return None
+    try:
+        return ModelCard.load(path).text.strip() or None
+    except Exception:  # an unreadable card: the app shows the rest
+        return None
