@@ -4,8 +4,8 @@ Research software, not a diagnostic device.
 
 Importing the package registers every model family of :mod:`hf_covid.registry` with the
 transformers Auto classes (so ``AutoModelForImageClassification.from_pretrained(folder)`` works);
-everything else below is loaded on first use, so ``import hf_covid`` costs little more than
-``import torch, transformers``::
+every other name below is imported on first use, so ``import hf_covid`` costs what registering
+the models costs and no more::
 
     import hf_covid
 
@@ -16,15 +16,13 @@ everything else below is loaded on first use, so ``import hf_covid`` costs littl
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from ._lazy import lazy_attributes
 from .registry import list_models
 
 __version__ = "0.1.0"
 
 _LAZY_EXPORTS: dict[str, str] = {
-    # name -> module that defines it
+    # Models, configurations, the image processor and the label sets.
     "BINARY_LABELS": "hf_covid.models",
     "RADIOGRAPHY_LABELS": "hf_covid.models",
     "LUNG_MASK_LABELS": "hf_covid.models",
@@ -38,29 +36,33 @@ _LAZY_EXPORTS: dict[str, str] = {
     "LungUNetConfig": "hf_covid.models",
     "LungUNetForSegmentation": "hf_covid.models",
     "build_resnet_classifier": "hf_covid.models",
+    # The registry beyond list_models.
+    "ModelFamily": "hf_covid.registry",
     "get_model_family": "hf_covid.registry",
+    "register_model_family": "hf_covid.registry",
+    # Data: image reading, the dataset builders, the phantoms and the public collections.
+    "load_image": "hf_covid.data",
     "build_radiography_dataset": "hf_covid.data",
     "build_xray_ct_dataset": "hf_covid.data",
-    "load_image": "hf_covid.data",
+    "generate_all": "hf_covid.data",
+    "generate_paired_xray_ct": "hf_covid.data",
+    "generate_radiography": "hf_covid.data",
+    "generate_xray_ct": "hf_covid.data",
+    "build_covid_ct_dataset": "hf_covid.data",
+    "build_ieee8023_dataset": "hf_covid.data",
+    "build_kermany_dataset": "hf_covid.data",
+    "compose_radiography": "hf_covid.data",
+    "compose_xray_ct": "hf_covid.data",
+    "prepare_public_data": "hf_covid.data",
+    # Training, evaluation, serving, explanations and publishing.
     "train": "hf_covid.training",
     "evaluate_checkpoint": "hf_covid.evaluation",
     "ChestPredictor": "hf_covid.inference",
+    "load_predictor": "hf_covid.inference",
     "GradCAM": "hf_covid.explain",
     "push_checkpoint": "hf_covid.hub",
 }
 
 __all__ = ["__version__", "list_models", *sorted(_LAZY_EXPORTS)]
 
-
-def __getattr__(name: str) -> Any:
-    """Import the module that defines ``name`` on first access and cache the attribute."""
-    module = _LAZY_EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'hf_covid' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY_EXPORTS)
