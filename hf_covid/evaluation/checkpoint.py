@@ -59,6 +59,7 @@ __all__ = [
     "external_metrics",
     "folder_classes",
     "load_evaluation_split",
+    "model_image_size",
     "prepare_inputs",
 ]
 
@@ -175,8 +176,8 @@ def _build_options(checkpoint_dir: Path, family: ModelFamily) -> dict:
     return {key: value for key, value in options.items() if value is not None}
 
 
-def _image_size(config, processor) -> int:
-    """Side of the model input: the saved processor's, else the config's (224 by default)."""
+def model_image_size(config, processor) -> int:
+    """Side of a model's input: its saved processor's, else its config's (224 by default)."""
     if processor is None:
         return int(getattr(config, "image_size", 224))
     size = processor.size
@@ -200,7 +201,7 @@ def prepare_inputs(
         ``labels``, settings holds ``image_size`` and ``num_channels``.
     """
     family = get_model_family(model.config.model_type)
-    image_size = _image_size(model.config, processor)
+    image_size = model_image_size(model.config, processor)
     dataset = family.dataset
     prepared = preprocess_for_training(
         DatasetDict({"evaluation": raw}),

@@ -26,6 +26,7 @@ Research software: these numbers describe these collections, not any clinical pe
 from __future__ import annotations
 
 import csv
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -45,7 +46,7 @@ from hf_covid.data.public import ieee8023, kermany
 from hf_covid.data.public.common import locate_collection
 from hf_covid.data.public.compose import compose_radiography, compose_xray_ct
 from hf_covid.data.xray_ct import PAIRING_DESCRIPTIONS
-from hf_covid.evaluation.checkpoint import load_evaluation_split, prepare_inputs
+from hf_covid.evaluation.checkpoint import load_evaluation_split, model_image_size, prepare_inputs
 from hf_covid.evaluation.metrics import (
     bootstrap_confidence_intervals,
     bootstrap_mean_interval,
@@ -79,6 +80,8 @@ __all__ = [
     "scores_with_intervals",
     "study_checkpoints",
 ]
+
+logger = logging.getLogger(__name__)
 
 MODELS_DIR = "models"
 """Sub-folder of the study folder holding one checkpoint folder per model family key."""
@@ -256,9 +259,9 @@ class LungMasker:
     def __init__(self, checkpoint_dir: str | Path, batch_size: int = 32) -> None:
         self.model, processor = load_checkpoint(checkpoint_dir)
         self.model.eval()
+        side = model_image_size(self.model.config, processor)
         self.processor = processor or ChestImageProcessor(num_channels=1)
-        size = self.processor.size
-        self.size = (int(size["height"]), int(size["width"])) if size else (224, 224)
+        self.size = (side, side)
         self.batch_size = batch_size
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
@@ -476,6 +479,7 @@ def collection_probe(
     for region, source in PROBE_CONDITIONS:
         if source is not None and masks is None:
             continue
+        logger.info("collection probe: %s (%s masks)", region, source or "no")
         shown = {}
         for name, (images, _, rows) in sets.items():
             region_masks = None if source is None else masks[name][source][rows]
@@ -510,10 +514,11 @@ def lungs_only_evaluation(
     settings: ProbeSettings,
 ) -> dict:
     """(b) A trained Radiography classifier on its test split, whole and lungs only."""
+    logger.info("lungs-only evaluation: %s", key)
     model, processor = load_checkpoint(checkpoint_dir)
     family = get_model_family(model.config.model_type)
     class_names = class_names_of(model.config)
-    size = int(processor.size["height"]) if processor is not None else model.config.image_size
+    size = model_image_size(model.config, processor)
     test = load_study_images(
         compositions.for_checkpoint(checkpoint_dir, family.dataset_kind)["test"], size
     )
@@ -618,6 +623,7 @@ def leave_one_source_out(
             if patient
         }
         kept = _away_from(train, train_sites, site, patients)
+        logger.info("leave one source out: %s (%d COVID images)", site, counts[site])
         probe = _train_probe(train.images[kept], binary["train"][kept], 2, settings)
         in_distribution = _away_from(test, test_sites, site, patients)
         controls = binary["test"] == 0
@@ -663,6 +669,7 @@ def dual_input_inputs(
     checkpoint_dir: Path, compositions: Compositions, settings: ProbeSettings
 ) -> dict:
     """(d) The dual-input model with both inputs, X-ray only, CT only; which input it follows."""
+    logger.info("dual-input model: both inputs, X-ray only, CT only")
     model, processor = load_checkpoint(checkpoint_dir)
     family = get_model_family(model.config.model_type)
     class_names = class_names_of(model.config)

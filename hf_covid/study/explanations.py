@@ -18,6 +18,7 @@ Research software: a map shows what a model used, not where disease is; no diagn
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from datasets import Image as ImageFeature
 from hf_covid.checkpoints import load_checkpoint
 from hf_covid.data.public import ieee8023
 from hf_covid.data.public.common import locate_collection
+from hf_covid.evaluation.checkpoint import model_image_size
 from hf_covid.evaluation.metrics import bootstrap_mean_interval
 from hf_covid.evaluation.predict import class_names_of
 from hf_covid.explain import (
@@ -54,6 +56,8 @@ from .confounds import (
     predict_probabilities,
     study_checkpoints,
 )
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "ExplanationSettings",
@@ -213,6 +217,7 @@ def _explain_model(
     settings: ExplanationSettings,
     figures_dir: Path,
 ) -> dict:
+    logger.info("explanations: %s", key)
     model, processor = load_checkpoint(checkpoint_dir)
     family = get_model_family(model.config.model_type)
     class_names = class_names_of(model.config)
@@ -223,7 +228,7 @@ def _explain_model(
     split = split.select(range(min(len(split), settings.max_images)))
     if len(split) == 0:
         return entry | {"skipped": "no COVID test X-ray with a human lung mask"}
-    size = int(processor.size["height"]) if processor is not None else model.config.image_size
+    size = model_image_size(model.config, processor)
     images: StudyImages = load_study_images(split, size)
     # The dual-channel model was trained with U-Net masks as its mask input.
     input_masks = masker(images.images) if masker is not None else images.human_masks
