@@ -57,7 +57,6 @@ class DatasetKind:
     Attributes:
         key: ``"radiography"`` or ``"xray_ct"`` (:attr:`ModelFamily.dataset_kind`).
         name: The public dataset's name, as cards and reports give it.
-        card_id: Its ``model-index`` dataset type.
         url: Where the public dataset is published.
         labels: Its classes, in label-id order.
         image_column: The X-ray column of the built ``DatasetDict``.
@@ -67,7 +66,6 @@ class DatasetKind:
 
     key: str
     name: str
-    card_id: str
     url: str
     labels: tuple[str, ...]
     image_column: str
@@ -80,7 +78,6 @@ DATASET_KINDS: Mapping[str, DatasetKind] = MappingProxyType(
         "radiography": DatasetKind(
             key="radiography",
             name="COVID-19 Radiography Database",
-            card_id="covid19-radiography-database",
             url="https://www.kaggle.com/datasets/tawsifurrahman/covid19-radiography-database",
             labels=RADIOGRAPHY_LABELS,
             image_column="image",
@@ -90,7 +87,6 @@ DATASET_KINDS: Mapping[str, DatasetKind] = MappingProxyType(
         "xray_ct": DatasetKind(
             key="xray_ct",
             name="Extensive COVID-19 X-Ray and CT Chest Images Dataset",
-            card_id="extensive-covid19-xray-ct",
             url="https://doi.org/10.17632/8h65ywd2jr.3",
             labels=BINARY_LABELS,
             image_column="xray",

@@ -25,8 +25,10 @@ from huggingface_hub.errors import RepositoryNotFoundError
 from PIL import Image as PILImage
 
 from hf_covid.checkpoints import DatasetRecord, EvaluationResults
+from hf_covid.data.public.licenses import RestrictedLicenseError
 from hf_covid.evaluation import bootstrap_confidence_intervals, classification_metrics
 from hf_covid.hub import push_checkpoint, push_dataset
+from hf_covid.model_card import WIDGET_EXAMPLE_FILE
 from hf_covid.models import RADIOGRAPHY_LABELS, CNNLSTMConfig, CNNLSTMForImageClassification
 from hf_covid.models.image_processing_chest import ChestImageProcessor
 
@@ -81,7 +83,10 @@ def checkpoint(tmp_path_factory) -> Path:
         metrics=metrics,
         confidence_intervals={name: list(value) for name, value in intervals.items()},
         dataset=DatasetRecord(
-            kind="radiography", name="COVID-19 Radiography Database", synthetic=True
+            kind="radiography",
+            name="COVID-19 Radiography Database",
+            synthetic=True,
+            hub_id="tester/tiny-radiography",
         ),
     ).save(folder / "eval_results.json")
     (folder / "trainer_state.json").write_text(json.dumps({"global_step": 3, "log_history": []}))
@@ -115,8 +120,11 @@ def test_push_checkpoint_uploads_complete_folder_in_one_commit_without_pickles(
         "figures/confusion_matrix.png",
         "configuration_cnn_lstm.py",
         "modeling_cnn_lstm.py",
+        "pipeline_chest.py",
+        WIDGET_EXAMPLE_FILE,
     }
     assert expected <= set(files)
+    assert files[WIDGET_EXAMPLE_FILE].startswith(b"\x89PNG")
     assert not [name for name in files if name.endswith((".bin", ".pt", ".pth"))]
     assert not [name for name in files if name.startswith("checkpoints/")]
     assert "model.safetensors" in hub.lfs_paths("tester/tiny-cnn-lstm")
@@ -142,6 +150,11 @@ def test_pushed_card_carries_the_metrics_in_model_index(hub, checkpoint, token):
     accuracy = json.loads((checkpoint / "eval_results.json").read_text())["metrics"]["accuracy"]
     assert metrics["accuracy"] == pytest.approx(accuracy, abs=1e-4)
     assert results["dataset"]["split"] == "test"
+    assert results["dataset"]["type"] == metadata["datasets"][0] == "tester/tiny-radiography"
+    widget_url = f"{hub.url}/tester/tiny-cnn-lstm/resolve/main/{WIDGET_EXAMPLE_FILE}"
+    assert metadata["widget"][0]["src"] == widget_url
+    with urllib.request.urlopen(widget_url, timeout=10) as response:  # the Hub serves it
+        assert response.read().startswith(b"\x89PNG")
     assert (
         "AutoModelForImageClassification.from_pretrained(repo_id, trust_remote_code=True)" in readme
     )
@@ -271,15 +284,15 @@ def test_push_refuses_an_incomplete_checkpoint(hub, checkpoint, token, tmp_path,
     assert hub.repos == {}
 
 
-def _tiny_radiography_dataset() -> DatasetDict:
-    features = Features(
-        {
-            "image": Image(),
-            "label": ClassLabel(names=list(RADIOGRAPHY_LABELS)),
-            "image_id": Value("string"),
-            "source": Value("string"),
-        }
-    )
+def _tiny_radiography_dataset(licenses: list[str] | None = None) -> DatasetDict:
+    """Two splits of random images; with ``licenses``, a per-image licence column (cycled)."""
+    columns = {
+        "image": Image(),
+        "label": ClassLabel(names=list(RADIOGRAPHY_LABELS)),
+        "image_id": Value("string"),
+        "source": Value("string"),
+    }
+    features = Features(columns | ({"license": Value("string")} if licenses else {}))
     rng = np.random.default_rng(0)
 
     def split(count: int, offset: int) -> Dataset:
@@ -292,6 +305,8 @@ def _tiny_radiography_dataset() -> DatasetDict:
             "image_id": [f"img-{offset + index}" for index in range(count)],
             "source": ["https://example.org/collection-a"] * count,
         }
+        if licenses:
+            rows["license"] = [licenses[(offset + index) % len(licenses)] for index in range(count)]
         return Dataset.from_dict(rows, features=features)
 
     return DatasetDict(train=split(8, 0), test=split(4, 8))
@@ -318,3 +333,37 @@ def test_push_dataset_round_trip_with_card(hub, token, tmp_path):
     assert loaded["test"]["image_id"] == dataset["test"]["image_id"]
     original = np.asarray(dataset["train"][3]["image"])
     assert np.array_equal(np.asarray(loaded["train"][3]["image"]), original)
+
+
+RESTRICTED_MIX = ["CC BY-NC-SA 4.0", "Apache 2.0", "CC BY-NC-ND 4.0", "CC BY 4.0"]
+
+
+def test_public_push_of_nc_or_nd_images_is_refused_before_any_upload(hub, token):
+    dataset = _tiny_radiography_dataset(RESTRICTED_MIX)
+
+    with pytest.raises(RestrictedLicenseError, match="refusing a public push") as raised:
+        push_dataset(dataset, "tester/restricted", token=token)
+
+    assert raised.value.restricted == {"CC BY-NC-SA 4.0": 3, "CC BY-NC-ND 4.0": 3}
+    assert hub.repos == {} and hub.requests == []
+
+
+def test_restricted_images_go_to_a_private_repo_or_public_when_told(hub, token):
+    dataset = _tiny_radiography_dataset(RESTRICTED_MIX)
+
+    push_dataset(dataset, "tester/restricted-private", token=token, private=True)
+    push_dataset(dataset, "tester/restricted-public", token=token, allow_restricted=True)
+
+    assert hub.repos[("dataset", "tester/restricted-private")].private
+    assert not hub.repos[("dataset", "tester/restricted-public")].private
+    readme = hub.files("tester/restricted-public", repo_type="dataset")["README.md"].decode()
+    assert "| CC BY-NC-SA 4.0 | 3 | non-commercial (NC) |" in readme
+    assert "| CC BY-NC-ND 4.0 | 3 | no derivatives (ND) |" in readme
+    assert "| Apache 2.0 | 3 | open licence |" in readme
+
+
+def test_public_push_of_openly_licensed_images_needs_no_permission(hub, token):
+    push_dataset(_tiny_radiography_dataset(["CC BY 4.0", "Apache 2.0"]), "tester/open", token=token)
+
+    readme = hub.files("tester/open", repo_type="dataset")["README.md"].decode()
+    assert "| CC BY 4.0 | 6 | open licence |" in readme

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.resources
+import io
 import json
 from pathlib import Path
 
@@ -14,10 +15,12 @@ from huggingface_hub import ModelCard
 from PIL import Image as PILImage
 from safetensors.numpy import save_file
 
-from hf_covid import hub
-from hf_covid.checkpoints import DatasetRecord, EvaluationResults
+from hf_covid import model_card
+from hf_covid.checkpoints import DatasetRecord, EvaluationResults, save_model_and_processor
 from hf_covid.hub import render_dataset_card, render_model_card, write_model_card
+from hf_covid.models import ChestImageProcessor
 from hf_covid.models.labels import BINARY_LABELS, RADIOGRAPHY_LABELS, label_maps
+from hf_covid.registry import get_model_family
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -90,6 +93,7 @@ def evaluated_checkpoint(tmp_path) -> Path:
             name="COVID-19 Radiography Database",
             source="real_data",
             split_sizes={"train": 150, "validation": 32, "test": 32},
+            hub_id="me/covid-radiography-splits",
         ),
         training={"learning_rate": 0.001, "optimizer": "adamw_torch"},
     )
@@ -108,6 +112,8 @@ def test_model_card_metadata_has_model_index_from_eval_results(evaluated_checkpo
     assert index["name"] == "covid-cnn-lstm"
     assert metrics == {"accuracy": 0.8125, "f1": 0.75, "sensitivity": 0.9, "roc_auc": 0.93}
     assert index["results"][0]["dataset"]["split"] == "test"
+    assert index["results"][0]["dataset"]["type"] == "me/covid-radiography-splits"
+    assert metadata["datasets"] == ["me/covid-radiography-splits"]
     assert metadata["license"] == "apache-2.0"
     assert metadata["pipeline_tag"] == "image-classification"
     assert card.data.eval_results[0].metric_value == 0.8125  # parses back as ModelCardData
@@ -173,7 +179,9 @@ def test_xray_ct_card_says_label_pairing_and_cites_mendeley(tmp_path):
 
 
 def test_card_says_plainly_when_trained_on_synthetic_phantoms(tmp_path):
-    record = DatasetRecord(kind="radiography", name="phantoms", source="demo", synthetic=True)
+    record = DatasetRecord(
+        kind="radiography", name="phantoms", source="demo", synthetic=True, hub_id="me/phantoms"
+    )
     results = _results(metrics={"accuracy": 0.99}, dataset=record)
     folder = _checkpoint(tmp_path / "checkpoint", eval_results=results)
 
@@ -313,6 +321,83 @@ def test_card_templates_install_as_package_data():
     """model_cards/ installs as hf_covid.model_cards (pyproject's package-dir), so the templates
     come with the wheel, not only with a checkout."""
     installed = Path(str(importlib.resources.files("hf_covid.model_cards")))
-    assert installed == REPO / "model_cards" == hub.TEMPLATE_DIR
+    assert installed == REPO / "model_cards" == model_card.TEMPLATE_DIR
     for name in ("model_card_template.md", "dataset_card_template.md"):
         assert (installed / name).is_file()
+
+
+def test_metrics_without_a_hub_dataset_stay_out_of_model_index(tmp_path):
+    record = DatasetRecord(kind="radiography", name="COVID-19 Radiography Database", source="x")
+    folder = _checkpoint(tmp_path, eval_results=_results(metrics=EVAL_METRICS, dataset=record))
+
+    card = render_model_card(folder)
+
+    metadata = _front_matter(card)
+    assert "model-index" not in metadata and "datasets" not in metadata
+    assert "type: covid19-radiography-database" not in str(card)  # no made-up dataset type
+    assert "| Accuracy | 0.812 |" in str(card)  # the metrics stay in the card's table
+
+
+@pytest.mark.parametrize("key", ["cnn_lstm", "dual_input", "lung_unet", "resnet"])
+def test_card_counts_parameters_as_num_parameters(key, tmp_path):
+    family = get_model_family(key)
+    model = family.tiny_model()
+    processor = ChestImageProcessor(size=16, **family.processor_options)
+    save_model_and_processor(model, processor, tmp_path)
+
+    assert model_card.num_parameters(tmp_path) == model.num_parameters()
+    assert f"| Parameters | {model.num_parameters():,} |" in str(render_model_card(tmp_path))
+
+
+def test_card_names_the_pretrained_backbone_of_the_dual_input_model_as_base_model(tmp_path):
+    folder = _checkpoint(tmp_path, "covid_dual_input", BINARY_LABELS)
+    config = json.loads((folder / "config.json").read_text())
+    config["backbone_pretrained"] = "microsoft/resnet-18"
+    (folder / "config.json").write_text(json.dumps(config))
+
+    assert render_model_card(folder).data.base_model == "microsoft/resnet-18"
+
+
+def test_card_has_a_widget_example_for_a_hub_repo(evaluated_checkpoint):
+    widget = render_model_card(evaluated_checkpoint, repo_id="me/covid-cnn-lstm").data.widget
+
+    assert len(widget) == 1
+    assert widget[0]["src"].endswith(
+        f"/me/covid-cnn-lstm/resolve/main/{model_card.WIDGET_EXAMPLE_FILE}"
+    )
+    assert "not a patient" in widget[0]["example_title"]
+    assert render_model_card(evaluated_checkpoint).data.get("widget") is None  # no repo URL
+    example = PILImage.open(io.BytesIO(model_card.widget_example_png()))
+    assert example.mode == "L" and example.size == (256, 256)
+    assert np.asarray(example).std() > 10  # a picture, not a blank
+
+
+def test_dataset_card_lists_the_licences_with_their_counts():
+    features = Features(
+        {
+            "image": Image(),
+            "label": ClassLabel(names=list(RADIOGRAPHY_LABELS)),
+            "image_id": Value("string"),
+            "source": Value("string"),
+            "license": Value("string"),
+        }
+    )
+    licences = ["CC BY-NC-SA 4.0", "CC BY-NC-SA 4.0", "Apache 2.0", ""]
+    split = Dataset.from_dict(
+        {
+            "image": [PILImage.new("L", (8, 8))] * 4,
+            "label": [0, 0, 2, 3],
+            "image_id": ["a", "b", "c", "d"],
+            "source": ["ieee8023"] * 4,
+            "license": licences,
+        },
+        features=features,
+    )
+
+    text = str(render_dataset_card(DatasetDict(train=split)))
+
+    section = text[text.index("## Licences of the images") : text.index("## License\n")]
+    assert "| CC BY-NC-SA 4.0 | 2 | non-commercial (NC) |" in section
+    assert "| Apache 2.0 | 1 | open licence |" in section
+    assert "| not stated | 1 | not stated (unknown) |" in section
+    assert "(4 images)" in section
