@@ -151,3 +151,50 @@ def test_processor_file_imports_only_what_remote_code_may_import():
         else:
             continue
         assert roots <= allowed | {"."}, f"image_processing_chest.py imports {roots}"
+
+
+def test_post_process_semantic_segmentation_thresholds_one_logit_and_resizes():
+    logits = torch.full((2, 1, 8, 8), -4.0)
+    logits[0, :, 2:6, 1:4] = 4.0  # a lung on the left of the first image
+    maps = ChestImageProcessor().post_process_semantic_segmentation(
+        {"logits": logits}, target_sizes=[(16, 16), (4, 6)]
+    )
+    assert [tuple(label_map.shape) for label_map in maps] == [(16, 16), (4, 6)]
+    assert maps[0].dtype == torch.long and set(maps[0].unique().tolist()) == {0, 1}
+    assert maps[0][4:12, 2:8].all() and not maps[0][:, 10:].any()
+    assert not maps[1].any()
+    strict = ChestImageProcessor(mask_threshold=0.99).post_process_semantic_segmentation(
+        {"logits": logits}
+    )
+    assert not strict[0].any()  # sigmoid(4) = 0.982 < 0.99: the processor's threshold applies
+
+
+def test_post_process_semantic_segmentation_takes_the_argmax_of_several_logits():
+    logits = torch.zeros(1, 3, 4, 4)
+    logits[0, 2, :2] = 1.0
+    logits[0, 1, 2:] = 1.0
+    (label_map,) = ChestImageProcessor().post_process_semantic_segmentation({"logits": logits})
+    assert label_map[:2].eq(2).all() and label_map[2:].eq(1).all()
+    with pytest.raises(ValueError, match="got 2 target sizes for a batch of 1"):
+        ChestImageProcessor().post_process_semantic_segmentation(
+            {"logits": logits}, target_sizes=[(4, 4), (4, 4)]
+        )
+
+
+def test_stock_processor_gives_the_same_three_channel_input_for_grayscale_images(xray):
+    processor = ChestImageProcessor(
+        size=32, num_channels=3, do_normalize=True, image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD
+    )
+    stock = processor.to_stock_image_processor()
+    gray = Image.fromarray(np.round(xray * 255).astype(np.uint8))
+
+    ours = processor(images=gray, return_tensors="pt")["pixel_values"]
+    theirs = stock(images=gray, return_tensors="pt")["pixel_values"]
+
+    assert type(stock).__name__ == "ViTImageProcessor" and theirs.shape == ours.shape
+    # The stock processor rounds the resized pixels to 8 bits: one grey level at most.
+    assert (theirs - ours).abs().max() <= 1.01 / 255 / min(IMAGENET_STD)
+    back = ChestImageProcessor.from_stock_image_processor(stock)
+    assert back.to_dict() == processor.to_dict()
+    with pytest.raises(ValueError, match="only a 3-channel ChestImageProcessor"):
+        ChestImageProcessor().to_stock_image_processor()
