@@ -1,4 +1,4 @@
-"""`hf_covid.data.input_check`: features, the packaged parameters, verdicts, fitting, evaluation."""
+"""The input check: features, the packaged parameters, verdicts, fitting and evaluation."""
 
 from __future__ import annotations
 
@@ -15,9 +15,15 @@ from hf_covid.data.input_check import (
     REASONS,
     InputCheck,
     InputCheckParams,
-    evaluate_input_check,
-    fit_input_check,
     measure_image,
+)
+from hf_covid.data.input_check_fitting import evaluate_input_check, fit_input_check
+from hf_covid.data.input_check_references import (
+    GENERATORS,
+    HELD_OUT_FRACTION,
+    generated_samples,
+    is_held_out,
+    phantom_samples,
 )
 from hf_covid.data.synthetic import GROUND_GLASS, PhantomPatient, render_ct, render_xray
 
@@ -232,3 +238,23 @@ def test_fit_input_check_needs_every_kind():
         fit_input_check(features, ["frontal_xray"] * 3)
     with pytest.raises(ValueError, match="unknown image kinds"):
         fit_input_check(features, ["frontal_xray", "mri", "ct_slice"])
+
+
+def test_reference_phantoms_and_generated_images_are_measured_with_their_kind():
+    phantoms = list(phantom_samples(3))
+    assert [sample.kind for sample in phantoms] == ["phantom_xray", "phantom_ct"] * 3
+    generated = list(generated_samples(1))
+    assert [sample.group for sample in generated] == list(GENERATORS)
+    assert {sample.kind for sample in generated} == {"non_medical"}
+    for sample in phantoms + generated:
+        assert sample.features.values.shape == (len(FEATURE_NAMES),)
+    # Held out by a hash of the seed: both modalities of a phantom seed go to the same side.
+    assert [s.held_out for s in phantoms] == [is_held_out(f"phantom/{i // 2}") for i in range(6)]
+    assert [s.held_out for s in generated] == [is_held_out(f"{g}/0") for g in GENERATORS]
+
+
+def test_held_out_choice_is_deterministic_and_near_its_fraction():
+    keys = [f"patient/{index}" for index in range(2000)]
+    chosen = [is_held_out(key) for key in keys]
+    assert chosen == [is_held_out(key) for key in keys]
+    assert abs(np.mean(chosen) - HELD_OUT_FRACTION) < 0.05

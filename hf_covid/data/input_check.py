@@ -10,11 +10,12 @@ of image (:data:`IMAGE_KINDS`) says which kind the image most resembles, and a G
 covariance) fitted to the slot's own kind says whether it is close to the reference images at all,
 so an image unlike every kind seen in fitting is flagged too.
 
-The parameters are fitted by `fit_input_check` (see ``scripts/fit_input_check.py``: real public
-radiographs and CT slices, the project's synthetic phantoms, photographs and drawings shipped
-inside installed packages, and generated noise, gradients, text and charts) and stored as JSON
-next to this module (``input_check_params.json``); `InputCheck.load` reads them. Measured rates
-are in ``docs/input_check.md``.
+The parameters are fitted by :func:`hf_covid.data.input_check_fitting.fit_input_check` (run by
+``scripts/fit_input_check.py`` on real public radiographs and CT slices, the project's synthetic
+phantoms, photographs and drawings shipped inside installed packages, and generated noise,
+gradients, text and charts: :mod:`hf_covid.data.input_check_references`) and stored as JSON next
+to this module (``input_check_params.json``); `InputCheck.load` reads them. Measured rates are in
+``docs/input_check.md``.
 
 What it is not: a check of image quality, of the patient's age or of the finding, and no medical
 device. It only says whether an image looks like the images the models expect; a passed check does
@@ -31,18 +32,25 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage, optimize
+from scipy import ndimage
+
+from .luminance import LUMA_WEIGHTS
 
 __all__ = [
+    "CT_SLICE",
     "DEFAULT_PARAMS_PATH",
     "FEATURE_NAMES",
+    "FRONTAL_XRAY",
     "IMAGE_KINDS",
+    "LATERAL_XRAY",
+    "NON_MEDICAL",
+    "PHANTOM_CT",
+    "PHANTOM_XRAY",
     "REASONS",
     "SLOT_KINDS",
     "ImageFeatures",
@@ -50,8 +58,6 @@ __all__ = [
     "InputCheckParams",
     "InputCheckResult",
     "SlotReference",
-    "evaluate_input_check",
-    "fit_input_check",
     "measure_image",
 ]
 
@@ -130,7 +136,7 @@ _COLOUR_CHROMATICITY_OFFSET = 0.05
 the image's median (chromaticities sum to 1; grey is 1/3 each)."""
 _COLOUR_MIN_BRIGHTNESS = 0.25
 """Pixels darker than this (sum of the three channels) have no reliable hue and are not counted."""
-_LUMINANCE = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+_LUMINANCE = LUMA_WEIGHTS.astype(np.float32)
 
 FEATURE_NAMES: tuple[str, ...] = (
     "log_aspect_ratio",
@@ -496,181 +502,3 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=-1, keepdims=True)
     exponentials = np.exp(shifted)
     return exponentials / exponentials.sum(axis=-1, keepdims=True)
-
-
-# --------------------------------------------------------------------------------------------
-# Fitting and evaluation
-# --------------------------------------------------------------------------------------------
-
-
-def fit_input_check(
-    features: Sequence[ImageFeatures],
-    kinds: Sequence[str],
-    *,
-    l2: float = 1e-2,
-    covariance_shrinkage: float = 0.2,
-    familiar_quantile: float = 0.995,
-    colour_quantile: float = 0.995,
-) -> InputCheckParams:
-    """Fit the check's parameters on measured images of known kind.
-
-    The logistic model is fitted with class-balanced weights (every kind counts equally however
-    many images it has) and an L2 penalty, by L-BFGS. Each slot's reference Gaussian is fitted on
-    the images of its kind, with its covariance shrunk toward its mean variance.
-
-    Args:
-        features: `measure_image` results, one per image.
-        kinds: the kind of each image, one of :data:`IMAGE_KINDS`; every kind must occur.
-        l2: L2 penalty on the weights (per image, on standardised features).
-        covariance_shrinkage: weight of the isotropic part of each reference covariance.
-        familiar_quantile: quantile of the fitting images' out-of-fold Mahalanobis distances
-            that becomes the familiarity threshold.
-        colour_quantile: the colour threshold is this quantile of the coloured-pixel fractions
-            of the fitting medical images (their arrows, labels and overlays), at least 0.05.
-
-    Returns:
-        The fitted parameters.
-
-    Raises:
-        ValueError: lengths differ, a kind is unknown, or a kind has fewer than 4 images.
-    """
-    if len(features) != len(kinds):
-        raise ValueError(f"{len(features)} feature vectors but {len(kinds)} kinds")
-    unknown = sorted(set(kinds) - set(IMAGE_KINDS))
-    if unknown:
-        raise ValueError(f"unknown image kinds {unknown}; expected some of {IMAGE_KINDS}")
-    labels = np.array([IMAGE_KINDS.index(kind) for kind in kinds])
-    counts = np.bincount(labels, minlength=len(IMAGE_KINDS))
-    too_few = [kind for kind, count in zip(IMAGE_KINDS, counts, strict=True) if count < 4]
-    if too_few:
-        raise ValueError(f"need at least 4 fitting images of every kind; too few: {too_few}")
-    matrix = np.stack([feature.values for feature in features])
-    mean = matrix.mean(axis=0)
-    scale = np.maximum(matrix.std(axis=0), 1e-6)
-    standardised = (matrix - mean) / scale
-    weights, bias = _fit_softmax_regression(standardised, labels, counts, l2)
-    references = {
-        slot: _fit_reference(
-            standardised[labels == IMAGE_KINDS.index(kind)], covariance_shrinkage, familiar_quantile
-        )
-        for slot, kind in SLOT_KINDS.items()
-    }
-    medical = np.isin(labels, [IMAGE_KINDS.index(kind) for kind in IMAGE_KINDS[:5]])
-    colours = np.array([feature.colour_fraction for feature in features])
-    return InputCheckParams(
-        feature_names=list(FEATURE_NAMES),
-        kinds=list(IMAGE_KINDS),
-        feature_mean=mean.tolist(),
-        feature_scale=scale.tolist(),
-        weights=weights.tolist(),
-        bias=bias.tolist(),
-        references=references,
-        colour_fraction_threshold=max(0.05, float(np.quantile(colours[medical], colour_quantile))),
-        fitted_on={kind: int(count) for kind, count in zip(IMAGE_KINDS, counts, strict=True)},
-    )
-
-
-def _fit_softmax_regression(
-    inputs: np.ndarray, labels: np.ndarray, counts: np.ndarray, l2: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Class-balanced multinomial logistic regression; returns (weights, bias)."""
-    samples, dimension = inputs.shape
-    classes = len(counts)
-    sample_weight = (samples / (classes * counts))[labels] / samples
-    targets = np.eye(classes)[labels]
-
-    def loss_and_gradient(flat: np.ndarray) -> tuple[float, np.ndarray]:
-        weights = flat[: classes * dimension].reshape(classes, dimension)
-        bias = flat[classes * dimension :]
-        logits = inputs @ weights.T + bias
-        logits -= logits.max(axis=1, keepdims=True)
-        log_probabilities = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
-        loss = -(sample_weight * (targets * log_probabilities).sum(axis=1)).sum()
-        loss += 0.5 * l2 * (weights * weights).sum()
-        error = (np.exp(log_probabilities) - targets) * sample_weight[:, None]
-        gradient_weights = error.T @ inputs + l2 * weights
-        return loss, np.concatenate([gradient_weights.ravel(), error.sum(axis=0)])
-
-    start = np.zeros(classes * (dimension + 1))
-    solution = optimize.minimize(
-        loss_and_gradient, start, jac=True, method="L-BFGS-B", options={"maxiter": 2000}
-    )
-    weights = solution.x[: classes * dimension].reshape(classes, dimension)
-    return weights, solution.x[classes * dimension :]
-
-
-def _fit_reference(samples: np.ndarray, shrinkage: float, quantile: float) -> SlotReference:
-    """The kind's Gaussian on all its samples; the threshold from out-of-fold distances.
-
-    A sample's distance from a Gaussian fitted on it is smaller than a new image's (markedly so
-    with few samples in many dimensions), so the threshold is the quantile of each half's
-    distances from the Gaussian of the other half.
-    """
-    order = np.random.default_rng(0).permutation(len(samples))
-    halves = (samples[order[::2]], samples[order[1::2]])
-    out_of_fold = np.concatenate(
-        [
-            _distances(halves[1 - index], *_gaussian(half, shrinkage))
-            for index, half in enumerate(halves)
-        ]
-    )
-    mean, precision = _gaussian(samples, shrinkage)
-    return SlotReference(
-        mean=mean.tolist(),
-        precision=precision.tolist(),
-        distance_threshold=float(np.quantile(out_of_fold, quantile)),
-    )
-
-
-def _gaussian(samples: np.ndarray, shrinkage: float) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and precision of the covariance shrunk toward its mean variance."""
-    covariance = np.cov(samples, rowvar=False)
-    isotropic = float(np.trace(covariance)) / covariance.shape[0]
-    shrunk = (1.0 - shrinkage) * covariance + shrinkage * isotropic * np.eye(covariance.shape[0])
-    return samples.mean(axis=0), np.linalg.inv(shrunk)
-
-
-def _distances(samples: np.ndarray, mean: np.ndarray, precision: np.ndarray) -> np.ndarray:
-    offsets = samples - mean
-    return np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", offsets, precision, offsets), 0.0))
-
-
-def evaluate_input_check(
-    check: InputCheck,
-    features: Sequence[ImageFeatures],
-    slot: str,
-    groups: Sequence[str],
-) -> dict[str, dict[str, object]]:
-    """Pass rate of the check in one slot, per group of images.
-
-    For the group of images of the slot's kind the pass rate is the true positive rate; for every
-    other group it is a false positive rate.
-
-    Args:
-        check: the check.
-        features: measured images.
-        slot: ``"xray"`` or ``"ct"``.
-        groups: a group name per image (e.g. ``"lateral X-ray (ieee8023)"``).
-
-    Returns:
-        Per group: ``images``, ``passed`` (fraction that looks right in the slot) and
-        ``reasons`` (how many images got each reason code).
-    """
-    if len(features) != len(groups):
-        raise ValueError(f"{len(features)} feature vectors but {len(groups)} groups")
-    report: dict[str, dict[str, object]] = {}
-    for group in dict.fromkeys(groups):
-        results = [
-            check.score_features(feature, slot)
-            for feature, name in zip(features, groups, strict=True)
-            if name == group
-        ]
-        codes: dict[str, int] = {}
-        for result in results:
-            codes[result.reason_code] = codes.get(result.reason_code, 0) + 1
-        report[group] = {
-            "images": len(results),
-            "passed": sum(result.looks_right for result in results) / len(results),
-            "reasons": dict(sorted(codes.items(), key=lambda item: -item[1])),
-        }
-    return report
