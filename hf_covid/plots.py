@@ -1,14 +1,15 @@
-"""Matplotlib figures for training, evaluation and explanations.
+"""Matplotlib figures for training, evaluation and explanation scores.
 
-Drawing only: every function is handed what it draws (curves, bins, matrices, maps) and computes
-no metric. Every function builds a :class:`matplotlib.figure.Figure` directly (no pyplot global state, so it
-is safe from threads such as the Gradio app), writes a PNG with the Agg canvas and returns its path.
+Drawing only: every function is handed what it draws (curves, bins, matrices, scores) and
+computes no metric. Every function builds a :class:`matplotlib.figure.Figure` directly (no pyplot
+global state, so it is safe from threads such as the Gradio app), writes a PNG with
+:func:`save_figure` and returns its path. CAM overlays and feature-map grids are drawn by
+:mod:`hf_covid.explain.overlays`.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -21,12 +22,11 @@ __all__ = [
     "load_trainer_state",
     "plot_confusion_matrix",
     "plot_explanation_sweep",
-    "plot_feature_maps",
-    "plot_gradcam_overlays",
     "plot_precision_recall_curves",
     "plot_reliability_diagram",
     "plot_roc_curves",
     "plot_training_curves",
+    "save_figure",
 ]
 
 # Log entries that are bookkeeping, not a quality metric.
@@ -44,7 +44,8 @@ CURVE_METRICS: tuple[str, ...] = (
 """Evaluation metrics drawn by :func:`plot_training_curves` when the log has them."""
 
 
-def _save(figure: Figure, path: str | Path, dpi: int = 110) -> Path:
+def save_figure(figure: Figure, path: str | Path, dpi: int = 110) -> Path:
+    """Write ``figure`` as a PNG with the Agg canvas (parent folders made); returns ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(figure)
@@ -52,19 +53,9 @@ def _save(figure: Figure, path: str | Path, dpi: int = 110) -> Path:
     return path
 
 
-def _as_image(array: np.ndarray) -> np.ndarray:
-    """An image as (H, W) or (H, W, 3) float for imshow (channel-first input is moved last)."""
-    image = np.asarray(array, dtype=np.float32)
-    if image.ndim == 3 and image.shape[0] in (1, 3) and image.shape[-1] not in (1, 3):
-        image = np.moveaxis(image, 0, -1)
-    if image.ndim == 3 and image.shape[-1] == 1:
-        image = image[..., 0]
-    if image.ndim not in (2, 3):
-        raise ValueError(
-            f"expected an image of shape (H, W), (C, H, W) or (H, W, C), got {image.shape}"
-        )
-    low, high = float(image.min()), float(image.max())
-    return (image - low) / (high - low) if high > low else np.zeros_like(image)
+_save = save_figure
+"""The name :mod:`hf_covid.explain.overlays` imports today; it goes when that module imports
+:func:`save_figure`."""
 
 
 def load_trainer_state(trainer_state: Mapping | str | Path) -> dict:
@@ -133,7 +124,7 @@ def plot_training_curves(
         axis.grid(alpha=0.3)
         if axis.get_legend_handles_labels()[0]:
             axis.legend(fontsize=7)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_confusion_matrix(
@@ -182,7 +173,7 @@ def plot_confusion_matrix(
     axis.set_yticks(range(size), class_names)
     axis.set(xlabel="predicted", ylabel="true")
     axis.set_title("Confusion matrix" + (" (row-normalised)" if normalize else " (counts)"))
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_roc_curves(curves: Mapping[str, Mapping], path: str | Path) -> Path:
@@ -204,7 +195,7 @@ def plot_roc_curves(curves: Mapping[str, Mapping], path: str | Path) -> Path:
     axis.set(xlim=(0, 1), ylim=(0, 1.02), title="ROC curves")
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8, loc="lower right")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_precision_recall_curves(curves: Mapping[str, Mapping], path: str | Path) -> Path:
@@ -232,7 +223,7 @@ def plot_precision_recall_curves(curves: Mapping[str, Mapping], path: str | Path
     axis.grid(alpha=0.3)
     if axis.get_legend_handles_labels()[0]:
         axis.legend(fontsize=8, loc="best")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_reliability_diagram(bins: Mapping[str, np.ndarray], path: str | Path) -> Path:
@@ -274,91 +265,7 @@ def plot_reliability_diagram(bins: Mapping[str, np.ndarray], path: str | Path) -
     axis.grid(alpha=0.3)
     histogram.bar(centers, count, width=width, edgecolor="black", color="grey")
     histogram.set(xlabel="confidence (top-label probability)", ylabel="count", xlim=(0, 1))
-    return _save(figure, path)
-
-
-def plot_gradcam_overlays(
-    images: Sequence[np.ndarray],
-    cams: Sequence[np.ndarray],
-    path: str | Path,
-    titles: Sequence[str] | None = None,
-    alpha: float = 0.45,
-    contours: Sequence[np.ndarray | None] | None = None,
-    label: str = "Grad-CAM",
-) -> Path:
-    """Grad-CAM heat maps over their input images: one column per image, input above overlay.
-
-    Args:
-        images: input images, (H, W) or (C, H, W), any range (rescaled for display).
-        cams: matching (H, W) maps in [0, 1].
-        path: PNG file to write.
-        titles: a caption per column (e.g. "xray: COVID 0.93").
-        alpha: opacity of the heat map.
-        contours: optional binary masks (e.g. lesion or marker) drawn as outlines.
-        label: the colour bar's label (the method, e.g. "HiResCAM").
-
-    Returns:
-        ``path``.
-    """
-    if len(images) != len(cams) or not images:
-        raise ValueError(f"need as many maps as images (>= 1), got {len(images)} and {len(cams)}")
-    figure = Figure(figsize=(2.6 * len(images), 5.4))
-    axes = np.asarray(figure.subplots(2, len(images), squeeze=False))
-    for column, (image, cam) in enumerate(zip(images, cams, strict=True)):
-        picture = _as_image(image)
-        gray = "gray" if picture.ndim == 2 else None
-        axes[0, column].imshow(picture, cmap=gray)
-        axes[1, column].imshow(picture, cmap=gray)
-        heat = axes[1, column].imshow(np.asarray(cam), cmap="jet", alpha=alpha, vmin=0, vmax=1)
-        if contours is not None and contours[column] is not None and np.any(contours[column]):
-            for axis in axes[:, column]:
-                axis.contour(
-                    np.asarray(contours[column]) > 0, levels=[0.5], colors="lime", linewidths=1
-                )
-        if titles is not None:
-            axes[0, column].set_title(titles[column], fontsize=9)
-        for axis in axes[:, column]:
-            axis.axis("off")
-    figure.colorbar(heat, ax=axes[1, :].tolist(), fraction=0.03, pad=0.02, label=label)
-    return _save(figure, path)
-
-
-def plot_feature_maps(
-    feature_maps: Mapping[str, np.ndarray], path: str | Path, max_channels: int = 16
-) -> Path:
-    """The first channels of each layer's activations as a grid, one block of rows per layer.
-
-    Args:
-        feature_maps: layer name -> (C, H, W) activations of one image.
-        path: PNG file to write.
-        max_channels: channels shown per layer.
-
-    Returns:
-        ``path``.
-    """
-    if not feature_maps:
-        raise ValueError("no feature maps to plot")
-    columns = min(8, max_channels)
-    layout = []
-    for name, maps in feature_maps.items():
-        maps = np.asarray(maps)
-        if maps.ndim != 3:
-            raise ValueError(f"feature maps of layer '{name}' must be (C, H, W), got {maps.shape}")
-        shown = maps[:max_channels]
-        layout.append((name, shown, math.ceil(len(shown) / columns)))
-    rows = sum(block_rows for _, _, block_rows in layout)
-    figure = Figure(figsize=(1.4 * columns, 1.5 * rows + 0.4 * len(layout)))
-    axes = np.asarray(figure.subplots(rows, columns, squeeze=False))
-    row = 0
-    for name, shown, block_rows in layout:
-        for index in range(block_rows * columns):
-            axis = axes[row + index // columns, index % columns]
-            axis.axis("off")
-            if index < len(shown):
-                axis.imshow(_as_image(shown[index]), cmap="viridis")
-                axis.set_title(f"{name}[{index}]" if index == 0 else f"[{index}]", fontsize=7)
-        row += block_rows
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_explanation_sweep(rows: Sequence[Mapping], path: str | Path) -> Path:
@@ -407,4 +314,4 @@ def plot_explanation_sweep(rows: Sequence[Mapping], path: str | Path) -> Path:
         axis.set_title(f"{key} ({chosen[0]['n_images']} images)")
     axes[0].set_ylabel("score")
     axes[-1].legend(fontsize=7, loc="best")
-    return _save(figure, path)
+    return save_figure(figure, path)

@@ -88,22 +88,3 @@ def test_binary_curves_draw_the_positive_class_only():
     assert list(curves["roc"]) == ["COVID"]
     assert curves["roc"]["COVID"]["area"] == 1.0
     assert curves["precision_recall"]["COVID"]["prevalence"] == 0.5
-
-
-def test_gradcam_overlay_and_feature_map_pngs(tmp_path):
-    rng = np.random.default_rng(0)
-    image = rng.random((1, 32, 32))
-    cam = np.zeros((32, 32))
-    cam[8:16, 8:16] = 1.0
-    overlay = plots.plot_gradcam_overlays(
-        [image, image],
-        [cam, cam / 2],
-        tmp_path / "cam.png",
-        titles=["a", "b"],
-        contours=[cam, None],
-    )
-    assert_non_blank_png(overlay)
-    grid = plots.plot_feature_maps(
-        {"stage1": rng.random((20, 16, 16)), "stage2": rng.random((3, 8, 8))}, tmp_path / "fm.png"
-    )
-    assert_non_blank_png(grid)
