@@ -27,6 +27,7 @@ __all__ = [
     "UploadQuota",
     "UploadSweeper",
     "build_app",
+    "configure_logging",
     "environment_variable",
     "main",
     "parse_arguments",
@@ -44,6 +45,7 @@ def space_app(
     Models come from ``<space_dir>/models.yaml`` unless flags or environment variables say
     otherwise (see :mod:`.config`), examples from ``<space_dir>/examples``.
     """
+    configure_logging()
     space_dir = Path(space_dir)
     config, host, port = parse_arguments(argv, models_file=space_dir / "models.yaml")
     if config.examples_dir is None:
@@ -51,10 +53,15 @@ def space_app(
     return build_app(config), host, port
 
 
+def configure_logging() -> None:
+    """Warnings from every library; from hf_covid also which models are served, and why not."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("hf_covid").setLevel(logging.INFO)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve the app until interrupted (``hf-covid serve``); returns the exit status."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("hf_covid").setLevel(logging.INFO)  # which models are served, and errors
+    configure_logging()
     config, host, port = parse_arguments(argv)
     app = build_app(config)
     return serve(app, host, port)
