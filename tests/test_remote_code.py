@@ -110,6 +110,11 @@ def test_dual_input_pipeline_takes_an_xray_a_ct_or_both(folders):
         assert _scores(predictions) == pytest.approx(
             _expected(folders["dual_input"], **images), abs=1e-6
         ), name
+    as_dicts = classifier([{"xray": xray}, {"ct": ct}])
+    assert [_scores(predictions) for predictions in as_dicts] == [
+        pytest.approx(_scores(cases["xray"][0]), abs=1e-6),
+        pytest.approx(_scores(cases["ct"][0]), abs=1e-6),
+    ]
     batch = classifier([xray, xray], ct=[ct, None])
     assert _scores(batch[0]) == pytest.approx(_scores(cases["both"][0]), abs=1e-6)
     assert _scores(batch[1]) == pytest.approx(_scores(cases["xray"][0]), abs=1e-6)

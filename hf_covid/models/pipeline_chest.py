@@ -67,6 +67,10 @@ def _examples(inputs: Any, ct: Any, masks: Any) -> dict[str, Any] | list[dict[st
     """One ``{"xray", "ct", "mask"}`` dict per example, from the call's arguments."""
     if isinstance(inputs, dict):
         return _checked_example(inputs)
+    if isinstance(inputs, list | tuple) and all(isinstance(item, dict) for item in inputs):
+        if ct is not None or masks is not None:
+            raise ValueError("examples given as dicts carry their own CT and mask")
+        return [_checked_example(item) for item in inputs]
     batched = isinstance(inputs, list | tuple) or (inputs is None and isinstance(ct, list | tuple))
     if not batched:
         return _checked_example({"xray": inputs, "ct": ct, "mask": masks})
