@@ -1,7 +1,7 @@
 """hf_covid models: configurations, modeling files, the image processor and the ResNet builder.
 
 The package reads like transformers: one ``configuration_*.py`` + ``modeling_*.py`` pair per model,
-shared blocks in ``layers.py``. What the rest of the toolkit knows about each model (its name,
+shared blocks in ``layers.py``, the classifiers' pipeline in ``pipeline_chest.py``. What the rest of the toolkit knows about each model (its name,
 task, inputs, dataset, Auto class) is its record in :mod:`hf_covid.registry`, which also registers
 every model with the transformers Auto classes and for remote code; importing ``hf_covid`` (or any
 of its submodules, this one included) runs it. The size and speed helpers of
@@ -26,13 +26,16 @@ from .modeling_dual_input import (
     DualInputModelOutput,
 )
 from .modeling_lung_unet import LungUNetForSegmentation
+from .pipeline_chest import CHEST_CLASSIFICATION_TASK, ChestImageClassificationPipeline
 from .resnet import build_resnet_classifier, set_backbone_trainable
 
 __all__ = [
     "BINARY_LABELS",
+    "CHEST_CLASSIFICATION_TASK",
     "LUNG_MASK_LABELS",
     "RADIOGRAPHY_LABELS",
     "CNNLSTMConfig",
+    "ChestImageClassificationPipeline",
     "ChestImageProcessor",
     "CNNLSTMForImageClassification",
     "CNNLSTMModel",
