@@ -164,7 +164,9 @@ def test_only_analysis_reuses_the_earlier_run(quick_study, capsys):
     assert status == 0
     again = json.loads((docs / "public_study" / "results.json").read_text())
     assert again["models"] == first["models"]
-    assert "training" not in capsys.readouterr().out
+    output = capsys.readouterr().out
+    assert "training lung_unet" not in output
+    assert "analysis done" in output
 
 
 def test_study_refuses_to_write_into_the_collections(tmp_path, capsys):

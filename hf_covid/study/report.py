@@ -343,17 +343,22 @@ def study_markdown(results: Mapping[str, Any]) -> str:
         *_table(
             ["model", "image size", "epochs run", "widths", "training (s)"], _recipe_rows(models)
         ),
-        "All five recipes (`scripts/configs/*_public.yaml`) train on 96 px inputs with half "
-        "the channel widths of the 224 px recipes and 5-10 epochs with early stopping, so the "
-        "whole study trains in about 45 minutes on two shared CPU cores: at 96 px a step costs "
-        "about a fifth of a 224 px step, and halving the widths divides the convolution cost by "
-        "about four. 96 px keeps the lung fields, heart and diaphragm but not fine texture. The "
-        "ResNet is a small basic-block ResNet from random init, because nothing can be "
-        "downloaded here; `pretrained: microsoft/resnet-50` keeps the real `from_pretrained` "
-        "path. On a GPU the 224 px recipes (`scripts/configs/<model>.yaml`) would change: "
-        "224 px inputs, full widths, ImageNet-pretrained ResNet-50, 30 epochs; that would "
-        "likely raise every internal number without removing the confound, because the "
-        "collections differ in ways a bigger model sees even better.",
+        "The four classifiers (`scripts/configs/*_public.yaml`) train on 96 px inputs with "
+        "half the channel widths of the 224 px recipes, 6-8 epochs with early stopping on the "
+        "validation macro F1; the U-Net on 64 px (its masks are resized to each image, and the "
+        "dual-channel model reads them at 96 px) for 12 epochs on the ~300 masked training "
+        "images. That keeps the whole study near 45 minutes on two CPU cores shared with other "
+        "jobs: a 96 px step costs about a fifth of a 224 px step and halving the widths divides "
+        "the convolution cost by about four. 96 px keeps the lung fields, heart and diaphragm, "
+        "not fine texture. The study sets one torch thread (`--num-threads 1`): on a loaded "
+        "2-core machine two threads were 4-9x slower per step than one. The ResNet is a small "
+        "basic-block ResNet from random init because nothing can be downloaded here (the "
+        "'transfer learning' in its name is its family's; `pretrained: microsoft/resnet-50` "
+        "keeps the real `from_pretrained` path). On a GPU the 224 px recipes "
+        "(`scripts/configs/<model>.yaml`) would change: 224 px inputs, full widths, the "
+        "ImageNet-pretrained ResNet-50, 30 epochs, a 224-256 px U-Net. That would likely raise "
+        "every internal number without removing the confound, because the collections differ "
+        "in ways a bigger model sees even better.",
         "",
         "## Data",
         "",
