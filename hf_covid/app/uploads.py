@@ -67,11 +67,13 @@ class UploadQuota:
             self._receiving += size
             return True
 
-    def release(self, size: int) -> None:
-        """An upload of ``size`` bytes has ended: count it as stored until the next recount."""
+    def release(self, size: int, *, stored: bool) -> None:
+        """An upload of ``size`` bytes has ended; if ``stored``, count it as stored until the
+        next recount (a refused upload left nothing)."""
         with self._lock:
             self._receiving -= size
-            self._stored += size
+            if stored:
+                self._stored += size
 
     def recount(self, stored_bytes: int) -> None:
         """Set the bytes stored in the folder to what the sweeper counted."""
@@ -117,10 +119,17 @@ class UploadQuotaMiddleware:
                 "Uploads are deleted a short time after use; please try again in a minute.",
             )
             return
+        statuses = []
+
+        async def send_and_note_status(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                statuses.append(message["status"])
+            await send(message)
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, send_and_note_status)
         finally:
-            self.quota.release(size)
+            self.quota.release(size, stored=bool(statuses) and statuses[0] < 400)
 
 
 async def _refuse(send: Callable, status: int, message: str) -> None:
@@ -183,6 +192,11 @@ class UploadSweeper:
         forget: called with the deleted paths (to drop them from Gradio's file registries, which
             would otherwise grow for as long as the app runs).
         quota: recounted with the bytes left in the folder after each sweep.
+        clock: the time now, in seconds since the epoch (tests move it forward).
+
+    A file's age counts from the latest of its status change (``st_ctime``: Gradio copies an
+    upload with its original modification time, so only this says when it arrived), its
+    modification and its last recorded use.
     """
 
     def __init__(
@@ -194,6 +208,7 @@ class UploadSweeper:
         *,
         forget: Callable[[set[str]], None] | None = None,
         quota: UploadQuota | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.folder = Path(folder)
         self.every = every
@@ -201,6 +216,7 @@ class UploadSweeper:
         self.keep = keep
         self.forget = forget
         self.quota = quota
+        self.clock = clock
         self.sweeps = 0
         self._uses: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -227,12 +243,12 @@ class UploadSweeper:
     def used(self, path: str | Path) -> None:
         """Record that a request read the file at ``path`` now."""
         with self._lock:
-            self._uses[str(Path(path).resolve())] = time.time()
+            self._uses[str(Path(path).resolve())] = self.clock()
 
     def sweep(self, *, max_age: float | None = None) -> set[str]:
         """Delete what is older than ``max_age`` (default: the sweeper's) now; returns the
         deleted paths."""
-        cutoff = time.time() - (self.max_age if max_age is None else max_age)
+        cutoff = self.clock() - (self.max_age if max_age is None else max_age)
         deleted: set[str] = set()
         remaining_bytes = 0
         with self._lock:
