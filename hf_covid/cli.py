@@ -113,8 +113,8 @@ def _entry_point(name: str, command: Subcommand) -> Callable[[list[str]], int | 
         UnavailableCommandError: the module or function does not exist in this installation, or
             an optional dependency of the subcommand is missing (the message names the extra).
     """
-    # The one function-level import of the package on purpose: a subcommand's module (and with
-    # it torch, datasets, gradio, onnx, ...) is imported only when that subcommand is chosen.
+    # Imported here on purpose, the one deferred import besides the lazy exports (_lazy.py): a
+    # subcommand's module, and with it torch, datasets, gradio or onnx, loads only when chosen.
     try:
         module = importlib.import_module(command.module)
     except ModuleNotFoundError as error:

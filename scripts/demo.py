@@ -8,12 +8,15 @@ HF_COVID_REUSE=0 make demo             # same as --retrain
 
 import argparse
 import os
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from hf_covid.demo import DEMO_MODELS, DemoSettings, run_demo
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the demo the command line asks for; returns the exit status."""
     defaults = DemoSettings()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output-dir", type=Path, default=defaults.output_dir)
@@ -29,7 +32,7 @@ def main() -> None:
     parser.add_argument("--no-serve", dest="serve", action="store_false")
     parser.add_argument("--host", default=defaults.host)
     parser.add_argument("--port", type=int, default=defaults.port)
-    arguments = parser.parse_args()
+    arguments = parser.parse_args(argv)
     run_demo(
         DemoSettings(
             output_dir=arguments.output_dir,
@@ -43,7 +46,8 @@ def main() -> None:
             port=arguments.port,
         )
     )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
