@@ -1,19 +1,9 @@
-"""Former home of the benchmarks, now :mod:`hf_covid.benchmarks`; these names are re-exported
-until ``tests/app_support.py``, ``tests/test_pipeline.py`` and
-``scripts/measure_data_pipeline.py`` import them from there. Then this module goes."""
+"""Former home of the benchmarks, now :mod:`hf_covid.benchmarks`.
 
-from .benchmarks import (
-    NaiveImageFolderDataset,
-    compare_data_pipelines,
-    free_loopback_port,
-    load_app_module,
-    measure_dataloader_throughput,
-)
+Re-exports the two names ``tests/test_pipeline.py`` still imports from here; this module goes
+when that test imports them from :mod:`hf_covid.benchmarks`.
+"""
 
-__all__ = [
-    "NaiveImageFolderDataset",
-    "compare_data_pipelines",
-    "free_loopback_port",
-    "load_app_module",
-    "measure_dataloader_throughput",
-]
+from .benchmarks import NaiveImageFolderDataset, measure_dataloader_throughput
+
+__all__ = ["NaiveImageFolderDataset", "measure_dataloader_throughput"]
