@@ -12,6 +12,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModelForImageClassification
+from transformers.modeling_outputs import ImageClassifierOutput
 
 from hf_covid import training
 from hf_covid.data.synthetic import generate_radiography, generate_xray_ct
@@ -22,9 +23,11 @@ from hf_covid.training import (
     ConfigurationError,
     class_weights_from_labels,
     measure_trainer_overhead,
+    optimizer_class_and_kwargs,
     parse_arguments,
     train_from_recipe,
 )
+from hf_covid.training import arguments as training_arguments
 
 CONFIGS = Path(__file__).resolve().parents[1] / "scripts" / "configs"
 SECRET_TOKEN = "hf_not_a_real_token_0123456789"
@@ -173,6 +176,104 @@ def test_push_to_hub_needs_a_hub_model_id(tmp_path, radiography_root):
         train_from_recipe(CONFIGS / "cnn_lstm_synthetic.yaml", overrides)
 
 
+# ---- settings that conflict or that the Trainer would ignore ---------------------------------
+
+
+def _parse(*argv: str, recipe: str = "cnn_lstm_synthetic.yaml"):
+    return parse_arguments([str(CONFIGS / recipe), "--output_dir", "out", *argv])[2]
+
+
+def test_command_line_optim_replaces_the_recipe_optimizer_with_the_trainer_optimizer():
+    args = _parse("--optim", "sgd")
+    assert args.optimizer is None
+    assert optimizer_class_and_kwargs(args)[0] is torch.optim.SGD
+    recipe_choice = _parse()
+    assert recipe_choice.optimizer == "adam"
+    assert optimizer_class_and_kwargs(recipe_choice)[0] is torch.optim.Adam
+
+
+def test_optimizer_and_optim_that_disagree_at_the_same_level_are_rejected(tmp_path):
+    with pytest.raises(ConfigurationError, match="optimizer='adam' and optim='sgd'"):
+        _parse("--optimizer", "adam", "--optim", "sgd")
+    both_in_recipe = {"model_type": "cnn_lstm", "optimizer": "rmsprop", "optim": "adafactor"}
+    with pytest.raises(ConfigurationError, match="both choose the optimizer"):
+        parse_arguments([], recipe=both_in_recipe)
+    agreeing = _parse("--optimizer", "adamw", "--optim", "adamw_torch")
+    assert optimizer_class_and_kwargs(agreeing)[0] is torch.optim.AdamW
+    with pytest.raises(ConfigurationError, match="optim_args apply to the Trainer's optim"):
+        _parse("--optim_args", "momentum=0.9")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--hub_strategy", "every_save"], "hub_strategy='every_save' is not supported"),
+        (["--hub_revision", "dev"], "hub_revision='dev' is not supported"),
+        (["--remove_unused_columns", "true"], "remove_unused_columns must be false"),
+        (["--prediction_loss_only", "true"], "prediction_loss_only must be false"),
+        (["--eval_do_concat_batches", "false"], "eval_do_concat_batches must be true"),
+        (["--greater_is_better", "false"], "greater_is_better=False contradicts.*f1_macro"),
+        (["--mixed_precision", "no", "--bf16"], "mixed_precision='no' but bf16=True"),
+        (["--eval_strategy", "no"], "training arguments: --load_best_model_at_end requires"),
+        (["--report_to", "nonsense"], r"unknown tracker\(s\) \['nonsense'\]"),
+    ],
+)
+def test_trainer_options_that_would_be_ignored_or_contradict_are_rejected(argv, message):
+    with pytest.raises(ConfigurationError, match=message):
+        _parse(*argv)
+
+
+def test_mixed_precision_auto_follows_accelerate_launch_and_a_mismatch_is_rejected(monkeypatch):
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")  # what `accelerate launch` exports
+    followed = _parse("--use_cpu", "true")
+    assert followed.bf16 and not followed.fp16
+    with pytest.raises(ConfigurationError, match="accelerate launch asks for mixed precision"):
+        _parse("--use_cpu", "true", "--mixed_precision", "no")
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")  # accelerate's default
+    assert not _parse("--mixed_precision", "no").bf16
+
+
+def test_missing_tracker_backend_fails_before_the_data_is_read(tmp_path, monkeypatch):
+    monkeypatch.setattr(training_arguments, "get_available_reporting_integrations", lambda: [])
+    overrides = _tiny_overrides(
+        "cnn_lstm", tmp_path / "nowhere", tmp_path / "out", report_to="tensorboard"
+    )
+    with pytest.raises(ConfigurationError, match=r"pip install 'hf_covid\[tracking\]'"):
+        train_from_recipe(CONFIGS / "cnn_lstm_synthetic.yaml", overrides)
+    assert not (tmp_path / "out").exists()
+
+
+def test_options_the_lung_unet_cannot_use_fail_before_the_data_is_read(tmp_path):
+    for option, message in (
+        ({"label_smoothing_factor": 0.1}, "label_smoothing_factor applies to classifiers"),
+        ({"activation_checkpointing": True}, "LungUNetForSegmentation does not support it"),
+    ):
+        overrides = _tiny_overrides("lung_unet", tmp_path / "nowhere", tmp_path / "out", **option)
+        with pytest.raises(ConfigurationError, match=message):
+            train_from_recipe(CONFIGS / "lung_unet_synthetic.yaml", overrides)
+
+
+def test_class_weighted_loss_applies_label_smoothing():
+    logits = torch.tensor([[2.0, -1.0, 0.5], [0.1, 0.2, 3.0]])
+    labels = torch.tensor([0, 2])
+    weights = torch.tensor([1.0, 2.0, 0.5])
+
+    class Model(torch.nn.Module):
+        def forward(self, pixel_values):
+            return ImageClassifierOutput(logits=logits)
+
+    trainer = training.ChestTrainer.__new__(training.ChestTrainer)
+    trainer.class_weights = weights
+    trainer.args = type("Args", (), {"label_smoothing_factor": 0.2})()
+    loss = trainer.compute_loss(Model(), {"pixel_values": torch.zeros(2), "labels": labels})
+    expected = torch.nn.functional.cross_entropy(
+        logits, labels, weight=weights, label_smoothing=0.2
+    )
+    torch.testing.assert_close(loss, expected)
+    unsmoothed = torch.nn.functional.cross_entropy(logits, labels, weight=weights)
+    assert not torch.isclose(loss, unsmoothed)
+
+
 # ---- imbalance and metrics -------------------------------------------------------------------
 
 
@@ -210,6 +311,7 @@ def test_training_writes_a_complete_checkpoint_folder(tmp_path, radiography_root
             optimizer="adam",
             channels_last=True,
             hub_token=SECRET_TOKEN,
+            report_to="tensorboard",
         ),
     )
     for name in (
@@ -229,7 +331,7 @@ def test_training_writes_a_complete_checkpoint_folder(tmp_path, radiography_root
     assert not top_level & {".bin", ".pt", ".pth", ".pkl"}
     saved = json.loads((out / "eval_results.json").read_text())
     steps_per_epoch = math.ceil(saved["dataset"]["split_sizes"]["train"] / 8)
-    assert sorted(path.name for path in (out / "checkpoints").iterdir()) == [
+    assert sorted(path.name for path in (out / "checkpoints").glob("checkpoint-*")) == [
         f"checkpoint-{steps_per_epoch}",
         f"checkpoint-{2 * steps_per_epoch}",
     ]
@@ -253,6 +355,14 @@ def test_training_writes_a_complete_checkpoint_folder(tmp_path, radiography_root
     for path in out.iterdir():
         if path.suffix in (".json", ".md"):
             assert str(tmp_path) not in path.read_text(), path
+
+    # --report_to tensorboard: event files beside the Trainer's checkpoints, never pushed.
+    (events,) = (out / "checkpoints" / "runs").glob("*/events.out.tfevents.*")
+    assert events.stat().st_size > 0
+    assert (
+        "tensorboard"
+        in json.loads((out / "training_config.json").read_text())["training"]["report_to"]
+    )
 
     config = AutoConfig.from_pretrained(out)
     assert config.auto_map["AutoModelForImageClassification"].startswith("modeling_cnn_lstm.")

@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import difflib
 import json
+import logging
 import math
 import os
 import sys
@@ -21,11 +22,13 @@ from typing import Any, Literal
 import torch
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
+from transformers.integrations import INTEGRATION_TO_CALLBACK, get_available_reporting_integrations
 
 from hf_covid.registry import get_model_family, list_models
 
 __all__ = [
     "ARGUMENT_CLASSES",
+    "SAME_SETTING_NAMES",
     "ChestTrainingArguments",
     "ConfigurationError",
     "DataArguments",
@@ -33,6 +36,9 @@ __all__ = [
     "load_recipe",
     "parse_arguments",
 ]
+
+
+logger = logging.getLogger(__name__)
 
 
 class ConfigurationError(ValueError):
@@ -165,20 +171,38 @@ class DataArguments:
             )
 
 
+_TRAINER_DEFAULT_OPTIM = TrainingArguments.__dataclass_fields__["optim"].default
+# hf_covid's optimizers and the Trainer's `optim` names for the same optimizer.
+_SAME_AS_TRAINER_OPTIM = {"adamw": ("adamw_torch", "adamw_torch_fused"), "rmsprop": ("rmsprop",)}
+# Trackers whose packages the `tracking` extra installs.
+_TRACKING_EXTRA = ("tensorboard", "trackio")
+
+
 @dataclass
 class ChestTrainingArguments(TrainingArguments):
     """``transformers.TrainingArguments`` with this toolkit's defaults and options.
 
-    ``output_dir`` is the final checkpoint folder; the Trainer's own checkpoints go to
-    ``<output_dir>/checkpoints/``. ``push_to_hub`` uploads that final folder with
-    :func:`hf_covid.hub.push_checkpoint` (the Trainer itself never pushes).
+    ``output_dir`` is the final checkpoint folder; the Trainer's own checkpoints (and TensorBoard
+    event files, under ``runs/``) go to ``<output_dir>/checkpoints/``. ``push_to_hub`` uploads
+    that final folder with :func:`hf_covid.hub.push_checkpoint` (the Trainer itself never
+    pushes). Settings that contradict each other, or Trainer options this toolkit would ignore,
+    raise :class:`ConfigurationError` here, before any data is read.
     """
 
-    optimizer: Literal["adam", "adamw", "rmsprop"] = field(
-        default="adamw",
+    optimizer: Literal["adam", "adamw", "rmsprop"] | None = field(
+        default=None,
         metadata={
-            "help": "adam, adamw or rmsprop (torch.optim); takes precedence over `optim`. "
-            "Uses learning_rate, weight_decay, adam_beta1/2 and adam_epsilon."
+            "help": "adam, adamw or rmsprop (torch.optim, with learning_rate, weight_decay, "
+            "adam_beta1/2 and adam_epsilon); default adamw. Or leave it unset and choose the "
+            "Trainer's own `optim`: setting both is an error, except that `--optim` on the "
+            "command line replaces a recipe's `optimizer` (and `--optimizer` a recipe's `optim`)."
+        },
+    )
+    optim: str | None = field(
+        default=None,
+        metadata={
+            "help": "The Trainer's optimizer (a transformers OptimizerNames value, e.g. "
+            "adamw_torch, adafactor, sgd), used instead of `optimizer`."
         },
     )
     imbalance: Literal["none", "class_weights", "balanced_sampler"] = field(
@@ -191,8 +215,10 @@ class ChestTrainingArguments(TrainingArguments):
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = field(
         default="auto",
         metadata={
-            "help": "'auto': bf16 on GPUs that support it, fp16 on other GPUs, none on CPU "
-            "(--bf16 / --fp16 win over 'auto'); or 'no', 'bf16', 'fp16'."
+            "help": "'auto': the choice of `accelerate launch` (its config or --mixed_precision) "
+            "when launched by it, else bf16 on GPUs that support it, fp16 on other GPUs, none on "
+            "CPU; --bf16 / --fp16 set it too. Or 'no', 'bf16', 'fp16', which must agree with "
+            "--bf16 / --fp16 and with an accelerate config that asks for fp16 or bf16."
         },
     )
     channels_last: bool = field(
@@ -235,23 +261,137 @@ class ChestTrainingArguments(TrainingArguments):
     )
     remove_unused_columns: bool = field(
         default=False,
-        metadata={"help": "Kept False: the collator picks each model's inputs."},
+        metadata={"help": "Must stay False: the collator picks each model's inputs."},
+    )
+    hub_strategy: str = field(
+        default="end",
+        metadata={
+            "help": "Only 'end': with push_to_hub, the final checkpoint folder (weights, card, "
+            "test results) is pushed once after the test evaluation; intermediate checkpoints "
+            "are never uploaded."
+        },
     )
 
     def __post_init__(self) -> None:
-        if self.mixed_precision != "auto" or not (self.bf16 or self.fp16):
-            on_gpu = torch.cuda.is_available() and not self.use_cpu
-            wanted = self.mixed_precision
-            if wanted == "auto":
-                wanted = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if on_gpu else "no"
-            self.bf16, self.fp16 = wanted == "bf16", wanted == "fp16"
+        self._resolve_optimizer()
+        self._resolve_mixed_precision()
+        self._check_unsupported_options()
         if not torch.accelerator.is_available():
             self.dataloader_pin_memory = False  # nothing to pin for; avoids a DataLoader warning
             if int(os.environ.get("WORLD_SIZE", "1")) > 1:
                 # torchrun on a machine without accelerator: accelerate sets up MULTI_CPU (gloo)
                 # only when told the run is on CPU.
                 self.use_cpu = True
-        super().__post_init__()
+        try:
+            super().__post_init__()
+        except ValueError as error:
+            if isinstance(error, ConfigurationError):
+                raise
+            raise ConfigurationError(f"training arguments: {error}") from error
+        self._check_trackers()
+
+    def _resolve_optimizer(self) -> None:
+        """One optimizer: hf_covid's ``optimizer`` (default adamw) or the Trainer's ``optim``."""
+        if self.optim is None:
+            self.optimizer = self.optimizer or "adamw"
+            self.optim = _TRAINER_DEFAULT_OPTIM  # unused: optimizer_cls_and_kwargs replaces it
+        elif self.optimizer is not None and self.optim not in _SAME_AS_TRAINER_OPTIM.get(
+            self.optimizer, ()
+        ):
+            raise ConfigurationError(
+                f"optimizer={self.optimizer!r} and optim={self.optim!r} both choose the "
+                "optimizer; set one of them (on the command line, --optim replaces a recipe's "
+                "optimizer)"
+            )
+        if self.optim_args and self.optimizer is not None:
+            raise ConfigurationError(
+                f"optim_args apply to the Trainer's optim only, not to optimizer="
+                f"{self.optimizer!r}; set optim instead"
+            )
+
+    def _resolve_mixed_precision(self) -> None:
+        """Set ``bf16`` / ``fp16`` from ``mixed_precision``, the flags and an accelerate launch."""
+        flags = [name for name in ("bf16", "fp16") if getattr(self, name)]
+        if len(flags) > 1:
+            raise ConfigurationError("bf16 and fp16 are both set; choose one")
+        flag = flags[0] if flags else None
+        # `accelerate launch` exports its config's (or --mixed_precision's) choice.
+        launcher = os.environ.get("ACCELERATE_MIXED_PRECISION")
+        wanted = self.mixed_precision
+        if wanted != "auto" and flag is not None and flag != wanted:
+            raise ConfigurationError(f"mixed_precision={wanted!r} but {flag}=True; set one of them")
+        if wanted == "auto":
+            on_gpu = torch.cuda.is_available() and not self.use_cpu
+            device_choice = (
+                ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if on_gpu else "no"
+            )
+            wanted = flag or launcher or device_choice
+        elif launcher not in (None, "no", wanted):
+            raise ConfigurationError(
+                f"accelerate launch asks for mixed precision {launcher!r} (its config or "
+                f"--mixed_precision) but mixed_precision={wanted!r}; make them agree, or set "
+                "mixed_precision: auto to follow accelerate"
+            )
+        if wanted not in ("no", "bf16", "fp16"):
+            raise ConfigurationError(
+                f"mixed precision {wanted!r} (from accelerate launch) is not supported; "
+                "expected no, bf16 or fp16"
+            )
+        self.bf16, self.fp16 = wanted == "bf16", wanted == "fp16"
+
+    def _check_unsupported_options(self) -> None:
+        """Trainer options that this toolkit's training would otherwise ignore or break on."""
+        if self.hub_strategy != "end":
+            raise ConfigurationError(
+                f"hub_strategy={self.hub_strategy!r} is not supported: hf_covid pushes the final "
+                "checkpoint folder once, after the test evaluation (intermediate checkpoints hold "
+                "optimizer state and are never uploaded); use hub_strategy: end"
+            )
+        if self.hub_revision:
+            raise ConfigurationError(
+                f"hub_revision={self.hub_revision!r} is not supported: the checkpoint is pushed "
+                "to the main branch (hf_covid.hub.push_checkpoint)"
+            )
+        if self.remove_unused_columns:
+            raise ConfigurationError(
+                "remove_unused_columns must be false: the collators need the image columns"
+            )
+        if self.prediction_loss_only:
+            raise ConfigurationError(
+                "prediction_loss_only must be false: validation metrics and the test "
+                "evaluation need the predictions"
+            )
+        if not self.eval_do_concat_batches:
+            raise ConfigurationError(
+                "eval_do_concat_batches must be true: the metrics take one array per split"
+            )
+        if self.greater_is_better is not None:
+            metric = (self.metric_for_best_model or "auto").removeprefix("eval_")
+            if self.greater_is_better == metric.endswith("loss"):
+                raise ConfigurationError(
+                    f"greater_is_better={self.greater_is_better} contradicts "
+                    f"metric_for_best_model={metric!r}; leave greater_is_better unset"
+                )
+
+    def _check_trackers(self) -> None:
+        """Every ``report_to`` tracker is known and installed (the Trainer would fail later)."""
+        unknown = [name for name in self.report_to if name not in INTEGRATION_TO_CALLBACK]
+        if unknown:
+            raise ConfigurationError(
+                f"report_to: unknown tracker(s) {unknown}; expected some of "
+                f"{', '.join(INTEGRATION_TO_CALLBACK)} or none"
+            )
+        installed = get_available_reporting_integrations()
+        for name in self.report_to:
+            if name not in installed:
+                hint = (
+                    "pip install 'hf_covid[tracking]'"
+                    if name in _TRACKING_EXTRA
+                    else f"install the package of {name}"
+                )
+                raise ConfigurationError(
+                    f"report_to={name!r}: the {name} package is not installed; {hint}"
+                )
 
 
 def _json_dict(value: dict | str | None, name: str) -> dict:
@@ -269,6 +409,10 @@ def _json_dict(value: dict | str | None, name: str) -> dict:
 
 
 ARGUMENT_CLASSES = (ModelArguments, DataArguments, ChestTrainingArguments)
+
+SAME_SETTING_NAMES: tuple[tuple[str, ...], ...] = (("optimizer", "optim"),)
+"""Arguments that choose one setting under two names: a name given on the command line replaces
+the recipe's value of the others; both at the same level is a :class:`ConfigurationError`."""
 
 
 def _recipe_keys() -> set[str]:
@@ -324,6 +468,7 @@ def parse_arguments(
         config_parser = _config_parser()
         known, argv = config_parser.parse_known_args(argv)
         values.update(load_recipe(known.config))
+    _let_command_line_replace_recipe(argv, values)
     parser = HfArgumentParser(ARGUMENT_CLASSES)
     parser.add_argument("--config", help="YAML recipe; command-line arguments override it.")
     parser.set_defaults(**values)
@@ -334,6 +479,21 @@ def parse_arguments(
         args=argv, look_for_args_file=False
     )
     return model_args, data_args, training_args
+
+
+def _let_command_line_replace_recipe(argv: Sequence[str], values: dict[str, Any]) -> None:
+    """Drop the recipe's value of a setting that the command line gives under another name."""
+    given = {arg[2:].split("=", 1)[0] for arg in argv if arg.startswith("--")}
+    for names in SAME_SETTING_NAMES:
+        chosen = [name for name in names if name in given]
+        for name in names:
+            if chosen and name not in chosen and values.get(name) is not None:
+                logger.warning(
+                    "--%s on the command line replaces the recipe's %s: %s",
+                    chosen[0],
+                    name,
+                    values.pop(name),
+                )
 
 
 def _config_parser() -> argparse.ArgumentParser:

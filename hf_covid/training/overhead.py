@@ -109,7 +109,7 @@ def _plain_loop_samples_per_second(
 ) -> float:
     device = args.device
     model.to(device).train()
-    optimizer_class, optimizer_kwargs = optimizer_class_and_kwargs(args)
+    optimizer_class, optimizer_kwargs = optimizer_class_and_kwargs(args, model)
     optimizer = optimizer_class(model.parameters(), **optimizer_kwargs)
     workers = args.dataloader_num_workers
     loader = torch.utils.data.DataLoader(

@@ -21,7 +21,11 @@ from transformers import (
 )
 
 from hf_covid.checkpoints import CHECKPOINTS_SUBDIR, TRAINER_STATE_FILE
-from hf_covid.evaluation.metrics import classification_metrics, segmentation_metrics
+from hf_covid.evaluation.metrics import (
+    classification_metrics,
+    load_classification_metric,
+    segmentation_metrics,
+)
 from hf_covid.models.image_processing_chest import ChestImageProcessor
 from hf_covid.registry import ModelFamily, get_model_family
 
@@ -82,17 +86,30 @@ def _validation_metrics(metrics: dict[str, Any], class_names: Sequence[str]) -> 
 def make_compute_metrics(
     task: str, class_names: Sequence[str]
 ) -> Callable[[EvalPrediction], dict[str, float]]:
-    """``compute_metrics`` for the Trainer: classification or segmentation metrics."""
+    """``compute_metrics`` for the Trainer.
 
-    def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
-        if task == "segmentation":
+    Classifiers go through the ``chest_classification`` ``evaluate`` module
+    (:func:`~hf_covid.evaluation.metrics.load_classification_metric`); the lung U-Net through
+    :func:`~hf_covid.evaluation.metrics.segmentation_metrics` (masks are too large for Arrow).
+    """
+    if task == "segmentation":
+
+        def compute_segmentation_metrics(prediction: EvalPrediction) -> dict[str, float]:
             return segmentation_metrics(prediction.predictions, prediction.label_ids)
-        metrics = classification_metrics(
-            prediction.label_ids, prediction.predictions, list(class_names)
+
+        return compute_segmentation_metrics
+
+    metric = load_classification_metric()
+
+    def compute_classification_metrics(prediction: EvalPrediction) -> dict[str, float]:
+        metrics = metric.compute(
+            predictions=prediction.predictions,
+            references=prediction.label_ids,
+            class_names=list(class_names),
         )
         return _validation_metrics(metrics, class_names)
 
-    return compute_metrics
+    return compute_classification_metrics
 
 
 def metric_names(task: str, class_names: Sequence[str]) -> list[str]:
@@ -176,7 +193,12 @@ class ChestTrainer(Trainer):
         labels = inputs.pop("labels")
         outputs = model(**inputs)
         logits = outputs.logits.float()
-        loss = F.cross_entropy(logits, labels, weight=self.class_weights.to(logits.device))
+        loss = F.cross_entropy(
+            logits,
+            labels,
+            weight=self.class_weights.to(logits.device),
+            label_smoothing=self.args.label_smoothing_factor,
+        )
         outputs["loss"] = loss
         return (loss, outputs) if return_outputs else loss
 
@@ -198,9 +220,12 @@ class ChestTrainer(Trainer):
 
 
 def optimizer_class_and_kwargs(
-    args: ChestTrainingArguments,
+    args: ChestTrainingArguments, model: torch.nn.Module | None = None
 ) -> tuple[type[torch.optim.Optimizer], dict[str, Any]]:
-    """The torch optimizer named by ``args.optimizer`` and its keyword arguments."""
+    """The optimizer class and keyword arguments: ``args.optimizer``'s torch optimizer, or the
+    Trainer's own choice for ``args.optim`` when ``optimizer`` is unset."""
+    if args.optimizer is None:
+        return Trainer.get_optimizer_cls_and_kwargs(args, model)
     if args.optimizer == "rmsprop":
         return torch.optim.RMSprop, {"lr": args.learning_rate, "eps": args.adam_epsilon}
     adam = {"betas": (args.adam_beta1, args.adam_beta2), "eps": args.adam_epsilon}
@@ -282,6 +307,14 @@ def _validate_training_arguments(
         raise ConfigurationError(
             f"imbalance={args.imbalance!r} applies to classifiers; the lung U-Net needs 'none'"
         )
+    if family.task == "segmentation" and args.label_smoothing_factor:
+        raise ConfigurationError(
+            "label_smoothing_factor applies to classifiers; the lung U-Net needs 0"
+        )
+    if args.activation_checkpointing and not family.model_class.supports_gradient_checkpointing:
+        raise ConfigurationError(
+            f"activation_checkpointing: {family.model_class.__name__} does not support it"
+        )
     metric = args.metric_for_best_model or "auto"
     if metric == "auto":
         metric = "dice" if family.task == "segmentation" else "f1_macro"
@@ -362,7 +395,10 @@ def build_trainer(
         if family.task == "segmentation"
         else _probabilities_for_metrics,
         callbacks=callbacks,
-        optimizer_cls_and_kwargs=optimizer_class_and_kwargs(training_args),
+        # None: the Trainer builds its own `optim` (some need its special cases, e.g. GaLore).
+        optimizer_cls_and_kwargs=optimizer_class_and_kwargs(training_args)
+        if training_args.optimizer
+        else None,
         class_weights=class_weights_from_labels(train_labels, len(data.class_names))
         if training_args.imbalance == "class_weights"
         else None,
