@@ -226,5 +226,5 @@ def test_confound_figures_and_markdown(confounds, study):
     text = confounds_markdown(confounds)
     for heading in ("(a) Can the collection", "(b) Trained classifiers", "(c) Leave one", "(d)"):
         assert heading in text
-    assert "| outside lungs (unet masks) |" in text
+    assert "| outside lungs (unet masks) |" in text and "| whole |" in text
     assert "not any clinical performance" in text

@@ -16,6 +16,7 @@ from test_plots import assert_non_blank_png
 from hf_covid.models.labels import BINARY_LABELS
 from hf_covid.study.confounds import LUNG_UNET
 from hf_covid.study.explanations import (
+    EMPTY_MAPS,
     explanations_markdown,
     lung_energy,
     remove_pixels,
@@ -26,6 +27,7 @@ VERDICTS = {
     "more on the lungs than a uniform map",
     "less on the lungs than a uniform map",
     "no different from a uniform map",
+    EMPTY_MAPS,
 }
 
 
@@ -79,11 +81,17 @@ def test_every_xray_classifier_is_scored_against_its_lung_area(explained):
         assert area["mean"] == pytest.approx(28 * 30 / 1600, abs=0.05)  # the written masks
         assert set(entry["methods"]) == {"gradcam", "hirescam"}
         for scores in entry["methods"].values():
-            energy = scores["energy_inside"]
-            assert 0.0 <= energy["interval"][0] <= energy["mean"] <= energy["interval"][1] <= 1.0
-            excess = scores["excess_over_uniform"]["mean"]
-            assert excess == pytest.approx(energy["mean"] - area["mean"])
+            assert 0 <= scores["n_empty_maps"] <= entry["n_images"]
             assert scores["verdict"] in VERDICTS
+            if scores["n_empty_maps"] == entry["n_images"]:
+                assert scores["verdict"] == EMPTY_MAPS and "energy_inside" not in scores
+            else:
+                energy = scores["energy_inside"]
+                low, high = energy["interval"]
+                assert 0.0 <= low <= energy["mean"] <= high <= 1.0
+            if scores["n_empty_maps"] == 0:
+                excess = scores["excess_over_uniform"]["mean"]
+                assert excess == pytest.approx(energy["mean"] - area["mean"])
             deletion = scores["deletion"]["0.2"]
             difference = deletion["drop_top"]["mean"] - deletion["drop_bottom"]["mean"]
             assert deletion["faithfulness"]["mean"] == pytest.approx(difference)

@@ -182,7 +182,11 @@ def _external_sections(results: Mapping, percent: int) -> list[str]:
 
 
 def write_report(results: Mapping, path: str | Path) -> Path:
-    """A Markdown report of evaluation results (``EvaluationResults.to_dict()``): tables, figures."""
+    """A Markdown report of evaluation results (``EvaluationResults.to_dict()``): tables, figures.
+
+    External validations (split ``"external"``) get the classes present and missing and the
+    metrics those classes define instead of the per-class tables.
+    """
     metrics = results["metrics"]
     percent = round(100 * results.get("confidence", 0.95))
     dataset = results.get("dataset") or {}

@@ -53,6 +53,7 @@ from .confounds import (
     StudyImages,
     load_study_images,
     model_inputs,
+    one_torch_thread,
     predict_probabilities,
     study_checkpoints,
 )
@@ -60,6 +61,7 @@ from .confounds import (
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "EMPTY_MAPS",
     "ExplanationSettings",
     "explanation_settings",
     "explanations_markdown",
@@ -194,6 +196,10 @@ def _covid_xrays_with_masks(
     return Dataset.from_dict(rows, features=features)
 
 
+EMPTY_MAPS = "no map: every map is zero"
+"""Verdict of a method whose maps are all zero (no positive evidence for the class)."""
+
+
 def _mean_with_interval(values: np.ndarray, settings: ExplanationSettings) -> dict:
     low, high = bootstrap_mean_interval(values, settings.n_resamples, 0.95, settings.seed)
     return {"mean": float(values.mean()), "interval": [low, high]}
@@ -246,13 +252,17 @@ def _explain_model(
         cams = cam_class(model)(inputs, class_index=covid)[branch]
         scores = lung_energy(cams, images.human_masks)
         area = scores["area_fraction"]
-        excess = _mean_with_interval(scores["energy_inside"] - area, settings)
-        result = {
-            "energy_inside": _mean_with_interval(scores["energy_inside"], settings),
-            "excess_over_uniform": excess,
-            "verdict": _verdict(excess),
-            "deletion": {},
-        }
+        # An all-zero map (no positive evidence for COVID) points nowhere: left out of the energy.
+        drawn = cams.flatten(1).amax(dim=1).numpy() > 0
+        result: dict = {"n_empty_maps": int((~drawn).sum()), "verdict": EMPTY_MAPS}
+        if drawn.any():
+            excess = _mean_with_interval(scores["energy_inside"][drawn] - area[drawn], settings)
+            result |= {
+                "energy_inside": _mean_with_interval(scores["energy_inside"][drawn], settings),
+                "excess_over_uniform": excess,
+                "verdict": _verdict(excess),
+            }
+        result["deletion"] = {}
         for fraction in settings.fractions:
             drops = {}
             for most, name in ((True, "top"), (False, "bottom")):
@@ -271,7 +281,7 @@ def _explain_model(
                 [images.images[i, 0].numpy() for i in range(shown)],
                 [cams[i].numpy() for i in range(shown)],
                 figures_dir / f"explanations_{key}.png",
-                titles=[f"{key}: P(COVID) {base[i]:.2f}" for i in range(shown)],
+                titles=[f"{key}: P({POSITIVE_CLASS}) {base[i]:.2f}" for i in range(shown)],
                 contours=[images.human_masks[i, 0].numpy() for i in range(shown)],
             )
             entry["figure"] = path.name
@@ -294,8 +304,15 @@ def run_explanations(study_dir: Path, collections_root: Path, *, quick: bool) ->
         ``verdict``, ``deletion`` per removed fraction; or ``skipped`` with the reason),
         ``figures`` and ``notes``.
     """
-    study_dir, collections_root = Path(study_dir), Path(collections_root)
-    settings = explanation_settings(quick)
+    with one_torch_thread():
+        return _run_explanations(
+            Path(study_dir), Path(collections_root), explanation_settings(quick)
+        )
+
+
+def _run_explanations(
+    study_dir: Path, collections_root: Path, settings: ExplanationSettings
+) -> dict:
     checkpoints = study_checkpoints(study_dir)
     compositions = Compositions(collections_root)
     masker = LungMasker(checkpoints[LUNG_UNET]) if LUNG_UNET in checkpoints else None
@@ -341,8 +358,8 @@ def explanations_markdown(result: Mapping) -> str:
         "says whether a model looks at the lungs. *Deletion*: drop of P(COVID) when the top-k% "
         "most-attributed pixels are removed (filled in from their neighbours), minus the drop "
         "when the bottom-k% are; above 0 means the map points at pixels the model uses. "
-        "Intervals: 95% bootstrap over images. A map shows what a model used, not where disease "
-        "is.",
+        "All-zero maps (no positive evidence) are left out of the energy. Intervals: 95% "
+        "bootstrap over images. A map shows what a model used, not where disease is.",
         "",
     ]
     rows = []
@@ -361,7 +378,7 @@ def explanations_markdown(result: Mapping) -> str:
                     _method_title(method),
                     str(entry["n_images"]),
                     f"{entry['lung_area_fraction']['mean']:.3f}",
-                    _interval_text(scores["energy_inside"]),
+                    _interval_text(scores["energy_inside"]) if "energy_inside" in scores else "n/a",
                     scores["verdict"],
                     deletion,
                 ]
