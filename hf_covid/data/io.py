@@ -60,7 +60,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", *DICOM_SUFFI
 """File name endings the builders take for images; files without an ending are tried too (DICOM
 files often have none), any other ending is ignored and counted."""
 
-_SCAN_CACHE_VERSION = 3
+_SCAN_CACHE_VERSION = 4
+"""Bump whenever :class:`ImageFileInfo` or :class:`ImageHashes` change shape: older entries are rescanned."""
 
 
 class BadImagesError(ValueError):
