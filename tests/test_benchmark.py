@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hf_covid.benchmarks import NO_CUDA_NOTE
+from hf_covid.benchmarks import NO_CUDA_NOTE, BenchmarkSettings
 from hf_covid.benchmarks.run import REPOSITORY_ROOT, output_folder, parse_arguments
 from hf_covid.registry import list_models
 
@@ -56,7 +56,16 @@ def test_benchmark_script_is_the_package_entry_point():
 def test_quick_benchmark_writes_json_and_markdown_into_output_dir(quick_run):
     output_dir, written = quick_run
     assert written["settings"]["quick"] is True
-    assert set(written) >= {"settings", "machine", "data", "training", "inference", "app", "cuda"}
+    assert set(written) >= {
+        "settings",
+        "machine",
+        "data",
+        "training",
+        "inference",
+        "onnx",
+        "app",
+        "cuda",
+    }
     assert written["total_seconds"] > 0
     markdown = (output_dir / "results.md").read_text()
     for model_type in MODEL_KEYS:
@@ -111,6 +120,29 @@ def test_quick_benchmark_inference_case_compares_variants_with_eager(quick_run):
             assert 0 < result["batch1_p50_ms"] <= result["batch1_p95_ms"]
             assert _positive(result["throughput_samples_per_second"])
             assert _positive(result["throughput_ratio"])
+
+
+@pytest.mark.slow
+def test_quick_benchmark_onnx_case_times_onnxruntime_against_eager(quick_run):
+    output_dir, written = quick_run
+    onnx = written["onnx"]
+    assert set(onnx["models"]) == set(BenchmarkSettings.quick_run().onnx_models)
+    assert len(onnx["load_average"]) == len(onnx["load_average_after"]) == 3
+    for row in onnx["models"].values():
+        assert row["baseline"] == "eager"
+        assert set(row["variants"]) == {"eager", "onnxruntime"}
+        assert row["max_abs_difference"]["logits"] <= 1e-4
+        for result in row["variants"].values():
+            assert 0 < result["batch1_p50_ms"] <= result["batch1_p95_ms"]
+            assert _positive(result["throughput_samples_per_second"])
+        onnxruntime = row["variants"]["onnxruntime"]
+        assert onnxruntime["p50_ratio"] == pytest.approx(
+            onnxruntime["batch1_p50_ms"] / row["variants"]["eager"]["batch1_p50_ms"]
+        )
+    assert {row["exporter"] for row in onnx["models"].values()} == {"dynamo", "torchscript"}
+    markdown = (output_dir / "results.md").read_text()
+    assert "## ONNX: onnxruntime against eager PyTorch" in markdown
+    assert "| dual_input | onnxruntime" in markdown
 
 
 @pytest.mark.slow

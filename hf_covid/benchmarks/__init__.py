@@ -5,6 +5,7 @@ Not part of the library: nothing in ``hf_covid`` imports this package.
 - :mod:`~hf_covid.benchmarks.data_pipeline`: preprocessed pipeline against PIL open + resize.
 - :mod:`~hf_covid.benchmarks.training_loop`: HF Trainer against a plain PyTorch loop.
 - :mod:`~hf_covid.benchmarks.inference_speed`: eager against channels_last / torch.compile.
+- :mod:`~hf_covid.benchmarks.onnx_runtime`: onnxruntime against eager PyTorch on the CPU.
 - :mod:`~hf_covid.benchmarks.app_latency`: each app tab through ``gradio_client``.
 - :mod:`~hf_covid.benchmarks.cuda`: ResNet-50 training next to NVIDIA's A100 figure.
 - :mod:`~hf_covid.benchmarks.suite`: settings and the run; :mod:`~.report`: Markdown;
@@ -19,7 +20,8 @@ from .data_pipeline import (
     measure_dataloader_throughput,
 )
 from .demo_models import build_demo_model, load_demo_recipes, save_random_checkpoints
-from .inference_speed import compare_inference_variants, measure_inference
+from .inference_speed import compare_inference_variants, compare_to_baseline, measure_inference
+from .onnx_runtime import compare_onnx_to_eager, measure_onnx_inference
 from .report import results_markdown
 from .run import main
 from .suite import CASES, BenchmarkSettings, machine_info, run_benchmarks
@@ -34,6 +36,8 @@ __all__ = [
     "build_demo_model",
     "compare_data_pipelines",
     "compare_inference_variants",
+    "compare_onnx_to_eager",
+    "compare_to_baseline",
     "compare_training_loops",
     "free_loopback_port",
     "load_app_module",
@@ -43,6 +47,7 @@ __all__ = [
     "measure_app_endpoints",
     "measure_dataloader_throughput",
     "measure_inference",
+    "measure_onnx_inference",
     "resnet50_training_throughput",
     "results_markdown",
     "run_benchmarks",

@@ -12,7 +12,51 @@ import torch
 from ..models import example_inputs
 from .timing import synchronize, timed_calls, to_memory_format
 
-__all__ = ["compare_inference_variants", "inference_variants", "measure_inference"]
+__all__ = [
+    "compare_inference_variants",
+    "compare_to_baseline",
+    "inference_variants",
+    "latency_and_throughput",
+    "measure_inference",
+]
+
+
+def latency_and_throughput(
+    latencies: list[float], batch_times: list[float], batch_size: int, warmup_seconds: float
+) -> dict[str, float]:
+    """The summary every inference measurement reports, from its timed calls (seconds)."""
+    return {
+        "batch1_p50_ms": 1000 * float(np.percentile(latencies, 50)),
+        "batch1_p95_ms": 1000 * float(np.percentile(latencies, 95)),
+        "throughput_samples_per_second": batch_size * len(batch_times) / sum(batch_times),
+        "warmup_seconds": warmup_seconds,
+    }
+
+
+def compare_to_baseline(measurements: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """Measurements by variant name against the first one, the baseline.
+
+    Adds ``p50_ratio`` (< 1: lower latency) and ``throughput_ratio`` (> 1: more samples/s) to
+    each measurement.
+
+    Returns:
+        ``baseline`` (its name), ``variants`` (name -> measurement and ratios) and ``helps``
+        (the variants at least 5 % faster in latency or throughput).
+    """
+    baseline_name = next(iter(measurements))
+    baseline = measurements[baseline_name]
+    for result in measurements.values():
+        result["p50_ratio"] = result["batch1_p50_ms"] / baseline["batch1_p50_ms"]
+        result["throughput_ratio"] = (
+            result["throughput_samples_per_second"] / baseline["throughput_samples_per_second"]
+        )
+    faster = [
+        name
+        for name, result in measurements.items()
+        if name != baseline_name
+        and (result["p50_ratio"] < 0.95 or result["throughput_ratio"] > 1.05)
+    ]
+    return {"baseline": baseline_name, "variants": measurements, "helps": faster}
 
 
 def measure_inference(
@@ -71,12 +115,7 @@ def measure_inference(
         warmup_seconds = time.perf_counter() - start
         latencies = timed_calls(lambda: forward(**single), latency_repeats, device)
         batch_times = timed_calls(lambda: forward(**batch), throughput_repeats, device)
-    return {
-        "batch1_p50_ms": 1000 * float(np.percentile(latencies, 50)),
-        "batch1_p95_ms": 1000 * float(np.percentile(latencies, 95)),
-        "throughput_samples_per_second": batch_size * len(batch_times) / sum(batch_times),
-        "warmup_seconds": warmup_seconds,
-    }
+    return latency_and_throughput(latencies, batch_times, batch_size, warmup_seconds)
 
 
 def compare_inference_variants(
@@ -88,29 +127,13 @@ def compare_inference_variants(
     **timing: int,
 ) -> dict[str, Any]:
     """Measure every variant of ``variants`` (name -> :func:`measure_inference` flags) against
-    the first one, the baseline: ``p50_ratio`` < 1 and ``throughput_ratio`` > 1 mean faster.
-
-    Returns:
-        ``baseline`` (its name), ``variants`` (name -> measurement and ratios) and ``helps``
-        (the variants at least 5 % faster in latency or throughput).
-    """
-    results: dict[str, Any] = {}
-    baseline_name = next(iter(variants))
-    for name, flags in variants.items():
-        result = measure_inference(model, image_size=image_size, device=device, **flags, **timing)
-        baseline = results.get(baseline_name, result)
-        result["p50_ratio"] = result["batch1_p50_ms"] / baseline["batch1_p50_ms"]
-        result["throughput_ratio"] = (
-            result["throughput_samples_per_second"] / baseline["throughput_samples_per_second"]
-        )
-        results[name] = result
-    faster = [
-        name
-        for name, result in results.items()
-        if name != baseline_name
-        and (result["p50_ratio"] < 0.95 or result["throughput_ratio"] > 1.05)
-    ]
-    return {"baseline": baseline_name, "variants": results, "helps": faster}
+    the first one, the baseline (:func:`compare_to_baseline`)."""
+    return compare_to_baseline(
+        {
+            name: measure_inference(model, image_size=image_size, device=device, **flags, **timing)
+            for name, flags in variants.items()
+        }
+    )
 
 
 def inference_variants(compile: bool, cuda: bool) -> dict[str, dict[str, bool]]:

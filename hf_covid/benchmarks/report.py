@@ -100,6 +100,27 @@ def _inference_table(title: str, rows: dict[str, Any], level: str = "##") -> lis
     return [*lines, ""]
 
 
+def _onnx_section(onnx: dict[str, Any]) -> list[str]:
+    rows = onnx["models"]
+    lines = _inference_table("ONNX: onnxruntime against eager PyTorch (CPU, same threads)", rows)
+    loads = (onnx["load_average"], onnx["load_average_after"])
+    return [
+        *lines,
+        "| model | exporter | max difference to PyTorch (logits) | export (s) | graph (MB) |",
+        "| --- | --- | ---: | ---: | ---: |",
+        *(
+            f"| {name} | {row['exporter']} | {row['max_abs_difference']['logits']:.1e} | "
+            f"{_number(row['export_seconds'])} | {_number(row['onnx_file_mb'], 2)} |"
+            for name, row in rows.items()
+        ),
+        "",
+        "Load average during this case: "
+        + " then ".join(" / ".join(_number(value, 2) for value in load) for load in loads)
+        + " (1, 5, 15 min; at its start and end).",
+        "",
+    ]
+
+
 def _app_table(app: dict[str, Any]) -> list[str]:
     return [
         "## App: end-to-end predict latency through gradio_client (one request at a time)",
@@ -150,6 +171,8 @@ def results_markdown(results: dict[str, Any]) -> str:
         lines += _training_table("Training: samples/s, HF Trainer against a plain loop", training)
     if inference := results.get("inference"):
         lines += _inference_table("Inference (CPU)", inference)
+    if onnx := results.get("onnx"):
+        lines += _onnx_section(onnx)
     if app := results.get("app"):
         lines += _app_table(app)
     if cuda := results.get("cuda"):

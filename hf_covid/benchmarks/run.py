@@ -33,8 +33,8 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         description="Benchmark every hf_covid case against its baseline in one run; write JSON "
         "and Markdown. Cases: data (preprocessed pipeline against PIL open + resize every "
         "epoch), training (HF Trainer against a plain PyTorch loop), inference (eager against "
-        "channels_last and torch.compile), app (end-to-end latency per tab through "
-        "gradio_client) and, on a CUDA device, bf16 + channels_last against fp32 and ResNet-50 "
+        "channels_last and torch.compile), onnx (onnxruntime against eager PyTorch), app "
+        "(end-to-end latency per tab through gradio_client) and, on a CUDA device, bf16 + channels_last against fp32 and ResNet-50 "
         "training images/s next to NVIDIA's published A100 figure."
     )
     parser.add_argument("--quick", action="store_true", help="small version of every case")

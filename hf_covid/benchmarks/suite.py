@@ -19,11 +19,12 @@ from .cuda import NO_CUDA_NOTE, resnet50_training_throughput
 from .data_pipeline import compare_data_pipelines
 from .demo_models import build_demo_model, load_demo_recipes, save_random_checkpoints
 from .inference_speed import compare_inference_variants, inference_variants
+from .onnx_runtime import compare_onnx_to_eager
 from .training_loop import compare_training_loops
 
 __all__ = ["CASES", "BenchmarkSettings", "machine_info", "prepare_phantom_data", "run_benchmarks"]
 
-CASES: tuple[str, ...] = ("data", "training", "inference", "app", "cuda")
+CASES: tuple[str, ...] = ("data", "training", "inference", "onnx", "app", "cuda")
 """The benchmark cases, in the order they run."""
 
 
@@ -46,6 +47,7 @@ class BenchmarkSettings:
         latency_repeats: Batch-1 forwards timed per inference variant.
         throughput_repeats: Batch-32 forwards timed per inference variant.
         compile: Also measure ``torch.compile`` (slow to compile on CPU: full run only).
+        onnx_models: Model keys of the onnx case (None: every registered family).
         app_requests: Requests per app endpoint (sent one after the other).
         xray_ct_images_per_class: Phantoms per class of the X-ray + CT set (dual-input model).
         resnet50_batch_size: Batch of the ResNet-50 reference measurement (CUDA only).
@@ -65,6 +67,7 @@ class BenchmarkSettings:
     latency_repeats: int = 30
     throughput_repeats: int = 3
     compile: bool = True
+    onnx_models: tuple[str, ...] | None = None
     app_requests: int = 20
     xray_ct_images_per_class: int = 200
     resnet50_batch_size: int = 256
@@ -87,6 +90,8 @@ class BenchmarkSettings:
             "latency_repeats": 5,
             "throughput_repeats": 1,
             "compile": False,
+            # One model per exporter (torch.export; TorchScript for the dual-input model).
+            "onnx_models": ("dual_channel", "dual_input"),
             "app_requests": 2,
             "xray_ct_images_per_class": 8,
             "resnet50_batch_size": 32,
@@ -171,8 +176,8 @@ def run_benchmarks(
         progress: Called with the name of each step.
 
     Returns:
-        ``{"settings", "machine", "data", "training", "inference", "app", "cuda"}``; a case not
-        run is absent, a case that cannot run here holds a ``note``.
+        ``{"settings", "machine", "data", "training", "inference", "onnx", "app", "cuda"}``; a
+        case not run is absent, a case that cannot run here holds a ``note``.
     """
     work_dir = Path(work_dir)
     recipes = load_demo_recipes(configs_dir)
@@ -241,6 +246,19 @@ def run_benchmarks(
 
     if "inference" in cases:
         results["inference"] = inference_case("cpu")
+
+    if "onnx" in cases:
+        results["onnx"] = {"load_average": list(os.getloadavg()), "models": {}}
+        for key in settings.onnx_models or recipes:
+            progress(f"onnx: {key}, onnxruntime against eager PyTorch on the CPU")
+            results["onnx"]["models"][key] = compare_onnx_to_eager(
+                build_demo_model(recipes[key]),
+                image_size=image_size(recipes[key]),
+                work_dir=work_dir / "onnx" / key,
+                latency_repeats=settings.latency_repeats,
+                throughput_repeats=settings.throughput_repeats,
+            )
+        results["onnx"]["load_average_after"] = list(os.getloadavg())
 
     if "app" in cases:
         progress("app: end-to-end predict latency per tab through gradio_client")
