@@ -185,6 +185,8 @@ def test_lungs_only_evaluation_covers_every_radiography_classifier(confounds):
         for condition in entry["conditions"]:
             assert condition["metrics"]["n_samples"] == entry["n_test"]
             assert_scores_within_intervals(condition)
+            assert list(condition["predicted_fractions"]) == list(COMPOSED_CLASSES)
+            assert sum(condition["predicted_fractions"].values()) == pytest.approx(1.0)
         for condition in blanked:
             expected = whole["metrics"]["accuracy"] - condition["metrics"]["accuracy"]
             assert condition["accuracy_drop"] == pytest.approx(expected)

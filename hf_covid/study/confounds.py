@@ -555,10 +555,14 @@ def lungs_only_evaluation(
         shown = blank(test.images, masks[source], region)
         probabilities = predict_probabilities(model, processor, shown, masks[source])
         correct = (probabilities.argmax(axis=1) == labels).astype(np.float64)
+        predicted = np.bincount(probabilities.argmax(axis=1), minlength=len(class_names))
         condition = {
             "region": region,
             "mask_source": source,
             **scores_with_intervals(labels, probabilities, class_names, settings),
+            "predicted_fractions": dict(
+                zip(class_names, (predicted / len(labels)).tolist(), strict=True)
+            ),
         }
         if correct_whole is None:
             correct_whole = correct
@@ -940,6 +944,8 @@ def _lungs_only_section(models: Sequence[Mapping]) -> list[str]:
         for condition in model["conditions"]:
             drop = condition.get("accuracy_drop")
             interval = condition.get("accuracy_drop_interval")
+            fractions = condition["predicted_fractions"]
+            top = max(fractions, key=fractions.get)
             rows.append(
                 [
                     model["model"],
@@ -947,15 +953,18 @@ def _lungs_only_section(models: Sequence[Mapping]) -> list[str]:
                     _value(condition, "accuracy"),
                     _value(condition, "covid_sensitivity"),
                     "" if drop is None else f"{drop:+.3f} [{interval[0]:+.3f}, {interval[1]:+.3f}]",
+                    f"{top} {fractions[top]:.0%}",
                 ]
             )
-    lines += _table(["Model", "Image shown", "Accuracy", "COVID sensitivity", "Drop"], rows)
+    header = ["Model", "Image shown", "Accuracy", "COVID sensitivity", "Drop", "Most predicted"]
+    lines += _table(header, rows)
     lines += [
         "",
         "None of these models saw blanked images in training, so part of any drop is the change "
         "of input distribution; a large drop still says the model relied on what lies outside "
-        "the lungs. With *human masks* the COVID images (ieee8023) are cut by human outlines and "
-        "the others by the U-Net's, so the outline itself differs by class there.",
+        "the lungs. *Most predicted* shows when the blanked images collapse onto one class. "
+        "With *human masks* the COVID images (ieee8023) are cut by human outlines and the "
+        "others by the U-Net's, so the outline itself differs by class there.",
     ]
     return lines
 
