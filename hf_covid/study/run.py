@@ -4,6 +4,7 @@
 
 1. the lung U-Net on the human v7labs masks (``lung_unet_public.yaml``);
 2. the public Radiography composition with the U-Net's mask for every image, saved to disk
+   beside the two plain compositions (``<output-dir>/data/{radiography,xray_ct}``)
    (`hf_covid.study.masks`), so the dual-channel model cannot read the class from a mask's
    presence;
 3. the CNN + LSTM, the ResNet, the dual-channel and the dual-input models from their
@@ -26,10 +27,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import json
 import shutil
 import sys
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,8 +61,13 @@ STUDY_MODELS: tuple[str, ...] = ("lung_unet", "cnn_lstm", "resnet", "dual_channe
 """Family keys in training order (the U-Net first: the dual-channel model needs its masks)."""
 
 RESULTS_FILE = "results.json"
+PARTIAL_RESULTS_FILE = "results.partial.json"
+"""Written after every model, so a run stopped half-way leaves what it measured."""
 DOCUMENT_FILE = "public_study.md"
-UNET_MASK_DATASET = Path("data") / "radiography_unet_masks"
+COMPOSITIONS_DIR = Path("data")
+"""Below the output folder: the compositions the models were trained and tested on, saved with
+``save_to_disk`` (``radiography``, ``xray_ct``), so later analyses use exactly those splits."""
+UNET_MASK_DATASET = COMPOSITIONS_DIR / "radiography_unet_masks"
 """Below the output folder: the composition with U-Net masks the dual-channel model trains on."""
 DEFAULT_RECIPES_DIR = Path(__file__).resolve().parents[2] / "scripts" / "configs"
 QUICK_EPOCHS = {"lung_unet": 2}
@@ -171,10 +179,14 @@ def _copy_figure(source: Path, docs_figures: Path, name: str) -> str | None:
 
 def _optional_analysis(
     name: str, study_dir: Path, collections_root: Path, quick: bool
-) -> tuple[dict | None, str | None]:
-    """``run_<name>`` and ``<name>_markdown`` of ``hf_covid.study.<name>``, if importable."""
+) -> tuple[dict, str | None]:
+    """``run_<name>`` and ``<name>_markdown`` of ``hf_covid.study.<name>``, if importable.
+
+    A failure is recorded (``status``, ``error``) instead of raised: the trained models and
+    their evaluation are worth writing down without it, and ``--only-analysis`` retries.
+    """
     try:
-        module = __import__(f"hf_covid.study.{name}", fromlist=["_"])
+        module = importlib.import_module(f"hf_covid.study.{name}")
     except ImportError as error:
         _log(f"{name}: not run ({error})")
         return {"status": "not run", "reason": str(error)}, None
@@ -182,9 +194,19 @@ def _optional_analysis(
     render: Callable[[dict], str] = getattr(module, f"{name}_markdown")
     _log(f"{name}: running")
     started = time.perf_counter()
-    result = runner(study_dir, collections_root, quick=quick)
+    try:
+        result = runner(study_dir, collections_root, quick=quick)
+    except Exception as error:  # noqa: BLE001 - any failure of the probe is reported, not fatal
+        _log(f"{name}: failed\n{traceback.format_exc()}")
+        return {"status": "failed", "reason": f"{type(error).__name__}: {error}"}, None
     _log(f"{name}: done in {time.perf_counter() - started:.0f} s")
     return result, render(result)
+
+
+def _save_results(results: dict[str, Any], path: Path) -> None:
+    """Write ``results`` (local paths stripped) as JSON."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(portable(results), indent=1) + "\n")
 
 
 def _train_and_evaluate(
@@ -271,6 +293,7 @@ def run_study(
         results = json.loads(study_results_file.read_text())
     else:
         results = _train_everything(root, study_dir, docs_figures, quick, recipes_dir)
+        _save_results(results, study_results_file)
     for name in ("confounds", "explanations"):
         result, markdown = _optional_analysis(name, study_dir, root, quick)
         results[name] = result
@@ -284,10 +307,8 @@ def run_study(
     results["study"]["only_analysis"] = only_analysis
     results["study"]["loadavg_end"] = _loadavg()
     results = portable(results)
-    study_dir.mkdir(parents=True, exist_ok=True)
-    study_results_file.write_text(json.dumps(results, indent=1) + "\n")
-    docs_figures.mkdir(parents=True, exist_ok=True)
-    (docs_figures / RESULTS_FILE).write_text(json.dumps(results, indent=1) + "\n")
+    _save_results(results, study_results_file)
+    _save_results(results, docs_figures / RESULTS_FILE)
     (docs_dir / DOCUMENT_FILE).write_text(study_markdown(results))
     _log(f"wrote {docs_dir / DOCUMENT_FILE} and {docs_figures / RESULTS_FILE}")
     return results
@@ -329,6 +350,8 @@ def _train_everything(
     )
     xray_ct = compose_xray_ct(root, **_split_options(recipes["dual_input"]))
     results["data"] = {"radiography": _data_summary(radiography), "xray_ct": _data_summary(xray_ct)}
+    for name, composed in (("radiography", radiography), ("xray_ct", xray_ct)):
+        composed.save_to_disk(str(study_dir / COMPOSITIONS_DIR / name))
 
     for index, key in enumerate(STUDY_MODELS, start=1):
         _log(f"({index}/{len(STUDY_MODELS)}) training {key}")
@@ -339,6 +362,7 @@ def _train_everything(
         elif key == "dual_input":
             dataset = xray_ct
         results["models"][key] = _train_and_evaluate(key, values, dataset, study_dir, docs_figures)
+        _save_results(results, study_dir / PARTIAL_RESULTS_FILE)
         if key == "dual_channel":
             _log("dual_channel: human vs U-Net masks on the test images that have both")
             results["dual_channel_masks"] = _mask_comparison(
