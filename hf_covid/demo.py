@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,14 +150,19 @@ def format_results_table(results: dict[str, dict]) -> str:
 
 
 def serve_app(settings: DemoSettings, folders: dict[str, Path]) -> int:
-    """Run ``spaces_app/app.py`` on the demo checkpoints until interrupted."""
-    app = Path(__file__).resolve().parents[1] / "spaces_app" / "app.py"
-    command = [sys.executable, str(app), "--host", settings.host, "--port", str(settings.port)]
+    """Serve the app (:func:`hf_covid.app.main`) on the demo checkpoints until interrupted,
+    with the Space's examples when run from a source checkout."""
+    from .app import main as serve  # the app extra (gradio), needed only here
+
+    arguments = ["--host", settings.host, "--port", str(settings.port)]
     for name, folder in folders.items():
-        command += [f"--{name.replace('_', '-')}", str(folder)]
+        arguments += [f"--{name.replace('_', '-')}", str(folder)]
+    examples = Path(__file__).resolve().parents[1] / "spaces_app" / "examples"
+    if examples.is_dir():
+        arguments += ["--examples-dir", str(examples)]
     print(f"[serve] starting the app on http://{settings.host}:{settings.port} (Ctrl+C stops it)")
     try:
-        return subprocess.call(command)
+        return serve(arguments)
     except KeyboardInterrupt:
         return 0
 
