@@ -64,7 +64,8 @@ def _interval(interval) -> str:
     return f"[{interval[0]:.3f}, {interval[1]:.3f}]" if interval else ""
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """The lines of a Markdown table."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
@@ -74,7 +75,7 @@ def _group_table(groups: Mapping[str, Mapping], first: str) -> list[str]:
     if any("dice" in g for g in groups.values()):
         names = ["n_samples", *SEGMENTATION_METRICS]
     rows = [[group, *(_number(values.get(n)) for n in names)] for group, values in groups.items()]
-    return _table([first, *(_METRIC_TITLES[n] for n in names)], rows)
+    return markdown_table([first, *(_METRIC_TITLES[n] for n in names)], rows)
 
 
 def missing_classes(results: Mapping) -> list[str]:
@@ -110,7 +111,9 @@ def _classification_sections(results: Mapping, percent: int) -> list[str]:
         )
     )
     lines = ["## Headline metrics", ""]
-    lines += _table(["Metric", "Value", f"{percent}% CI"], _headline_rows(results, headline))
+    lines += markdown_table(
+        ["Metric", "Value", f"{percent}% CI"], _headline_rows(results, headline)
+    )
     class_names = results.get("class_names")
     if class_names:
         matrix = metrics["confusion_matrix"]
@@ -127,7 +130,7 @@ def _classification_sections(results: Mapping, percent: int) -> list[str]:
             for index, name in enumerate(class_names)
         ]
         header = ["Class", "Precision", "Sensitivity", "Specificity", "F1", "ROC-AUC", "PR-AUC"]
-        lines += _table([*header, "Support"], rows)
+        lines += markdown_table([*header, "Support"], rows)
         lines += _confusion_section(class_names, matrix, class_names)
     return lines
 
@@ -136,7 +139,7 @@ def _confusion_section(
     class_names: Sequence[str], matrix: Sequence[Sequence[int]], rows: Sequence[str]
 ) -> list[str]:
     lines = ["", "## Confusion matrix (rows: true class, columns: predicted)", ""]
-    return lines + _table(
+    return lines + markdown_table(
         ["true \\ predicted", *class_names],
         [[name, *map(str, matrix[class_names.index(name)])] for name in rows],
     )
@@ -164,10 +167,10 @@ def _external_sections(results: Mapping, percent: int) -> list[str]:
         "",
     ]
     names = [*EXTERNAL_METRICS, "missing_class_predictions"]
-    lines += _table(["Metric", "Value", f"{percent}% CI"], _headline_rows(results, names))
+    lines += markdown_table(["Metric", "Value", f"{percent}% CI"], _headline_rows(results, names))
     lines += ["", "## Sensitivity per class present", ""]
     matrix = metrics["confusion_matrix"]
-    lines += _table(
+    lines += markdown_table(
         ["Class", "Sensitivity", "Images"],
         [
             [

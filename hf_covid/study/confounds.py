@@ -54,6 +54,7 @@ from hf_covid.evaluation.metrics import (
     classification_metrics,
 )
 from hf_covid.evaluation.predict import MODALITY_VARIANTS, class_names_of, predict
+from hf_covid.evaluation.report import markdown_table
 from hf_covid.models.image_processing_chest import ChestImageProcessor
 from hf_covid.models.labels import BINARY_LABELS
 from hf_covid.registry import get_model_family, list_models
@@ -428,10 +429,6 @@ def _train_probe(
 def _probe_probabilities(model: _SmallCNN, images: torch.Tensor) -> np.ndarray:
     with torch.inference_mode():
         return torch.cat([model(b).softmax(dim=-1) for b in images.split(256)]).numpy()
-
-
-def _resized(masks: torch.Tensor, size: int) -> torch.Tensor:
-    return F.interpolate(masks, size=(size, size), mode="nearest")
 
 
 def _probe_images(
@@ -873,11 +870,6 @@ def _value(scores: Mapping, name: str) -> str:
     return f"{value:.3f}" + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "")
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(row) + " |" for row in rows]
-
-
 def _above_chance(scores: Mapping, name: str, chance: float) -> bool:
     interval = scores["confidence_intervals"].get(name)
     return bool(interval) and interval[0] > chance
@@ -898,7 +890,7 @@ def _probe_section(probe: Mapping) -> list[str]:
         [_condition_name(c), *(_value(c, n) for n in ("accuracy", "balanced_accuracy", "roc_auc"))]
         for c in probe["conditions"]
     ]
-    lines += _table(["Image shown", "Accuracy", "Balanced accuracy", "ROC-AUC"], rows)
+    lines += markdown_table(["Image shown", "Accuracy", "Balanced accuracy", "ROC-AUC"], rows)
     outside = [
         c
         for c in probe["conditions"]
@@ -957,7 +949,7 @@ def _lungs_only_section(models: Sequence[Mapping]) -> list[str]:
                 ]
             )
     header = ["Model", "Image shown", "Accuracy", "COVID sensitivity", "Drop", "Most predicted"]
-    lines += _table(header, rows)
+    lines += markdown_table(header, rows)
     lines += [
         "",
         "None of these models saw blanked images in training, so part of any drop is the change "
@@ -999,7 +991,7 @@ def _loso_section(loso: Mapping) -> list[str]:
         "ROC-AUC in distribution",
         "ROC-AUC held out",
     ]
-    lines += _table(header, rows)
+    lines += markdown_table(header, rows)
     lines += [
         "",
         "Every COVID source here is adult and every control pediatric, so a shortcut shared by "
@@ -1031,7 +1023,7 @@ def _dual_input_section(dual: Mapping) -> list[str]:
         for v, s in dual["variants"].items()
     ]
     lines += [f"On the {dual['n_pairs']} test pairs with both images:", ""]
-    lines += _table(["Inputs", "Accuracy", "COVID sensitivity", "ROC-AUC"], rows)
+    lines += markdown_table(["Inputs", "Accuracy", "COVID sensitivity", "ROC-AUC"], rows)
     if dual.get("fused_follows_xray") is not None:
         lines += [
             "",

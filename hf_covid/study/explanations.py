@@ -35,6 +35,7 @@ from hf_covid.data.public.common import locate_collection
 from hf_covid.evaluation.checkpoint import model_image_size
 from hf_covid.evaluation.metrics import bootstrap_mean_interval
 from hf_covid.evaluation.predict import class_names_of
+from hf_covid.evaluation.report import markdown_table
 from hf_covid.explain import (
     CAM_METHODS,
     INPUT_KEYS,
@@ -392,8 +393,7 @@ def explanations_markdown(result: Mapping) -> str:
         "Compared with uniform",
         "Deletion: top minus bottom",
     ]
-    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    lines += markdown_table(header, rows)
     looking = sorted(
         {
             e["model"]
