@@ -22,8 +22,10 @@ from hf_covid.study.confounds import (
     REGIONS,
     StudyImages,
     blank,
+    collection_probe,
     confounds_markdown,
     lung_masks,
+    probe_settings,
     run_confounds,
 )
 
@@ -230,3 +232,21 @@ def test_confound_figures_and_markdown(confounds, study):
         assert heading in text
     assert "| outside lungs (unet masks) |" in text and "| whole |" in text
     assert "not any clinical performance" in text
+
+
+def test_collection_probe_without_both_collections_says_why():
+    images = StudyImages(
+        images=torch.rand(4, 1, 8, 8),
+        human_masks=torch.zeros(4, 1, 8, 8),
+        has_human_mask=np.zeros(4, dtype=bool),
+        labels=np.array([1, 1, 2, 2]),
+        class_names=COMPOSED_CLASSES,
+        sources=np.array(["kermany"] * 4),
+        patient_ids=np.array(["IM-1", "IM-2", "person1", "person2"]),
+        image_ids=np.array([f"train/x{i}.jpeg" for i in range(4)]),
+    )
+    result = collection_probe(images, images, None, probe_settings(quick=True))
+    assert result == {"skipped": "the splits do not hold images of both collections to probe"}
+    assert "both collections" in confounds_markdown(
+        {"collection_probe": result, "leave_one_source_out": {"held_out": []}}
+    )

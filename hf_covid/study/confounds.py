@@ -62,19 +62,26 @@ from hf_covid.registry import get_model_family, list_models
 __all__ = [
     "COLLECTION_PROBE_CLASSES",
     "FIGURES_DIR",
+    "LUNGS_ONLY_CONDITIONS",
     "LUNG_UNET",
     "MASK_SOURCES",
     "MODELS_DIR",
     "POSITIVE_CLASS",
+    "PROBE_CONDITIONS",
     "REGIONS",
+    "SCORED_METRICS",
     "Compositions",
     "LungMasker",
     "ProbeSettings",
     "StudyImages",
     "blank",
+    "collection_probe",
     "confounds_markdown",
+    "dual_input_inputs",
+    "leave_one_source_out",
     "load_study_images",
     "lung_masks",
+    "lungs_only_evaluation",
     "model_inputs",
     "one_torch_thread",
     "predict_probabilities",
@@ -472,6 +479,8 @@ def collection_probe(
         target = np.array([COLLECTION_PROBE_CLASSES.index(s) for s in images.sources[keep]])
         sets[name] = (images.select(keep), target, np.flatnonzero(keep))
     test_target = sets["test"][1]
+    if len(set(sets["train"][1].tolist())) < 2 or len(test_target) == 0:
+        return {"skipped": "the splits do not hold images of both collections to probe"}
     result = {
         "classes": list(COLLECTION_PROBE_CLASSES),
         "n_train": int(len(sets["train"][1])),
@@ -702,6 +711,8 @@ def dual_input_inputs(
         prepared["ct_available"], dtype=bool
     )
     rows = np.flatnonzero(both)
+    if rows.size == 0:
+        return {"skipped": "no test pair holds both an X-ray and a CT"}
     subset = prepared.select(rows)
     variants, predicted = {}, {}
     for variant, switched_off in MODALITY_VARIANTS.items():
@@ -876,6 +887,8 @@ def _above_chance(scores: Mapping, name: str, chance: float) -> bool:
 
 
 def _probe_section(probe: Mapping) -> list[str]:
+    if probe.get("skipped"):
+        return ["### (a) Can the collection be read off the image?", "", probe["skipped"]]
     counts = ", ".join(f"{name} {count}" for name, count in probe["test_counts"].items())
     lines = [
         "### (a) Can the collection be read off the image?",
@@ -1003,6 +1016,8 @@ def _loso_section(loso: Mapping) -> list[str]:
 
 def _dual_input_section(dual: Mapping) -> list[str]:
     lines = ["", "### (d) The dual-input model: which input carries the fused number", ""]
+    if dual.get("skipped"):
+        return [*lines, dual["skipped"]]
     names = {"xray+ct": "X-ray + CT", "xray": "X-ray only", "ct": "CT only"}
     ranking = {
         name: tuple(
