@@ -12,10 +12,10 @@ from PIL import Image
 
 from hf_covid.data.validation import DEFAULT_INPUT_POLICY
 from hf_covid.inference import ChestPredictor, LungSegmenter, load_predictor
+from hf_covid.models.labels import BINARY_LABELS, RADIOGRAPHY_LABELS
 from hf_covid.serving.images import InputError, read_image
 from hf_covid.serving.overlays import feature_map_grid, heatmap_overlay, mask_overlay
 from hf_covid.serving.served import load_served_models, read_model_card, read_provenance
-from hf_covid.models.labels import BINARY_LABELS, RADIOGRAPHY_LABELS
 
 
 @pytest.fixture(scope="module")
