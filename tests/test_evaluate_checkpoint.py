@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, Value
 from PIL import Image as PILImage
+from test_confounds import COMPOSED_CLASSES, save_tiny_study_model, write_study_collections
 from test_plots import assert_non_blank_png
 
 import hf_covid.models as models
+from hf_covid.data.public.compose import compose_radiography
 from hf_covid.evaluation import (
     classification_metrics,
     evaluate_checkpoint,
@@ -306,3 +308,20 @@ def test_visualize_checkpoint_measures_lesions_and_audits_markers(cnn_lstm_check
     audit = results["shortcut_audit"]
     assert audit["n_images"] == 2
     assert audit["marker_area_fraction"] == pytest.approx(1 / 16, abs=0.01)
+
+
+def test_evaluate_on_a_collections_root_composes_the_training_split(tmp_path):
+    collections = write_study_collections(tmp_path / "collections")
+    checkpoint = save_tiny_study_model(tmp_path / "study", "cnn_lstm", COMPOSED_CLASSES)
+    results = evaluate_checkpoint(
+        checkpoint,
+        data_dir=collections,
+        output_dir=tmp_path / "out",
+        n_resamples=50,
+        figures=False,
+        progress=False,
+    )
+    test = compose_radiography(collections)["test"]
+    assert results["class_names"] == list(COMPOSED_CLASSES)
+    assert results["metrics"]["n_samples"] == len(test)
+    assert set(results["per_source"]) == set(test["source"])

@@ -8,6 +8,7 @@ meaningful are reported.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from hf_covid.checkpoints import (
 )
 from hf_covid.data import DATASET_BUILDERS, ChestBatchCollator, preprocess_for_training
 from hf_covid.data.io import normalize_folder_name
+from hf_covid.data.public.compose import compose_radiography, compose_xray_ct, find_collections
 from hf_covid.data.radiography import build_radiography_dataset
 from hf_covid.data.summary import read_build_summary
 from hf_covid.data.xray_ct import PAIRING_DESCRIPTIONS
@@ -54,6 +56,7 @@ from .report import EXTERNAL_METRICS, EXTERNAL_SPLIT, write_report
 __all__ = [
     "EXTERNAL_METRICS",
     "EXTERNAL_SPLIT",
+    "build_dataset",
     "evaluate_checkpoint",
     "evaluate_external",
     "external_metrics",
@@ -61,6 +64,7 @@ __all__ = [
     "load_evaluation_split",
     "model_image_size",
     "prepare_inputs",
+    "run_build_options",
 ]
 
 
@@ -88,9 +92,9 @@ def load_evaluation_split(
     """The raw split (image columns + ``label``) a model of ``family`` is evaluated on.
 
     ``dataset`` (a ``DatasetDict``, a ``Dataset``, or the folder of one saved with
-    ``save_to_disk``) is used as is; otherwise ``data_dir`` is a saved dataset or a dataset root,
-    built with the builder of the family's dataset kind and ``build_options`` (e.g. the split
-    seed and ratios used in training).
+    ``save_to_disk``) is used as is; otherwise ``data_dir`` is a saved dataset, a collections
+    root or a dataset root (:func:`build_dataset`, with ``build_options``, e.g. the split seed
+    and ratios used in training).
 
     Raises:
         ValueError: no data given, no such split, no labels, or classes that differ from the
@@ -103,14 +107,11 @@ def load_evaluation_split(
         path = Path(source).expanduser()
         if not path.exists():
             raise FileNotFoundError(f"data folder '{path}' does not exist")
-        if _is_saved_dataset(path):
-            source = load_from_disk(str(path))
-        else:
-            options = dict(build_options or {})
-            labels = family.dataset.labels
-            if family.dataset.ct_column is None and class_names and set(class_names) < set(labels):
-                options.setdefault("classes", list(class_names))
-            source = DATASET_BUILDERS[family.dataset_kind](path, **options)
+        options = dict(build_options or {})
+        labels = family.dataset.labels
+        if family.dataset.ct_column is None and class_names and set(class_names) < set(labels):
+            options.setdefault("classes", list(class_names))
+        source = build_dataset(path, family.dataset_kind, options)
     where = f"data '{data_dir}'" if dataset is None else "the dataset"
     data = _select_split(source, split, where)
     if "label" not in data.column_names:
@@ -154,18 +155,43 @@ def load_evaluation_split(
     return data
 
 
-def _build_options(checkpoint_dir: Path, family: ModelFamily) -> dict:
-    """Dataset-builder options that reproduce the training split (from the run record)."""
-    record = RunRecord.read(checkpoint_dir)
+def build_dataset(data_dir: str | Path, dataset_kind: str, options: Mapping | None = None):
+    """The dataset in ``data_dir``: saved with ``save_to_disk``, a collections root, or a folder.
+
+    A collections root (the public collections side by side, see
+    :func:`hf_covid.data.public.compose.find_collections`) is composed into the ``dataset_kind``
+    layout; any other folder is built with that layout's builder. Options a builder does not
+    take (e.g. ``group_by`` for a composition) are dropped.
+
+    Args:
+        data_dir: The folder.
+        dataset_kind: ``"radiography"`` or ``"xray_ct"``.
+        options: Builder keyword arguments (split ratios, seed, classes, pairing, ...).
+    """
+    path = Path(data_dir).expanduser()
+    if _is_saved_dataset(path):
+        return load_from_disk(str(path))
+    options = dict(options or {})
+    if find_collections(path):
+        compose = compose_xray_ct if dataset_kind == "xray_ct" else compose_radiography
+        accepted = inspect.signature(compose).parameters
+        return compose(path, **{key: value for key, value in options.items() if key in accepted})
+    return DATASET_BUILDERS[dataset_kind](path, **options)
+
+
+def run_build_options(checkpoint_dir: str | Path | None, dataset_kind: str) -> dict:
+    """Dataset-builder options that reproduce a checkpoint's training split (its run record);
+    {} without one."""
+    record = RunRecord.read(checkpoint_dir) if checkpoint_dir is not None else None
     if record is None:
         return {}
     data = record.data
     options = {
-        "split_ratios": data.get("split_ratios"),
+        "split_ratios": tuple(data["split_ratios"]) if data.get("split_ratios") else None,
         "seed": data.get("split_seed"),
         "deduplicate": data.get("deduplicate"),
     }
-    if family.dataset_kind == "xray_ct":
+    if dataset_kind == "xray_ct":
         options |= {
             "pairing": data.get("pairing"),
             "keep_unpaired": data.get("keep_unpaired"),
@@ -174,6 +200,12 @@ def _build_options(checkpoint_dir: Path, family: ModelFamily) -> dict:
     else:
         options |= {"group_by": data.get("group_by"), "classes": data.get("classes")}
     return {key: value for key, value in options.items() if value is not None}
+
+
+def _build_options(checkpoint_dir: Path, family: ModelFamily) -> dict:
+    """:func:`run_build_options` under its old name, which ``hf_covid.explain.visualize``
+    imports; switch that import to ``run_build_options`` and delete this."""
+    return run_build_options(checkpoint_dir, family.dataset_kind)
 
 
 def model_image_size(config, processor) -> int:
@@ -315,7 +347,7 @@ def evaluate_checkpoint(
         split,
         data_dir=data_dir,
         dataset=dataset,
-        build_options=_build_options(path, family) | dict(build_options or {}),
+        build_options=run_build_options(path, family.dataset_kind) | dict(build_options or {}),
     )
     prepared, collator, settings = prepare_inputs(model, processor, raw)
     predictions = predict(model, prepared, collator, **run)

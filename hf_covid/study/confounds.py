@@ -41,13 +41,18 @@ from matplotlib.figure import Figure
 from torch import nn
 from transformers import PreTrainedModel
 
-from hf_covid.checkpoints import RunRecord, is_complete_checkpoint_folder, load_checkpoint
+from hf_covid.checkpoints import is_complete_checkpoint_folder, load_checkpoint
 from hf_covid.data import preprocess_for_training
 from hf_covid.data.public import ieee8023, kermany
 from hf_covid.data.public.common import locate_collection
-from hf_covid.data.public.compose import compose_radiography, compose_xray_ct
 from hf_covid.data.xray_ct import PAIRING_DESCRIPTIONS
-from hf_covid.evaluation.checkpoint import load_evaluation_split, model_image_size, prepare_inputs
+from hf_covid.evaluation.checkpoint import (
+    build_dataset,
+    load_evaluation_split,
+    model_image_size,
+    prepare_inputs,
+    run_build_options,
+)
 from hf_covid.evaluation.metrics import (
     bootstrap_confidence_intervals,
     bootstrap_mean_interval,
@@ -180,7 +185,8 @@ class Compositions:
     """The public compositions a checkpoint was trained on, built once per set of options.
 
     The split options (ratios, seed, deduplication, classes, unpaired rows) come from the
-    checkpoint's run record, so ``test`` is the training run's test split.
+    checkpoint's run record (:func:`~hf_covid.evaluation.checkpoint.run_build_options`), so
+    ``test`` is the training run's test split.
     """
 
     def __init__(self, collections_root: str | Path) -> None:
@@ -190,22 +196,10 @@ class Compositions:
     def for_checkpoint(self, checkpoint_dir: Path | None, dataset_kind: str) -> DatasetDict:
         """The composition in the ``dataset_kind`` layout with the options of ``checkpoint_dir``
         (the builders' defaults when None or without a run record)."""
-        record = RunRecord.read(checkpoint_dir) if checkpoint_dir is not None else None
-        data = record.data if record is not None else {}
-        options = {
-            "split_ratios": tuple(data["split_ratios"]) if data.get("split_ratios") else None,
-            "seed": data.get("split_seed"),
-            "deduplicate": data.get("deduplicate"),
-        }
-        if dataset_kind == "xray_ct":
-            options["keep_unpaired"] = data.get("keep_unpaired")
-        elif data.get("classes"):
-            options["classes"] = tuple(data["classes"])
-        options = {key: value for key, value in options.items() if value is not None}
-        key = (dataset_kind, tuple(sorted(options.items())))
+        options = run_build_options(checkpoint_dir, dataset_kind)
+        key = (dataset_kind, tuple(sorted((k, str(v)) for k, v in options.items())))
         if key not in self._built:
-            compose = compose_xray_ct if dataset_kind == "xray_ct" else compose_radiography
-            self._built[key] = compose(self.root, **options)
+            self._built[key] = build_dataset(self.root, dataset_kind, options)
         return self._built[key]
 
 
