@@ -136,6 +136,17 @@ def test_external_validation_refuses_to_write_into_the_data_folder(cnn_lstm_chec
     assert not (data / "results").exists()
 
 
+def test_a_one_class_folder_reports_sensitivity_and_draws_no_curve(cnn_lstm_checkpoint, tmp_path):
+    data = write_radiography_tree(tmp_path / "data", ("COVID",), images_per_class=4)
+    results = evaluate_external(
+        cnn_lstm_checkpoint, data, output_dir=tmp_path / "out", n_resamples=50, progress=False
+    )
+    metrics = results["metrics"]
+    assert metrics["covid_sensitivity"] == pytest.approx(metrics["accuracy"])
+    assert "specificity_COVID" not in metrics and "roc_auc_COVID" not in metrics
+    assert "roc_curves" not in results["figures"] and "confusion_matrix" in results["figures"]
+
+
 def test_external_validation_names_the_problem_with_the_folder_or_the_model(tmp_path):
     config = models.DualInputCNNConfig(fusion_hidden_size=8, **TINY)
     dual = save_tiny(models.DualInputCNNForImageClassification(config), tmp_path / "dual")

@@ -442,10 +442,13 @@ def _draw_figures(
         drawn["confusion_matrix_normalized"] = plots.plot_confusion_matrix(
             matrix, class_names, folder / "confusion_matrix_normalized.png", normalize=True
         )
-        drawn["roc_curves"] = plots.plot_roc_curves(curves["roc"], folder / "roc_curves.png")
-        drawn["precision_recall_curves"] = plots.plot_precision_recall_curves(
-            curves["precision_recall"], folder / "precision_recall_curves.png"
-        )
+        # A curve needs positives and negatives: none is defined on a one-class folder.
+        if curves["roc"]:
+            drawn["roc_curves"] = plots.plot_roc_curves(curves["roc"], folder / "roc_curves.png")
+        if curves["precision_recall"]:
+            drawn["precision_recall_curves"] = plots.plot_precision_recall_curves(
+                curves["precision_recall"], folder / "precision_recall_curves.png"
+            )
         drawn["reliability_diagram"] = plots.plot_reliability_diagram(
             calibration_bins(labels, probabilities, ECE_BINS),
             folder / "reliability_diagram.png",
