@@ -220,13 +220,11 @@ def build_app(config: AppConfig, models: ServedModels | None = None) -> ChestApp
     to configure the app; the app still serves it.
     """
     quota = UploadQuota(config.upload_quota_bytes)
-    holder: dict[str, gr.Blocks] = {}
     sweeper = UploadSweeper(
         Path(get_upload_folder()),
         config.sweep_every,
         config.max_age,
         keep=ExampleFiles(_example_files(config)),
-        forget=lambda paths: _forget(holder.get("demo"), paths),
         quota=quota,
     )
     startup_error = None
@@ -246,7 +244,7 @@ def build_app(config: AppConfig, models: ServedModels | None = None) -> ChestApp
         demo = _startup_page(config, startup_error or "no models")
     else:
         demo = _page(config, handlers)
-    holder["demo"] = demo
+    sweeper.forget = lambda paths: _forget(demo, paths)
     demo.queue(default_concurrency_limit=config.concurrency_limit, max_size=config.max_queue_size)
     return ChestApp(demo, config, models, startup_error, handlers, sweeper, quota)
 
@@ -259,11 +257,11 @@ def _example_files(config: AppConfig) -> list[Path]:
     return [path for name in sorted(names) if (path := Path(config.examples_dir) / name).is_file()]
 
 
-def _forget(demo: gr.Blocks | None, paths: set[str]) -> None:
-    """Drop deleted files from Gradio's registries of the files it handed out."""
-    if demo is not None:
-        for registry in demo.temp_file_sets:
-            registry.difference_update(paths)
+def _forget(demo: gr.Blocks, paths: set[str]) -> None:
+    """Drop deleted files from Gradio's registries of the files it handed out (sets that would
+    otherwise grow for as long as the app runs; removing from them never iterates them)."""
+    for registry in demo.temp_file_sets:
+        registry.difference_update(paths)
 
 
 def _startup_page(config: AppConfig, error: str) -> gr.Blocks:

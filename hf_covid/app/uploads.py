@@ -243,7 +243,7 @@ class UploadSweeper:
     def used(self, path: str | Path) -> None:
         """Record that a request read the file at ``path`` now."""
         with self._lock:
-            self._uses[str(Path(path).resolve())] = self.clock()
+            self._uses[os.path.abspath(path)] = self.clock()
 
     def sweep(self, *, max_age: float | None = None) -> set[str]:
         """Delete what is older than ``max_age`` (default: the sweeper's) now; returns the
@@ -290,10 +290,11 @@ class UploadSweeper:
 
 
 def _files_under(folder: Path) -> Iterable[Path]:
-    """Every file (or link) under ``folder``, resolved, without following links into folders."""
+    """Every file (or link) under ``folder``, as absolute paths spelled as Gradio spells them
+    (not resolved), without following links into folders."""
     if not folder.is_dir():
         return []
-    root = folder.resolve()
+    root = Path(os.path.abspath(folder))
     return [path for path in root.rglob("*") if path.is_symlink() or path.is_file()]
 
 
@@ -303,7 +304,7 @@ def _remove_empty_folders(folder: Path, cutoff: float, keep_names: set[str]) -> 
     before it moves the file in: a new empty folder must stay.)"""
     if not folder.is_dir():
         return
-    root = folder.resolve()
+    root = Path(os.path.abspath(folder))
     for path in sorted(root.rglob("*"), key=lambda item: len(item.parts), reverse=True):
         if path.is_dir() and not path.is_symlink():
             if path.parent == root and path.name in keep_names:
