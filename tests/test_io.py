@@ -13,6 +13,7 @@ from chest_trees import sixteen_bit_png, write_dicom, write_jpeg_dicom
 from PIL import Image
 
 from hf_covid.data import ImageReadError, load_image
+from hf_covid.data.image_reading import read_image_and_format
 from hf_covid.data.validation import InputPolicy
 
 
@@ -162,6 +163,22 @@ def test_load_image_multiframe_dicom_needs_a_named_frame(tmp_path):
 def test_load_image_reads_dicom_bytes_without_suffix(tmp_path):
     path = write_dicom(tmp_path / "plain.dcm", np.full((8, 8), 4095), bits_stored=12)
     assert load_image(path.read_bytes()).min() == 1.0
+
+
+def test_read_image_and_format_names_the_decoder_that_read_the_file(tmp_path):
+    dicom = write_dicom(tmp_path / "plain.dcm", np.full((8, 8), 4095), bits_stored=12)
+    Image.fromarray(np.full((8, 8), 51, dtype=np.uint8)).save(tmp_path / "a.jpg")
+    assert read_image_and_format(dicom.read_bytes())[1] == "DICOM"
+    image, image_format = read_image_and_format(tmp_path / "a.jpg")
+    assert image_format == "JPEG" and image.shape == (8, 8)
+
+
+def test_dicom_errors_name_the_file_or_the_byte_count(tmp_path):
+    (tmp_path / "empty_pixels.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\0" * 16)
+    with pytest.raises(ImageReadError, match=r"empty_pixels\.dcm': DICOM"):
+        load_image(tmp_path / "empty_pixels.dcm")
+    with pytest.raises(ImageReadError, match=r"'<148 bytes>': DICOM"):
+        load_image((tmp_path / "empty_pixels.dcm").read_bytes())
 
 
 @pytest.mark.parametrize("channels", [3, 4])
