@@ -396,6 +396,6 @@ def test_space_folder_is_a_deployable_gradio_space():
     assert front_matter["license"]
     assert "not a diagnostic device" in readme
     requirements = (SPACE_DIR / "requirements.txt").read_text()
-    assert "hf_covid==" in requirements and "git+" not in requirements
+    assert "hf_covid[app,dicom]==" in requirements and "git+" not in requirements
     examples = list((SPACE_DIR / "examples").glob("*.png"))
     assert examples and sum(path.stat().st_size for path in examples) < 200_000
