@@ -225,6 +225,22 @@ def _recipe_rows(models: Mapping[str, Any]) -> list[list[str]]:
     return rows
 
 
+def _analysis_lines(results: Mapping[str, Any], name: str, title: str) -> list[str]:
+    """The probe's own markdown (with its heading), or why it is missing."""
+    markdown = results.get(f"{name}_markdown")
+    if markdown:
+        return [markdown.strip(), ""]
+    status = results.get(name) or {}
+    return [
+        f"## {title}",
+        "",
+        f"Not available in this run: `hf_covid.study.{name}` {status.get('status', 'not run')} "
+        f"({status.get('reason', 'unknown')}). `python scripts/study.py ... --only-analysis` "
+        "re-runs it on the saved checkpoints.",
+        "",
+    ]
+
+
 def study_markdown(results: Mapping[str, Any]) -> str:
     """``public_study.md`` from the study results (the dict of ``results.json``)."""
     study = results["study"]
@@ -322,20 +338,8 @@ def study_markdown(results: Mapping[str, Any]) -> str:
         "## The dual-input model: both inputs, X-ray only, CT only",
         "",
         *_modality_lines(models.get("dual_input")),
-        "## Confounds measured",
-        "",
-        results.get("confounds_markdown")
-        or "Not run: `hf_covid.study.confounds` was not available "
-        f"({(results.get('confounds') or {}).get('reason', 'unknown')}). Re-run with "
-        "`--only-analysis` when it is.",
-        "",
-        "## Explanations on real X-rays",
-        "",
-        results.get("explanations_markdown")
-        or "Not run: `hf_covid.study.explanations` was not available "
-        f"({(results.get('explanations') or {}).get('reason', 'unknown')}). Re-run with "
-        "`--only-analysis` when it is.",
-        "",
+        *_analysis_lines(results, "confounds", "Confounds measured"),
+        *_analysis_lines(results, "explanations", "Explanations on real X-rays"),
         *[f"![{name}](public_study/{name})" for name in results.get("analysis_figures") or []],
         "",
         "## Recipes: sized for a 2-core CPU",
