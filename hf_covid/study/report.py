@@ -98,17 +98,29 @@ def _headline_rows(models: Mapping[str, Any]) -> list[list[str]]:
     return rows
 
 
-def _per_source_rows(models: Mapping[str, Any]) -> list[list[str]]:
+def _covid_test_sources(data: Mapping[str, Any]) -> set[str]:
+    """The sources with COVID images in a test split (where COVID sensitivity is defined)."""
+    sources: set[str] = set()
+    for layout in data.values():
+        for name, counts in layout.get("per_split_class_source", {}).get("test", {}).items():
+            if name == "COVID":
+                sources.update(source for source, count in counts.items() if count)
+    return sources
+
+
+def _per_source_rows(models: Mapping[str, Any], data: Mapping[str, Any]) -> list[list[str]]:
+    with_covid = _covid_test_sources(data)
     rows = []
     for model in models.values():
         for source, metrics in (model["test"].get("per_source") or {}).items():
+            sensitivity = metrics.get("covid_sensitivity") if source in with_covid else None
             rows.append(
                 [
                     model["display_name"],
                     source,
                     str(metrics.get("n_samples", "-")),
                     _number(metrics.get("accuracy", metrics.get("dice"))),
-                    _number(metrics.get("covid_sensitivity")),
+                    _number(sensitivity),
                     _number(metrics.get("roc_auc")),
                 ]
             )
@@ -320,12 +332,12 @@ def study_markdown(results: Mapping[str, Any]) -> str:
         "",
         "The same test predictions split by the collection the image comes from. Within one "
         "collection the classes are few (Kermany has no COVID, ieee8023 mostly COVID), which "
-        "is the confound itself: a metric that needs both classes is `-` where only one is "
-        "present.",
+        "is the confound itself: a metric that needs both classes, or COVID images, is `-` "
+        "where they are missing.",
         "",
         *_table(
             ["model", "source", "n", "accuracy / Dice", "COVID sensitivity", "ROC-AUC"],
-            _per_source_rows(models),
+            _per_source_rows(models, data),
         ),
         "## The lung U-Net and the dual-channel model's masks",
         "",
