@@ -16,10 +16,10 @@ Every pair of images is compared (and every pair with one image mirrored, for fl
    checked by aligning 32x32 thumbnails: each side of one image is searched as a crop or
    extension of the other's, up to `MAX_CROP_FRACTION`, and the best correlation decides.
 
-Measured on the public collections (``../shared/public_data``, 2,807 images): stages 1-2 find 16
-of the 28 near-duplicate pairs its curators list and neither of the 2 across collections (a
-COVID-CT slice cropped from the same paper figure as an ieee8023 image); with ``align_crops`` all
-28 and both, plus 11 pairs of CT slices from one paper's scan (adjacent slices, or one slice
+Measured on copies of the public collections (2,807 images of ieee8023, Kermany and COVID-CT;
+see docs/reliability.md): stages 1-2 find 16 of the 28 near-duplicate pairs their curators list
+and neither of the 2 across collections (a COVID-CT slice cropped from the same paper figure as
+an ieee8023 image); with ``align_crops`` all 28 and both, plus 11 pairs of CT slices from one paper's scan (adjacent slices, or one slice
 printed twice: one patient, so keeping them in one split is right), for 0.6 s of CPU time on top
 of 3.8 s of hashing. Crops are found while the two hashes still propose the pair (on synthetic
 textures up to about 5% off a side; the real figure crops all were); not found: rotated copies,
