@@ -116,7 +116,9 @@ class ChestPredictor:
     Works for every hf_covid classifier: X-ray only (CNN+LSTM, ResNet), X-ray + lung mask
     (dual-channel; the mask is made by ``lung_segmenter`` when not given) and X-ray + CT
     (dual-input; either image may be missing). Thread-safe: Grad-CAM and feature maps hook the
-    model, so they run under a per-model lock; the classification forward needs no lock.
+    model, so they run under a per-model lock; the classification forward runs unlocked, and
+    the CAM hooks keep only the activations of the thread that placed them, so a concurrent
+    forward pass cannot leak into another request's map.
 
     Args:
         model: the classifier (``config.id2label`` names the classes).

@@ -8,6 +8,7 @@ output with ``.logits``); layers are chosen by their dotted module name
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
@@ -52,17 +53,24 @@ def _output_size(key: str, inputs: Mapping[str, torch.Tensor]) -> tuple[int, int
 
 
 class _ActivationRecorder:
-    """Forward hooks that keep the output of named modules while in a ``with`` block."""
+    """Forward hooks that keep the output of named modules while in a ``with`` block.
+
+    Hooks belong to the module, not to the thread: a forward pass that another thread runs on
+    the same model while the block is open (a concurrent prediction in the app) would overwrite
+    the activations. Only forward passes of the thread that opened the recorder are kept.
+    """
 
     def __init__(self, model: nn.Module, names: Sequence[str]) -> None:
         self.activations: dict[str, torch.Tensor] = {}
+        self._thread = threading.get_ident()
         self._handles = [
             model.get_submodule(name).register_forward_hook(self._hook(name)) for name in names
         ]
 
     def _hook(self, name: str) -> Callable[[nn.Module, object, object], None]:
         def record(_module: nn.Module, _inputs: object, output: object) -> None:
-            self.activations[name] = _first_tensor(output)
+            if threading.get_ident() == self._thread:
+                self.activations[name] = _first_tensor(output)
 
         return record
 
