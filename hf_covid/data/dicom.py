@@ -70,6 +70,10 @@ def read_dicom(
 
     try:
         dataset = pydicom.dcmread(io.BytesIO(data), force=True)
+        # pydicom converts elements lazily: convert them all here, so that a corrupt element
+        # (e.g. a flipped value-representation byte) fails as this file's DicomReadError.
+        for _element in dataset:
+            pass
         if "PixelData" not in dataset:
             raise DicomReadError("DICOM: it has no pixel data")
         rows, columns = int(dataset.get("Rows", 0) or 0), int(dataset.get("Columns", 0) or 0)
