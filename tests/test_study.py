@@ -116,6 +116,13 @@ def test_quick_study_writes_well_formed_results_and_document(quick_study):
         assert 0.0 <= metrics[headline] <= 1.0, key
         assert model["dataset"]["synthetic"] is False
         assert set(model["dataset"]["sources"]) <= {"ieee8023", "kermany", "covid_ct"}
+    names = {key: model["dataset"]["name"] for key, model in results["models"].items()}
+    assert (
+        names["cnn_lstm"]
+        == names["dual_channel"]
+        == "Public collections in the Radiography label set"
+    )
+    assert names["dual_input"] == "Public collections in the X-ray + CT layout"
     unet_rows = results["models"]["lung_unet"]["dataset"]["split_sizes"]
     assert sum(unet_rows.values()) == PATIENTS  # only the images with a human mask
     assert set(results["models"]["dual_input"]["test"]["modalities"]) == {"xray+ct", "xray", "ct"}

@@ -34,7 +34,12 @@ from hf_covid.data import (
     ChestBatchCollator,
     preprocess_for_training,
 )
-from hf_covid.data.public.compose import compose_radiography, compose_xray_ct, find_collections
+from hf_covid.data.public.compose import (
+    PUBLIC_COMPOSITION_KINDS,
+    compose_radiography,
+    compose_xray_ct,
+    find_collections,
+)
 from hf_covid.data.summary import read_build_summary
 from hf_covid.data.synthetic import LESION_MASK_FOLDER
 from hf_covid.models.image_processing_chest import ChestImageProcessor
@@ -283,7 +288,10 @@ def dataset_record(
     phantom_folder = data_dir is not None and (Path(data_dir) / LESION_MASK_FOLDER).is_dir()
     record = DatasetRecord(
         kind=family.dataset_kind,
-        name=family.dataset.name,
+        # A composition of the public collections is not the public dataset of its layout.
+        name=summary.title
+        if summary is not None and summary.kind in PUBLIC_COMPOSITION_KINDS
+        else family.dataset.name,
         source=Path(data_dir).name if data_dir is not None else "dataset object",
         synthetic=phantom_folder or bool(summary and summary.synthetic),
         image_size=image_size,

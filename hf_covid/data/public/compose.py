@@ -49,6 +49,7 @@ from .common import (
 
 __all__ = [
     "DEFAULT_RADIOGRAPHY_CLASS_MAP",
+    "PUBLIC_COMPOSITION_KINDS",
     "PublicSelection",
     "compose_radiography",
     "compose_xray_ct",
@@ -85,6 +86,11 @@ COLLECTION_LOCATORS: dict[str, tuple[tuple[str, ...], Callable[[Path], bool]]] =
     covid_ct.SOURCE: (covid_ct.FOLDER_NAMES, covid_ct.is_collection),
 }
 """Collection -> (folder names tried below a root, whether a folder holds the collection)."""
+
+PUBLIC_RADIOGRAPHY_KIND = "public_radiography"
+PUBLIC_XRAY_CT_KIND = "public_xray_ct"
+PUBLIC_COMPOSITION_KINDS = (PUBLIC_RADIOGRAPHY_KIND, PUBLIC_XRAY_CT_KIND)
+"""``DatasetBuildSummary.kind`` of the two compositions (how a record knows it holds them)."""
 
 XRAY_CT_COVID_CATEGORY = "covid"
 """The category that is COVID in the binary layout; every other labelled category is Non-COVID."""
@@ -335,7 +341,7 @@ def compose_radiography(
         selection.images,
         selection.labels,
         class_names=selection.class_names,
-        kind="public_radiography",
+        kind=PUBLIC_RADIOGRAPHY_KIND,
         title="Public collections in the Radiography label set",
         grouping="patient_id within each collection",
         dataset_name="public_radiography",
@@ -466,7 +472,7 @@ def compose_xray_ct(
     stratum_names = [f"{MODALITY_NAMES[m]} {name}" for m in MODALITIES for name in BINARY_LABELS]
     counts = Counter(strata)
     summary = DatasetBuildSummary(
-        kind="public_xray_ct",
+        kind=PUBLIC_XRAY_CT_KIND,
         title="Public collections in the X-ray + CT layout",
         classes=list(BINARY_LABELS),
         images_per_class={name: counts.get(i, 0) for i, name in enumerate(stratum_names)},
