@@ -128,6 +128,8 @@ def test_quick_benchmark_onnx_case_times_onnxruntime_against_eager(quick_run):
     onnx = written["onnx"]
     assert set(onnx["models"]) == set(BenchmarkSettings.quick_run().onnx_models)
     assert len(onnx["load_average"]) == len(onnx["load_average_after"]) == 3
+    assert isinstance(onnx["shared_machine"], bool)
+    assert onnx["threads"] == quick_run[1]["machine"]["torch_threads"]
     for row in onnx["models"].values():
         assert row["baseline"] == "eager"
         assert set(row["variants"]) == {"eager", "onnxruntime"}

@@ -102,7 +102,9 @@ def _inference_table(title: str, rows: dict[str, Any], level: str = "##") -> lis
 
 def _onnx_section(onnx: dict[str, Any]) -> list[str]:
     rows = onnx["models"]
-    lines = _inference_table("ONNX: onnxruntime against eager PyTorch (CPU, same threads)", rows)
+    lines = _inference_table(
+        f"ONNX: onnxruntime against eager PyTorch (CPU, {onnx['threads']} thread(s) each)", rows
+    )
     loads = (onnx["load_average"], onnx["load_average_after"])
     return [
         *lines,
@@ -116,7 +118,14 @@ def _onnx_section(onnx: dict[str, Any]) -> list[str]:
         "",
         "Load average during this case: "
         + " then ".join(" / ".join(_number(value, 2) for value in load) for load in loads)
-        + " (1, 5, 15 min; at its start and end).",
+        + " (1, 5, 15 min; at its start and end)."
+        + (
+            " More runnable processes than cores: other jobs shared the machine during this "
+            "case, so both sides ran slower than on a quiet machine and the ratios are less "
+            "certain (with more than one thread, eager PyTorch's threads also wait on busy cores)."
+            if onnx.get("shared_machine")
+            else ""
+        ),
         "",
     ]
 

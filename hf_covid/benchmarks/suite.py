@@ -248,7 +248,11 @@ def run_benchmarks(
         results["inference"] = inference_case("cpu")
 
     if "onnx" in cases:
-        results["onnx"] = {"load_average": list(os.getloadavg()), "models": {}}
+        results["onnx"] = {
+            "load_average": list(os.getloadavg()),
+            "threads": torch.get_num_threads(),  # onnxruntime's intra-op threads too
+            "models": {},
+        }
         for key in settings.onnx_models or recipes:
             progress(f"onnx: {key}, onnxruntime against eager PyTorch on the CPU")
             results["onnx"]["models"][key] = compare_onnx_to_eager(
@@ -259,6 +263,10 @@ def run_benchmarks(
                 throughput_repeats=settings.throughput_repeats,
             )
         results["onnx"]["load_average_after"] = list(os.getloadavg())
+        # Other jobs on the cores make the timings slower and their ratios less certain.
+        results["onnx"]["shared_machine"] = max(
+            results["onnx"]["load_average"][0], results["onnx"]["load_average_after"][0]
+        ) > (os.cpu_count() or 1)
 
     if "app" in cases:
         progress("app: end-to-end predict latency per tab through gradio_client")
