@@ -359,6 +359,8 @@ def explanations_markdown(result: Mapping) -> str:
         "says whether a model looks at the lungs. *Deletion*: drop of P(COVID) when the top-k% "
         "most-attributed pixels are removed (filled in from their neighbours), minus the drop "
         "when the bottom-k% are; above 0 means the map points at pixels the model uses. "
+        "The dual-input model is explained on its X-ray branch with the CT marked missing; "
+        "the dual-channel model gets the U-Net's mask as input, as in training. "
         "All-zero maps (no positive evidence) are left out of the energy. Intervals: 95% "
         "bootstrap over images. A map shows what a model used, not where disease is.",
         "",
