@@ -133,6 +133,10 @@ def test_quick_study_writes_well_formed_results_and_document(quick_study):
     assert document == study_markdown(results)
     assert "not a diagnostic device" in document
     assert "not evidence of COVID-19 detection" in document
+    for name in results["analysis_figures"]:
+        assert (docs / "public_study" / name).is_file()
+    # The explanation overlays show the collections' images: never copied into the docs.
+    assert not list((docs / "public_study").glob("explanations_*"))
     for model in results["models"].values():
         figure = model["confusion_matrix_figure"]
         if figure is not None:

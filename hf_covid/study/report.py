@@ -141,7 +141,8 @@ def _composition_lines(data: Mapping[str, Any]) -> list[str]:
                 rows.append(
                     [split, name, ", ".join(f"{s} {n}" for s, n in sorted(sources.items()))]
                 )
-        lines += _table(["split", "class", "rows by source"], rows)
+        by = "rows by X-ray source" if layout == "xray_ct" else "rows by source"
+        lines += _table(["split", "class", by], rows)
         lines += [f"- {note}" for note in summary["notes"]] + [""]
     return lines
 
@@ -237,6 +238,15 @@ def _recipe_rows(models: Mapping[str, Any]) -> list[list[str]]:
     return rows
 
 
+def _analysis_time(study: Mapping[str, Any]) -> str:
+    """How long the probes took when they ran in a separate ``--only-analysis`` invocation."""
+    if not study.get("only_analysis"):
+        return ""
+    return (
+        f"the probes and explanations ran afterwards in {study['analysis_wall_s'] / 60:.1f} min; "
+    )
+
+
 def _analysis_lines(results: Mapping[str, Any], name: str, title: str) -> list[str]:
     """The probe's own markdown (with its heading), or why it is missing."""
     markdown = results.get(f"{name}_markdown")
@@ -280,7 +290,7 @@ def study_markdown(results: Mapping[str, Any]) -> str:
         f"evaluation of the five models took {wall / 60:.1f} min wall clock"
         if wall
         else "Run: (no training in this invocation)",
-        f"(load average at start `{study.get('loadavg_start')}`, at the end "
+        f"({_analysis_time(study)}load average at start `{study.get('loadavg_start')}`, at the end "
         f"`{study.get('loadavg_end')}`: other jobs shared the machine). Collections found: "
         f"{', '.join(study.get('collections_found', []))}.",
         "",
@@ -353,6 +363,10 @@ def study_markdown(results: Mapping[str, Any]) -> str:
         *_analysis_lines(results, "confounds", "Confounds measured"),
         *_analysis_lines(results, "explanations", "Explanations on real X-rays"),
         *[f"![{name}](public_study/{name})" for name in results.get("analysis_figures") or []],
+        "",
+        "The explanation overlays show the collections' own X-rays; their licences (many "
+        "CC BY-NC or CC BY-NC-ND, some none stated) keep them out of this repository, so they "
+        "stay in the study's output folder (`figures/explanations_<model>.png`).",
         "",
         "## Recipes: sized for a 2-core CPU",
         "",

@@ -298,9 +298,12 @@ def run_study(
         result, markdown = _optional_analysis(name, study_dir, root, quick)
         results[name] = result
         results[f"{name}_markdown"] = markdown
-    figures_dir = study_dir / "figures"
+    # Charts only: the explanation overlays show the collections' X-rays, whose licences
+    # (NC, ND, none stated) keep them out of a repository; they stay under <output-dir>/figures.
+    charts = (results["confounds"] or {}).get("figures") or {}
     results["analysis_figures"] = [
-        _copy_figure(path, docs_figures, path.name) for path in sorted(figures_dir.glob("*.png"))
+        _copy_figure(study_dir / "figures" / name, docs_figures, name)
+        for name in sorted(charts.values())
     ]
     results["study"]["collections_found"] = sorted(found)
     results["study"]["analysis_wall_s"] = round(time.perf_counter() - started, 1)
