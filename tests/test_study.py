@@ -201,3 +201,25 @@ def test_dual_channel_on_a_collections_root_refuses_partial_masks(tmp_path):
                 "report_to": "none",
             },
         )
+
+
+@pytest.mark.parametrize(
+    ("recipe", "override", "message"),
+    [
+        ("dual_input_public.yaml", {"pairing": "patient"}, "pairing: the public collections"),
+        ("cnn_lstm_public.yaml", {"group_by": "source"}, "group_by: 'source' does not apply"),
+    ],
+)
+def test_collections_root_refuses_options_it_cannot_honour(tmp_path, recipe, override, message):
+    collections = write_training_collections(tmp_path / "collections", patients=2)
+    with pytest.raises(ConfigurationError, match=message):
+        train_from_recipe(
+            RECIPES / recipe,
+            {
+                "data_dir": str(collections),
+                "output_dir": str(tmp_path / "model"),
+                "cache_dir": str(tmp_path / "cache"),
+                "report_to": "none",
+                **override,
+            },
+        )
