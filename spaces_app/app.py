@@ -14,4 +14,4 @@ app, host, port = space_app(Path(__file__).resolve().parent)
 demo = app.demo
 
 if __name__ == "__main__":
-    raise SystemExit(serve(app, host, port))
+    serve(app, host, port)

@@ -70,6 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def serve(app: ChestApp, host: str, port: int) -> int:
     """Launch ``app``, print its URL and block until interrupted; returns the exit status."""
     url = app.launch(host, port)
+    if url is None:
+        # `gradio app.py` reload mode runs the app file again in its watcher thread, where launch
+        # starts nothing (the first run serves) and blocking would stop the watching.
+        return 0
     print(f"hf_covid app running on {url}", flush=True)
     try:
         app.demo.block_thread()
