@@ -35,9 +35,8 @@ from hf_covid.data import (
     preprocess_for_training,
 )
 from hf_covid.data.public.compose import (
+    PUBLIC_COMPOSERS,
     PUBLIC_COMPOSITION_KINDS,
-    compose_radiography,
-    compose_xray_ct,
     find_collections,
 )
 from hf_covid.data.summary import read_build_summary
@@ -59,9 +58,6 @@ __all__ = [
     "mask_presence",
     "preprocessing_columns",
 ]
-
-PUBLIC_COMPOSERS = {"radiography": compose_radiography, "xray_ct": compose_xray_ct}
-"""Dataset kind -> the composition of the public collections into that layout."""
 
 
 def build_model(model_args: ModelArguments, class_names: Sequence[str]) -> PreTrainedModel:

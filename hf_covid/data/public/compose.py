@@ -49,6 +49,7 @@ from .common import (
 
 __all__ = [
     "DEFAULT_RADIOGRAPHY_CLASS_MAP",
+    "PUBLIC_COMPOSERS",
     "PUBLIC_COMPOSITION_KINDS",
     "PublicSelection",
     "compose_radiography",
@@ -512,3 +513,11 @@ def compose_xray_ct(
         summary=summary,
         dataset_name="public_xray_ct_label_paired",
     )
+
+
+PUBLIC_COMPOSERS: dict[str, Callable[..., DatasetDict]] = {
+    "radiography": compose_radiography,
+    "xray_ct": compose_xray_ct,
+}
+"""Dataset layout key (``hf_covid.registry.DATASET_KINDS``) -> the composition into that layout
+(the collections-root counterpart of ``hf_covid.data.DATASET_BUILDERS``)."""
