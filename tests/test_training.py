@@ -435,8 +435,11 @@ def test_resnet_trains_with_three_channels_imagenet_statistics_and_balanced_samp
     )
     assert results["model_type"] == "resnet"
     assert results["training"]["imbalance"] == "balanced_sampler"
+    # A stock transformers processor (3-channel RGB input), so the checkpoint needs no remote code.
     processor = json.loads((out / "preprocessor_config.json").read_text())
-    assert processor["num_channels"] == 3
+    assert processor["image_processor_type"] == "ViTImageProcessor"
+    assert "auto_map" not in processor
+    assert processor["do_convert_rgb"] is True
     assert processor["do_normalize"] is True
     assert processor["image_mean"] == pytest.approx([0.485, 0.456, 0.406])
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from transformers import PreTrainedModel
 
+from ..checkpoints import save_model_and_processor
 from ..registry import get_model_family, list_models
 from ..training import ModelArguments, build_image_processor, load_recipe
 
@@ -55,12 +56,15 @@ def save_random_checkpoints(
     checkpoints = {}
     for key, recipe in recipes.items():
         target = Path(folder) / key
-        build_demo_model(recipe).save_pretrained(target)
         arguments = ModelArguments(
             model_type=recipe["model_type"],
             config_overrides=recipe.get("config_overrides"),
             pretrained=recipe.get("pretrained"),
         )
-        build_image_processor(arguments, image_size or recipe["image_size"]).save_pretrained(target)
+        save_model_and_processor(
+            build_demo_model(recipe),
+            build_image_processor(arguments, image_size or recipe["image_size"]),
+            target,
+        )
         checkpoints[key] = str(target)
     return checkpoints

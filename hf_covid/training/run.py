@@ -30,6 +30,7 @@ from hf_covid.checkpoints import (
     EvaluationResults,
     RunRecord,
     portable,
+    save_model_and_processor,
 )
 from hf_covid.evaluation.metrics import segmentation_metrics
 from hf_covid.evaluation.predict import summarize_predictions
@@ -168,8 +169,7 @@ def write_checkpoint_folder(
     model = trainer.accelerator.unwrap_model(trainer.model, keep_torch_compile=False)
     if training_args.channels_last:
         model = model.to(memory_format=torch.contiguous_format)
-    model.save_pretrained(output_dir)
-    processor.save_pretrained(output_dir)
+    save_model_and_processor(model, processor, output_dir)
     state = portable(dataclasses.asdict(trainer.state))
     (output_dir / TRAINER_STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
     _run_record(model_args, data_args, training_args, results).save(output_dir / RUN_RECORD_FILE)
