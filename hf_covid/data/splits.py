@@ -86,6 +86,7 @@ def plan_splits(
     dedup_scopes: Sequence[Hashable] | None = None,
     split_ratios: Sequence[float] = DEFAULT_SPLIT_RATIOS,
     seed: int = 42,
+    align_crops: bool = False,
 ) -> SplitPlan:
     """Assign every item to a split, stratified by label and grouped.
 
@@ -96,6 +97,8 @@ def plan_splits(
         dedup_scopes: Only items of the same scope are compared (e.g. "xray" and "ct").
         split_ratios: Fractions for train, validation and test.
         seed: Seed of the generator that orders the groups.
+        align_crops: Also find cropped and resized copies (see `find_near_duplicate_groups`):
+            for real image collections, never for phantoms, which it cannot tell apart.
 
     Returns:
         A `SplitPlan`.
@@ -116,7 +119,9 @@ def plan_splits(
         for index, scope in enumerate(scopes):
             members.setdefault(scope, []).append(index)
         for indices in members.values():
-            for group in find_near_duplicate_groups([hashes[index] for index in indices]):
+            for group in find_near_duplicate_groups(
+                [hashes[index] for index in indices], align_crops=align_crops
+            ):
                 duplicate_groups.append([indices[position] for position in group])
         for group in duplicate_groups:
             for index in group[1:]:

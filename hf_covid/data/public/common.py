@@ -253,6 +253,7 @@ def build_image_dataset(
         hashes=[image.hashes for image in images] if deduplicate else None,
         split_ratios=split_ratios,
         seed=seed,
+        align_crops=True,  # real collections: copies are often crops of one paper figure
     )
     split_of_item = (
         [SPLIT_NAMES.index(name) for name in fixed_split]

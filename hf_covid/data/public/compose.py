@@ -445,6 +445,7 @@ def compose_xray_ct(
         hashes=[image.hashes for image in images] if deduplicate else None,
         split_ratios=split_ratios,
         seed=seed,
+        align_crops=True,  # real collections: copies are often crops of one paper figure
     )
     identifiers = [f"{image.source}/{image.image_id}" for image in images]
     items = [
