@@ -142,6 +142,15 @@ class DataArguments:
     metadata_file: str | None = field(
         default=None, metadata={"help": "X-ray + CT data: CSV with file, modality, patient_id."}
     )
+    mask_model: str | None = field(
+        default=None,
+        metadata={
+            "help": "Models that read the lung mask (dual_channel): a lung U-Net checkpoint "
+            "folder or Hub id whose mask replaces every image's mask (human masks kept in "
+            "'human_mask'), so that no class is told apart by having a mask. Needed on a "
+            "collections root, where only the ieee8023 COVID X-rays have human masks."
+        },
+    )
     skip_bad_images: bool = field(
         default=False, metadata={"help": "Skip unreadable images instead of failing."}
     )

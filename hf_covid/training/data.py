@@ -5,19 +5,22 @@
 * a dataset saved with ``DatasetDict.save_to_disk`` (e.g. the study's composition with U-Net
   masks), used as is;
 * a *collections root*: the public collections side by side (``ieee8023/``,
-  ``kermany/chest_xray/``, ``covid_ct/``, as in ``../shared/public_data``), composed into the
-  layout the model's dataset kind needs (`compose_radiography` or `compose_xray_ct`, grouped by
-  patient; the run record's ``dataset.sources`` counts the images per collection);
+  ``kermany/chest_xray/``, ``covid_ct/``), composed into the layout the model's dataset kind
+  needs (`compose_radiography` or `compose_xray_ct`, grouped by patient; the run record's
+  ``dataset.sources`` counts the images per collection);
 * a folder in the model's own layout (Kaggle Radiography or Mendeley X-ray + CT).
 
 Models that read the lung mask keep to the images that have one: the lung U-Net trains only on
 images with a mask, and the dual-channel model refuses data where only some images have one
 (in the public collections only the ieee8023 COVID X-rays do, so the mask's presence would give
-the class away).
+the class away). With ``mask_model`` (a lung U-Net checkpoint), the dual-channel model gets the
+U-Net's mask for *every* image instead (`hf_covid.study.masks.add_unet_masks`; the human masks
+stay in its ``human_mask`` column), and the run record's ``data.mask_model`` names the U-Net.
 """
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +30,7 @@ import numpy as np
 from datasets import DatasetDict, Image, load_from_disk
 from transformers import PreTrainedModel
 
-from hf_covid.checkpoints import DatasetRecord
+from hf_covid.checkpoints import DatasetRecord, portable
 from hf_covid.data import (
     DATASET_BUILDERS,
     ChestAugmentation,
@@ -41,8 +44,10 @@ from hf_covid.data.public.compose import (
 )
 from hf_covid.data.summary import read_build_summary
 from hf_covid.data.synthetic import LESION_MASK_FOLDER
+from hf_covid.inference import LungSegmenter
 from hf_covid.models.image_processing_chest import ChestImageProcessor
 from hf_covid.registry import DatasetKind, ModelFamily, get_model_family
+from hf_covid.study.masks import HUMAN_MASK_COLUMN, add_unet_masks
 
 from .arguments import ConfigurationError, DataArguments, ModelArguments
 
@@ -234,9 +239,9 @@ def _keep_masked_rows(family: ModelFamily, raw: DatasetDict, root: Path) -> Data
         raise ConfigurationError(
             f"{root}: images without a lung mask per split {partial} (of {total}); the "
             f"{family.display_name} needs one for every image, else the mask's presence can "
-            "give the class away. Give every image a mask (hf_covid.study.masks."
-            "add_unet_masks writes the public composition with U-Net masks; the study does "
-            "this) and pass that saved dataset as data_dir"
+            "give the class away. Set mask_model to a lung U-Net checkpoint (folder or Hub id) "
+            "to give every image the U-Net's mask, or pass as data_dir a saved dataset whose "
+            "images all have one (hf_covid.study.masks.add_unet_masks writes it)"
         )
     return raw
 
@@ -253,21 +258,70 @@ def load_training_data(family: ModelFamily, data_args: DataArguments) -> Trainin
     if not root.is_dir():
         raise ConfigurationError(f"data_dir: folder {root} does not exist")
     expected = expected_classes(family, data_args)
-    raw = _keep_masked_rows(family, _build_raw(family, data_args, expected), root)
-    found = tuple(raw["train"].features["label"].names)
-    if found != expected:
-        raise ConfigurationError(
-            f"{root}: the data has the classes {list(found)} but the recipe expects "
-            f"{list(expected)} (set `classes` to match the data)"
+    segmenter = _mask_segmenter(family, data_args)
+    raw = _build_raw(family, data_args, expected)
+    # The U-Net's mask files live only until preprocessing has decoded them into the cache.
+    with tempfile.TemporaryDirectory(prefix="hf_covid_unet_masks_") as mask_dir:
+        if segmenter is not None:
+            raw = _with_unet_masks(raw, segmenter, mask_dir, data_args.mask_model, root)
+        raw = _keep_masked_rows(family, raw, root)
+        found = tuple(raw["train"].features["label"].names)
+        if found != expected:
+            raise ConfigurationError(
+                f"{root}: the data has the classes {list(found)} but the recipe expects "
+                f"{list(expected)} (set `classes` to match the data)"
+            )
+        for split in ("train", "validation", "test"):
+            if split not in raw or len(raw[split]) == 0:
+                raise ConfigurationError(f"{root}: the {split!r} split is empty; add images")
+        record = dataset_record(family, raw, data_args.data_dir, data_args.image_size)
+        splits = preprocess_for_training(
+            raw, image_size=data_args.image_size, **preprocessing_columns(family)
         )
-    for split in ("train", "validation", "test"):
-        if split not in raw or len(raw[split]) == 0:
-            raise ConfigurationError(f"{root}: the {split!r} split is empty; add images")
-    record = dataset_record(family, raw, data_args.data_dir, data_args.image_size)
-    splits = preprocess_for_training(
-        raw, image_size=data_args.image_size, **preprocessing_columns(family)
-    )
     return TrainingData(splits, expected, record)
+
+
+def _mask_segmenter(family: ModelFamily, data_args: DataArguments) -> LungSegmenter | None:
+    """The lung U-Net named by ``mask_model``, or None when the recipe names none.
+
+    Raises:
+        ConfigurationError: ``mask_model`` for a model that reads no input mask, or a
+            checkpoint that is missing or is not a segmentation model.
+    """
+    if not data_args.mask_model:
+        return None
+    if not family.uses_mask or family.target == "lung_mask":
+        raise ConfigurationError(
+            f"mask_model: the {family.display_name} reads no lung mask as input; remove "
+            "mask_model (it applies to models that do, e.g. dual_channel)"
+        )
+    try:
+        segmenter = LungSegmenter.from_pretrained(data_args.mask_model)
+    except (OSError, KeyError, ValueError) as error:  # no checkpoint, unknown model type
+        raise ConfigurationError(f"mask_model {data_args.mask_model}: {error}") from error
+    model_type = segmenter.model.config.model_type
+    if get_model_family(model_type).task != "segmentation":
+        raise ConfigurationError(
+            f"mask_model {data_args.mask_model}: a {model_type!r} checkpoint, not a lung U-Net "
+            "(a segmentation model)"
+        )
+    return segmenter
+
+
+def _with_unet_masks(
+    raw: DatasetDict, segmenter: LungSegmenter, mask_dir: str, mask_model: str, root: Path
+) -> DatasetDict:
+    """Every image with the U-Net's mask; the collection's masks kept in ``human_mask``.
+
+    Raises:
+        ConfigurationError: the data already holds U-Net masks.
+    """
+    if HUMAN_MASK_COLUMN in raw["train"].column_names:
+        raise ConfigurationError(
+            f"{root}: the data already holds U-Net masks (column {HUMAN_MASK_COLUMN!r}); "
+            "remove mask_model"
+        )
+    return add_unet_masks(raw, segmenter, mask_dir, checkpoint_name=portable(mask_model))
 
 
 def dataset_record(
