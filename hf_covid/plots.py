@@ -53,11 +53,6 @@ def save_figure(figure: Figure, path: str | Path, dpi: int = 110) -> Path:
     return path
 
 
-_save = save_figure
-"""The name :mod:`hf_covid.explain.overlays` imports today; it goes when that module imports
-:func:`save_figure`."""
-
-
 def load_trainer_state(trainer_state: Mapping | str | Path) -> dict:
     """A Trainer state as a dict, from a dict, a ``trainer_state.json`` file or its folder."""
     if isinstance(trainer_state, Mapping):

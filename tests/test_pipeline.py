@@ -9,7 +9,7 @@ import pytest
 import torch
 from chest_trees import write_radiography_tree, write_xray_ct_tree
 
-from hf_covid.benchmarking import NaiveImageFolderDataset, measure_dataloader_throughput
+from hf_covid.benchmarks import NaiveImageFolderDataset, measure_dataloader_throughput
 from hf_covid.data import (
     ChestAugmentation,
     ChestBatchCollator,

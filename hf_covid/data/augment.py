@@ -22,6 +22,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+__all__ = ["ChestAugmentation"]
+
 
 def _uniform(low: float, high: float, count: int) -> torch.Tensor:
     """``count`` draws from U(low, high) with torch's global random number generator."""

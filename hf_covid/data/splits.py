@@ -21,6 +21,15 @@ from datasets import Dataset, DatasetDict, DatasetInfo, Features, NamedSplit
 from .dedup import ImageHashes, UnionFind, find_near_duplicate_groups
 from .summary import DatasetBuildSummary, NearDuplicates
 
+__all__ = [
+    "DEFAULT_SPLIT_RATIOS",
+    "SPLIT_NAMES",
+    "SplitPlan",
+    "make_dataset_dict",
+    "plan_splits",
+    "validate_split_ratios",
+]
+
 logger = logging.getLogger(__name__)
 
 SPLIT_NAMES: tuple[str, str, str] = ("train", "validation", "test")

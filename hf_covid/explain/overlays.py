@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..plots import _save as save_figure
+from ..plots import save_figure
 
 __all__ = ["display_image", "plot_feature_maps", "plot_gradcam_overlays"]
 

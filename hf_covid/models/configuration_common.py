@@ -11,6 +11,8 @@ from transformers import PreTrainedConfig
 
 from .labels import RADIOGRAPHY_LABELS, label_maps
 
+__all__ = ["ChestClassifierConfig", "ChestModelConfig", "check_probability"]
+
 
 @strict
 class ChestModelConfig(PreTrainedConfig):

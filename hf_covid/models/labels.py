@@ -1,8 +1,10 @@
-"""Class names shared by every model and dataset (see shared/DESIGN.md).
+"""Class names shared by every model and dataset.
 
 Kept inside ``hf_covid/models`` so that remote code (``trust_remote_code=True``) copies it beside the
 configuration files that import it.
 """
+
+__all__ = ["BINARY_LABELS", "LUNG_MASK_LABELS", "RADIOGRAPHY_LABELS", "label_maps"]
 
 RADIOGRAPHY_LABELS: tuple[str, ...] = ("COVID", "Lung_Opacity", "Normal", "Viral Pneumonia")
 """The four classes of the COVID-19 Radiography Database, in folder-name order."""

@@ -17,6 +17,20 @@ from torch import nn
 from transformers import CONFIG_MAPPING, MODEL_FOR_BACKBONE_MAPPING, PreTrainedModel
 from transformers import initialization as init
 
+__all__ = [
+    "AttentionFusion",
+    "BackboneEncoder",
+    "ChestPreTrainedModel",
+    "ClassifierHead",
+    "ConcatFusion",
+    "ConvBlock",
+    "ConvEncoder",
+    "GatedFusion",
+    "build_fusion",
+    "check_image_batch",
+    "global_average_pool",
+]
+
 
 class ConvBlock(nn.Module):
     """`num_convs` x (3x3 convolution, batch norm, ReLU), then a 2x2 max-pool when `pool`."""
