@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from chest_trees import random_image
+from datasets import Dataset, DatasetDict
 from PIL import Image
 from test_plots import assert_non_blank_png
 
@@ -17,16 +18,20 @@ from hf_covid.models.image_processing_chest import ChestImageProcessor
 from hf_covid.models.labels import BINARY_LABELS
 from hf_covid.registry import get_model_family
 from hf_covid.study.confounds import (
-    LUNG_UNET,
-    MODELS_DIR,
     REGIONS,
-    StudyImages,
     blank,
     collection_probe,
     confounds_markdown,
     lung_masks,
     probe_settings,
     run_confounds,
+)
+from hf_covid.study.probe_data import (
+    COMPOSITIONS_DIR,
+    LUNG_UNET,
+    MODELS_DIR,
+    Compositions,
+    StudyImages,
 )
 
 SIZE = 32
@@ -250,3 +255,25 @@ def test_collection_probe_without_both_collections_says_why():
     assert "both collections" in confounds_markdown(
         {"collection_probe": result, "leave_one_source_out": {"held_out": []}}
     )
+
+
+def test_compositions_read_the_saved_training_split_and_compose_only_without_it(tmp_path):
+    study_dir = tmp_path / "study"
+    saved = DatasetDict(
+        {
+            name: Dataset.from_dict({"image_id": [f"{name}-{i}" for i in range(2)]})
+            for name in ("train", "test")
+        }
+    )
+    saved.save_to_disk(str(study_dir / COMPOSITIONS_DIR / "radiography"))
+    compositions = Compositions(tmp_path / "no_collections", study_dir)
+    test = compositions.for_checkpoint(None, "radiography")["test"]
+    assert test["image_id"] == ["test-0", "test-1"]
+    assert compositions.recomposed == [] and compositions.note() is None
+    with pytest.raises(FileNotFoundError):  # no saved X-ray + CT and no collections to compose
+        compositions.for_checkpoint(None, "xray_ct")
+
+
+def test_confounds_say_when_they_composed_the_collections_again(confounds):
+    assert sorted(confounds["recomposed"]) == ["radiography", "xray_ct"]
+    assert any("composed again" in note for note in confounds["notes"])

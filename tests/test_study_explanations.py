@@ -14,7 +14,6 @@ from test_confounds import (
 from test_plots import assert_non_blank_png
 
 from hf_covid.models.labels import BINARY_LABELS
-from hf_covid.study.confounds import LUNG_UNET
 from hf_covid.study.explanations import (
     EMPTY_MAPS,
     explanations_markdown,
@@ -22,6 +21,7 @@ from hf_covid.study.explanations import (
     remove_pixels,
     run_explanations,
 )
+from hf_covid.study.probe_data import LUNG_UNET
 
 VERDICTS = {
     "more on the lungs than a uniform map",
@@ -107,3 +107,9 @@ def test_explanations_markdown_names_each_model_and_method(explained):
     for key in ("cnn_lstm", "dual_channel", "dual_input"):
         assert f"| {key} | Grad-CAM |" in text and f"| {key} | HiResCAM |" in text
     assert "not where disease" in text
+
+
+def test_explanations_say_when_they_composed_the_collections_again(explained):
+    result, _ = explained
+    assert sorted(result["recomposed"]) == ["radiography", "xray_ct"]
+    assert any("composed again" in note for note in result["notes"])

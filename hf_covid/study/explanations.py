@@ -45,7 +45,7 @@ from hf_covid.explain import (
 )
 from hf_covid.registry import get_model_family
 
-from .confounds import (
+from .probe_data import (
     FIGURES_DIR,
     LUNG_UNET,
     POSITIVE_CLASS,
@@ -303,7 +303,8 @@ def run_explanations(study_dir: Path, collections_root: Path, *, quick: bool) ->
         A JSON-able dict: ``settings``, ``models`` (one entry per classifier: ``n_images``,
         ``lung_area_fraction``, per method ``energy_inside``, ``excess_over_uniform`` and its
         ``verdict``, ``deletion`` per removed fraction; or ``skipped`` with the reason),
-        ``figures`` and ``notes``.
+        ``figures``, ``recomposed`` (dataset kinds composed again for want of a saved
+        composition under ``<study_dir>/data``) and ``notes``.
     """
     with one_torch_thread():
         return _run_explanations(
@@ -315,7 +316,7 @@ def _run_explanations(
     study_dir: Path, collections_root: Path, settings: ExplanationSettings
 ) -> dict:
     checkpoints = study_checkpoints(study_dir)
-    compositions = Compositions(collections_root)
+    compositions = Compositions(collections_root, study_dir)
     masker = LungMasker(checkpoints[LUNG_UNET]) if LUNG_UNET in checkpoints else None
     models = [
         _explain_model(
@@ -330,8 +331,11 @@ def _run_explanations(
             f"No lung U-Net checkpoint: models that take a lung mask got the human mask instead "
             f"of the U-Net's (models/{LUNG_UNET} missing)."
         )
+    if compositions.note():
+        notes.append(compositions.note())
     return {
         "settings": asdict(settings),
+        "recomposed": list(compositions.recomposed),
         "models": models,
         "figures": {entry["model"]: entry["figure"] for entry in models if "figure" in entry},
         "notes": notes,
