@@ -77,6 +77,15 @@ SUBCOMMANDS: Mapping[str, Subcommand] = MappingProxyType(
             "hf_covid.data.public.prepare:main",
             "write the Radiography and X-ray + CT layouts from public image collections",
         ),
+        "study": Subcommand(
+            "hf_covid.study.run:main",
+            "the real-data study: train and evaluate every model on the public collections, "
+            "measure the confounds",
+        ),
+        "export-data": Subcommand(
+            "hf_covid.data.parquet:main",
+            "write a data set as local Parquet or an imagefolder tree",
+        ),
         "export": Subcommand(
             "hf_covid.export:main",
             "export a checkpoint to ONNX and check it under onnxruntime",

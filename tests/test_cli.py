@@ -12,9 +12,7 @@ import pytest
 from hf_covid import cli
 from hf_covid.data.synthetic import run as synthetic_run
 
-# The subcommands whose entry points are on main today; "prepare" joins them when
-# hf_covid.data.public.prepare has its main(argv).
-AVAILABLE = ("train", "evaluate", "explain", "synth", "bench", "serve", "export")
+AVAILABLE = tuple(cli.SUBCOMMANDS)
 
 
 def test_help_lists_every_subcommand_with_its_summary(capsys):
@@ -68,6 +66,24 @@ def test_train_help_is_the_training_parser(capsys):
     text = capsys.readouterr().out
     assert text.startswith("usage: hf-covid train ")
     assert "--model_type" in text and "--data_dir" in text and "--num_train_epochs" in text
+
+
+@pytest.mark.parametrize(
+    ("name", "option"),
+    [("prepare", "--class-map"), ("study", "--recipes-dir"), ("export-data", "--format")],
+)
+def test_subcommand_help_prints_its_options(name, option, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([name, "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    usage = text.splitlines()[0]
+    assert usage.startswith("usage: ") and f"{name} [-h]" in usage and option in text
+
+
+def test_prepare_refuses_a_folder_without_collections_with_exit_status_2(tmp_path, capsys):
+    assert cli.main(["prepare", str(tmp_path), "--output", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
 
 
 def test_synth_writes_a_layout_and_returns_the_exit_status(tmp_path, capsys):

@@ -16,13 +16,27 @@ are those `select_radiography_images` and `select_xray_ct_images` choose (Lung_O
 public source: that class folder is not written). The source folders are only read, never
 written. The folder layouts lose the patient grouping (the Kaggle and Mendeley builders split
 by image): `provenance.csv` keeps the patient ids, and the ``compose_*`` functions split by them.
+
+Command line (``hf-covid prepare`` and ``scripts/prepare_public_data.py``), with ``public_data/``
+standing for the public collections root::
+
+    hf-covid prepare public_data/ --output data/public_layouts
+    hf-covid prepare public_data/ --output out \\
+        --class-map '{"Lung_Opacity": ["ieee8023:bacterial", "ieee8023:fungal"]}'
+
+Many of these images carry non-commercial, no-derivatives or no stated licence (see
+``provenance.csv``): keep what this writes for research use and do not redistribute it.
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import hashlib
+import json
+import logging
 import shutil
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +56,14 @@ from .compose import (
     select_xray_ct_images,
 )
 
-__all__ = ["LAYOUTS", "PROVENANCE_COLUMNS", "PreparedData", "prepare_public_data"]
+__all__ = [
+    "LAYOUTS",
+    "PROVENANCE_COLUMNS",
+    "PreparedData",
+    "main",
+    "parse_arguments",
+    "prepare_public_data",
+]
 
 LAYOUTS: tuple[str, ...] = ("radiography", "xray_ct")
 PROVENANCE_FILE = "provenance.csv"
@@ -277,3 +298,72 @@ def prepare_public_data(
         provenance=provenance,
         images_written={layout: len(selection.images) for layout, selection in selections.items()},
     )
+
+
+def _class_map(text: str) -> dict[str, list[str]]:
+    """``--class-map``: a JSON object of Radiography class -> ``collection:category`` names."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({error}): {text!r}") from error
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
+
+
+def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse the command line of :func:`main` (see ``--help``)."""
+    parser = argparse.ArgumentParser(
+        description="Write the Kaggle Radiography and Mendeley X-ray + CT layouts from the "
+        "public collections (research use only: see provenance.csv for the licences)."
+    )
+    parser.add_argument(
+        "collections", type=Path, help="the public collections root (upstream folders side by side)"
+    )
+    parser.add_argument("--output", type=Path, required=True, help="folder to write")
+    parser.add_argument("--layouts", nargs="+", choices=LAYOUTS, default=list(LAYOUTS))
+    parser.add_argument("--classes", nargs="+", help="Radiography classes (default: those filled)")
+    parser.add_argument(
+        "--class-map",
+        type=_class_map,
+        help='JSON, e.g. \'{"Lung_Opacity": ["ieee8023:bacterial"]}\'',
+    )
+    parser.add_argument("--include-lateral", action="store_true", help="keep lateral X-rays")
+    parser.add_argument(
+        "--no-ieee8023-ct", action="store_true", help="CTs from COVID-CT only (X-ray + CT layout)"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace layouts already written")
+    parser.add_argument("--skip-bad-images", action="store_true", help="skip unreadable files")
+    parser.add_argument("--cache-dir", type=Path, help="scan cache (default: the datasets cache)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Write the layouts and print where they are.
+
+    Returns:
+        The exit status: 0, or 2 when a collection is missing, an option is refused, an image
+        is unreadable or a layout is already written.
+    """
+    arguments = parse_arguments(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        prepared = prepare_public_data(
+            arguments.collections,
+            arguments.output,
+            layouts=arguments.layouts,
+            classes=arguments.classes,
+            class_map=arguments.class_map,
+            include_lateral=arguments.include_lateral,
+            include_ieee8023_ct=not arguments.no_ieee8023_ct,
+            overwrite=arguments.overwrite,
+            skip_bad_images=arguments.skip_bad_images,
+            cache_dir=arguments.cache_dir,
+        )
+    except (FileNotFoundError, FileExistsError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for layout, count in prepared.images_written.items():
+        print(f"{layout}: {count} images in {getattr(prepared, layout)}")
+    print(f"provenance and licences: {prepared.provenance}")
+    return 0
