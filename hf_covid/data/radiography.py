@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from datasets import ClassLabel, DatasetDict, Features, Image, Value
+from openpyxl import load_workbook
 
 from hf_covid.models.labels import RADIOGRAPHY_LABELS
 
@@ -51,6 +52,8 @@ from .splits import (
 from .summary import DatasetBuildSummary
 from .validation import DEFAULT_INPUT_POLICY, InputPolicy, InputPolicyError
 
+__all__ = ["METADATA_SUFFIX", "build_radiography_dataset", "mask_column_value"]
+
 logger = logging.getLogger(__name__)
 
 METADATA_SUFFIX = ".metadata.xlsx"
@@ -71,8 +74,6 @@ def _select_classes(classes: Sequence[str] | None) -> tuple[str, ...]:
 
 def _read_sources(spreadsheet: Path) -> dict[str, str]:
     """Map lower-cased file stem -> URL from a ``<class>.metadata.xlsx`` spreadsheet."""
-    from openpyxl import load_workbook
-
     workbook = load_workbook(spreadsheet, read_only=True, data_only=True)
     try:
         rows = workbook.worksheets[0].iter_rows(values_only=True)
@@ -202,10 +203,20 @@ def _check_mask(
     return mask_info
 
 
-def _mask_column_value(
+def mask_column_value(
     mask_info: ImageFileInfo | None, image_info: ImageFileInfo, cache: DatasetCache
 ) -> tuple[str | None, bool]:
-    """What the ``mask`` column holds (None, the file, or a resized copy) and whether resized."""
+    """What the ``mask`` column holds for an image, and whether the mask was resized.
+
+    Args:
+        mask_info: The checked mask file of the image, or None.
+        image_info: The image file.
+        cache: Where a mask of another size than its image (or a DICOM mask) gets its PNG copy
+            at the image's size.
+
+    Returns:
+        ``(value, resized)``: None, the mask file's path or its copy's, and whether resized.
+    """
     if mask_info is None:
         return None, False
     image_size = (image_info.height, image_info.width)
@@ -308,7 +319,7 @@ def build_radiography_dataset(
     examples, without_mask, resized_masks = [], 0, 0
     for image_path, mask_info, source, class_name in usable:
         image_info = infos[image_path]
-        mask_value, resized = _mask_column_value(mask_info, image_info, cache)
+        mask_value, resized = mask_column_value(mask_info, image_info, cache)
         without_mask += mask_value is None
         resized_masks += resized
         image_is_dicom = image_info.image_format == "DICOM"

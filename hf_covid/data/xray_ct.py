@@ -53,6 +53,17 @@ from .splits import (
 from .summary import DatasetBuildSummary
 from .validation import DEFAULT_INPUT_POLICY, InputPolicy
 
+__all__ = [
+    "CLASS_FOLDERS",
+    "DEFAULT_METADATA_FILE",
+    "MODALITIES",
+    "MODALITY_NAMES",
+    "PAIRING_DESCRIPTIONS",
+    "UNPAIRED",
+    "build_xray_ct_dataset",
+    "pair_by_split",
+]
+
 logger = logging.getLogger(__name__)
 
 MODALITIES: tuple[str, str] = ("xray", "ct")
@@ -269,7 +280,9 @@ def build_xray_ct_dataset(
         split_ratios=split_ratios,
         seed=seed,
     )
-    columns_by_split, pairing_lines = _pair(items, plan.split_of_item, pairing, keep_unpaired, seed)
+    columns_by_split, pairing_lines = pair_by_split(
+        items, plan.split_of_item, pairing, keep_unpaired, seed
+    )
 
     stratum_names = [f"{MODALITY_NAMES[m]} {name}" for m in MODALITIES for name in BINARY_LABELS]
     counts = Counter(strata)
@@ -308,7 +321,7 @@ def build_xray_ct_dataset(
     )
 
 
-def _pair(
+def pair_by_split(
     items: list[dict],
     split_of_item: list[int],
     pairing: str,
@@ -320,6 +333,18 @@ def _pair(
     Every X-ray of a pool (split and class, or split and patient) gets a CT of the pool, drawn
     in a seeded random order and reused in turn when there are fewer CTs than X-rays. Images
     without a partner become one-modality rows when ``keep_unpaired``, else they are dropped.
+
+    Args:
+        items: One dict per image with ``modality`` (a `MODALITIES` key), ``label``, ``id``,
+            ``value`` (the image column value) and ``patient_id`` (or None).
+        split_of_item: The split index (into `SPLIT_NAMES`) of each item.
+        pairing: ``"label"`` or ``"patient"``: what an X-ray and its CT share.
+        keep_unpaired: Keep images without a partner as one-modality rows.
+        seed: Seed of the draw.
+
+    Returns:
+        ``(columns_by_split, pairing_lines)``: split name -> column name -> values (the
+        X-ray + CT dataset's columns), and one line per split saying what was paired.
     """
     rng = np.random.default_rng([seed, 1])
     pools: dict[tuple, dict[str, list[dict]]] = {}

@@ -20,7 +20,7 @@ from datasets import ClassLabel, DatasetDict, Features, Image, Value
 
 from ..dedup import ImageHashes
 from ..io import DatasetCache, ImageFileInfo
-from ..radiography import _mask_column_value
+from ..radiography import mask_column_value
 from ..splits import DEFAULT_SPLIT_RATIOS, SPLIT_NAMES, SplitPlan, make_dataset_dict, plan_splits
 from ..summary import DatasetBuildSummary
 
@@ -146,7 +146,7 @@ def make_public_image(
     **fields: object,
 ) -> PublicImage:
     """A `PublicImage` from a validated file (``info.error`` is None) and its optional mask."""
-    mask, _ = _mask_column_value(mask_info, info, cache)
+    mask, _ = mask_column_value(mask_info, info, cache)
     value = str(cache.derived_png(info.path)) if info.image_format == "DICOM" else str(info.path)
     return PublicImage(
         file=info.path,

@@ -37,7 +37,7 @@ from hf_covid.models.labels import BINARY_LABELS, RADIOGRAPHY_LABELS
 
 from ..splits import DEFAULT_SPLIT_RATIOS, make_dataset_dict, plan_splits
 from ..summary import DatasetBuildSummary
-from ..xray_ct import MODALITIES, MODALITY_NAMES, PAIRING_DESCRIPTIONS, _pair
+from ..xray_ct import MODALITIES, MODALITY_NAMES, PAIRING_DESCRIPTIONS, pair_by_split
 from . import covid_ct, ieee8023, kermany
 from .common import (
     XRAY,
@@ -461,7 +461,9 @@ def compose_xray_ct(
             images, identifiers, modalities, selection.labels, strict=True
         )
     ]
-    columns_by_split, pairing_lines = _pair(items, plan.split_of_item, "label", keep_unpaired, seed)
+    columns_by_split, pairing_lines = pair_by_split(
+        items, plan.split_of_item, "label", keep_unpaired, seed
+    )
     image_of = dict(zip(identifiers, images, strict=True))
     for columns in columns_by_split.values():
         for modality in MODALITIES:
