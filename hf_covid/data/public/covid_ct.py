@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from datasets import DatasetDict
+from openpyxl import load_workbook
 
 from ..io import DatasetCache, list_folder, normalize_folder_name, report_bad_input
 from ..splits import DEFAULT_SPLIT_RATIOS
@@ -73,8 +74,6 @@ def _read_table(path: Path) -> list[dict[str, str]]:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             rows = list(csv.reader(handle))
     else:
-        from openpyxl import load_workbook
-
         workbook = load_workbook(path, read_only=True, data_only=True)
         try:
             rows = [
