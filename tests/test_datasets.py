@@ -26,6 +26,7 @@ from hf_covid.data import (
     plan_splits,
 )
 from hf_covid.data import io as data_io
+from hf_covid.data.builders import is_saved_dataset
 from hf_covid.data.summary import read_build_summary
 
 
@@ -492,3 +493,13 @@ def test_xray_ct_counts_ignored_files_and_refuses_an_empty_modality_class(tmp_pa
         path.write_bytes(b"")
     with pytest.raises(ValueError, match=r"no usable image for class\(es\) \['CT COVID'\]"):
         build_xray_ct_dataset(root, skip_bad_images=True, cache_dir=cache)
+
+
+def test_is_saved_dataset_tells_a_saved_dataset_from_a_data_folder(radiography, cache, tmp_path):
+    built = build_radiography_dataset(radiography, classes=["COVID", "Normal"], cache_dir=cache)
+    built.save_to_disk(tmp_path / "saved_dict")
+    built["train"].save_to_disk(tmp_path / "saved_split")
+    assert is_saved_dataset(tmp_path / "saved_dict")
+    assert is_saved_dataset(str(tmp_path / "saved_split"))
+    assert not is_saved_dataset(radiography)
+    assert not is_saved_dataset(tmp_path / "missing")

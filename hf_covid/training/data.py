@@ -37,6 +37,7 @@ from hf_covid.data import (
     ChestBatchCollator,
     preprocess_for_training,
 )
+from hf_covid.data.builders import is_saved_dataset
 from hf_covid.data.public.compose import (
     PUBLIC_COMPOSERS,
     PUBLIC_COMPOSITION_KINDS,
@@ -58,7 +59,6 @@ __all__ = [
     "build_model",
     "dataset_record",
     "expected_classes",
-    "is_saved_dataset",
     "load_training_data",
     "mask_presence",
     "preprocessing_columns",
@@ -148,11 +148,6 @@ def expected_classes(family: ModelFamily, data_args: DataArguments) -> tuple[str
             f"{list(labels)}"
         )
     return classes
-
-
-def is_saved_dataset(path: Path) -> bool:
-    """Whether ``path`` is a dataset folder written by ``save_to_disk``."""
-    return (path / "dataset_dict.json").is_file() or (path / "state.json").is_file()
 
 
 def _public_options(family: ModelFamily, data_args: DataArguments, classes: Sequence[str]):
