@@ -181,8 +181,8 @@ def resolve_radiography_class_map(
 def find_collections(root: str | Path) -> dict[str, Path]:
     """The public collections found directly below ``root`` (a collections root).
 
-    A collections root holds the upstream folders side by side, as ``../shared/public_data``
-    does (``ieee8023/``, ``kermany/chest_xray/``, ``covid_ct/``); the folder names each builder
+    A collections root (the public collections root) holds the upstream folders side by side
+    (``ieee8023/``, ``kermany/chest_xray/``, ``covid_ct/``); the folder names each builder
     accepts are in its ``FOLDER_NAMES``. ``root`` itself being one collection does not count.
 
     Returns:
