@@ -325,3 +325,12 @@ def test_evaluate_on_a_collections_root_composes_the_training_split(tmp_path):
     assert results["class_names"] == list(COMPOSED_CLASSES)
     assert results["metrics"]["n_samples"] == len(test)
     assert set(results["per_source"]) == set(test["source"])
+    covid = COMPOSED_CLASSES.index("COVID")
+    for source, metrics in results["per_source"].items():
+        labels = {
+            label for label, s in zip(test["label"], test["source"], strict=True) if s == source
+        }
+        # Undefined for the classes present: None, not a zero-division 0.0.
+        assert (metrics["covid_sensitivity"] is None) == (covid not in labels), source
+        assert (metrics["f1_macro"] is None) == (len(labels) < len(COMPOSED_CLASSES)), source
+    assert any(m["covid_sensitivity"] is None for m in results["per_source"].values())

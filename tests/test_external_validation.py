@@ -11,7 +11,7 @@ from chest_trees import snapshot, write_radiography_tree
 from test_plots import assert_non_blank_png
 
 import hf_covid.models as models
-from hf_covid.evaluation.checkpoint import evaluate_checkpoint, evaluate_external, external_metrics
+from hf_covid.evaluation import evaluate_checkpoint, evaluate_external, external_metrics
 from hf_covid.evaluation.report import EXTERNAL_SPLIT
 from hf_covid.evaluation.run import main
 from hf_covid.models.image_processing_chest import ChestImageProcessor

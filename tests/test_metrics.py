@@ -15,7 +15,9 @@ from hf_covid.evaluation import (
     precision_recall_points,
     roc_points,
     segmentation_metrics,
+    undefined_metrics,
 )
+from hf_covid.evaluation.predict import group_metrics
 
 BINARY = ("Non-COVID", "COVID")
 FOUR = ("COVID", "Lung_Opacity", "Normal", "Viral Pneumonia")
@@ -183,3 +185,24 @@ def test_segmentation_metrics_give_dice_and_iou():
     assert metrics["dice"] == pytest.approx((1 + 2 * 4 / 12) / 2)
     assert metrics["iou"] == pytest.approx((1 + 4 / 8) / 2)
     assert segmentation_metrics(np.zeros((1, 4)), np.zeros((1, 4))) == {"dice": 1.0, "iou": 1.0}
+
+
+def test_metrics_of_absent_classes_are_undefined_and_group_metrics_give_none():
+    # Three Normal images, one predicted COVID: no COVID image, no Viral Pneumonia prediction.
+    labels = np.array([2, 2, 2])
+    probabilities = np.array([[0.7, 0.1, 0.1, 0.1], [0.1, 0.1, 0.7, 0.1], [0.1, 0.1, 0.7, 0.1]])
+    undefined = undefined_metrics(labels, probabilities, FOUR)
+    assert {"covid_sensitivity", "recall_COVID", "f1_macro", "roc_auc"} <= undefined
+    assert {"specificity_Normal", "precision_Viral Pneumonia", "f1_Viral Pneumonia"} <= undefined
+    assert "covid_ppv" not in undefined  # COVID was predicted: a PPV of 0 is a real 0
+    assert {"accuracy", "balanced_accuracy", "recall_Normal"}.isdisjoint(undefined)
+    group = group_metrics({"labels": labels, "probabilities": probabilities}, FOUR)
+    assert group["covid_sensitivity"] is None and group["f1_macro"] is None
+    assert group["covid_ppv"] == 0.0 and group["accuracy"] == pytest.approx(2 / 3)
+
+
+def test_no_metric_is_undefined_when_every_class_is_present_and_predicted(binary_example):
+    labels, probabilities = binary_example
+    assert undefined_metrics(labels, probabilities, BINARY) == set()
+    group = group_metrics({"labels": labels, "probabilities": probabilities}, BINARY)
+    assert group["covid_sensitivity"] == 0.5 and group["f1_macro"] is not None

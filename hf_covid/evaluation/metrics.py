@@ -36,6 +36,7 @@ __all__ = [
     "precision_recall_points",
     "roc_points",
     "segmentation_metrics",
+    "undefined_metrics",
 ]
 
 ECE_BINS = 15
@@ -350,6 +351,54 @@ def classification_metrics(
     metrics["confusion_matrix"] = confusion.round().astype(int).tolist()
     metrics["n_samples"] = int(labels.size)
     return metrics
+
+
+def undefined_metrics(
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    class_names: Sequence[str],
+    positive_class: str = "COVID",
+) -> set[str]:
+    """Keys of :func:`classification_metrics` that the data leave undefined.
+
+    :func:`classification_metrics` reports a ratio with a zero denominator as 0 and a macro
+    average over every class of the model; on a subgroup (one source, an external folder)
+    holding only some classes those numbers describe no image. Undefined are: the recall,
+    ROC-AUC and PR-AUC of a class absent from ``labels``, and its precision and F1 when it is
+    never predicted either; the precision of a class never predicted; the specificity and
+    ROC-AUC of a class that is every label; every macro average (and ``roc_auc``, ``pr_auc``)
+    once a class is absent; ``covid_sensitivity`` without ``positive_class`` images and
+    ``covid_ppv`` when ``positive_class`` is never predicted.
+
+    Args:
+        labels: (n,) integer class ids.
+        probabilities: (n, n_classes) class probabilities; the prediction is their argmax.
+        class_names: names of the classes, in id order.
+        positive_class: the class reported as ``covid_*``.
+    """
+    labels, probabilities = _check_inputs(labels, probabilities, class_names)
+    present = set(np.unique(labels).tolist())
+    predicted = set(np.unique(probabilities.argmax(axis=1)).tolist())
+    undefined: set[str] = set()
+    for index, name in enumerate(class_names):
+        if index not in predicted:
+            undefined.add(f"precision_{name}")
+        if index not in present:
+            undefined |= {f"recall_{name}", f"roc_auc_{name}", f"pr_auc_{name}"}
+            if index not in predicted:
+                undefined.add(f"f1_{name}")
+        if present == {index}:
+            undefined |= {f"specificity_{name}", f"roc_auc_{name}"}
+    if len(present) < len(class_names):
+        undefined |= {f"{name}_macro" for name in ("precision", "recall", "specificity", "f1")}
+        undefined |= {"roc_auc", "pr_auc"}
+    positive = _positive_index(class_names, positive_class)
+    if positive is not None:
+        if positive not in present:
+            undefined.add("covid_sensitivity")
+        if positive not in predicted:
+            undefined.add("covid_ppv")
+    return undefined
 
 
 def load_classification_metric(**load_kwargs) -> evaluate.EvaluationModule:

@@ -16,6 +16,7 @@ from .metrics import (
     bootstrap_mean_interval,
     classification_metrics,
     segmentation_metrics,
+    undefined_metrics,
 )
 
 __all__ = [
@@ -183,10 +184,18 @@ def class_names_of(config) -> list[str]:
 
 
 def group_metrics(predictions: Mapping[str, np.ndarray], class_names: Sequence[str] | None) -> dict:
-    """The short metric set (:data:`GROUP_METRICS`) of one subgroup (a source, an input set)."""
+    """The short metric set (:data:`GROUP_METRICS`) of one subgroup (a source, an input set).
+
+    A metric the subgroup's classes leave undefined (:func:`undefined_metrics`: e.g. COVID
+    sensitivity of a source without COVID images, a macro average over absent classes) is None.
+    """
     if "probabilities" not in predictions:
         return {"n_samples": int(len(predictions["dice"]))} | {
             name: float(predictions[name].mean()) for name in SEGMENTATION_METRICS
         }
-    full = classification_metrics(predictions["labels"], predictions["probabilities"], class_names)
-    return {name: full[name] for name in GROUP_METRICS if name in full}
+    labels, probabilities = predictions["labels"], predictions["probabilities"]
+    full = classification_metrics(labels, probabilities, class_names)
+    undefined = undefined_metrics(labels, probabilities, class_names)
+    return {
+        name: None if name in undefined else full[name] for name in GROUP_METRICS if name in full
+    }

@@ -12,6 +12,7 @@ __all__ = [
     "EXTERNAL_METRICS",
     "EXTERNAL_SPLIT",
     "format_summary",
+    "markdown_table",
     "missing_classes",
     "write_report",
 ]

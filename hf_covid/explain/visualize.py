@@ -23,10 +23,8 @@ from ..evaluation import (
     load_evaluation_split,
     prepare_inputs,
     resolve_checkpoint,
+    run_build_options,
 )
-
-# The split options of training, read back from the run record; private to evaluation today.
-from ..evaluation.checkpoint import _build_options as training_split_options
 from ..evaluation.predict import class_names_of
 from ..registry import get_model_family
 from .cam import CAM_METHODS, GradCAM, cam_method, feature_maps
@@ -147,7 +145,7 @@ def visualize_checkpoint(
         split,
         data_dir=data_dir,
         dataset=dataset,
-        build_options=training_split_options(path, family) | dict(build_options or {}),
+        build_options=run_build_options(path, family.dataset_kind) | dict(build_options or {}),
     )
     labels = list(raw["label"])
     rows = [r for r, label in enumerate(labels) if class_names[label] == class_name]

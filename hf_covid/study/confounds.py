@@ -42,7 +42,7 @@ from hf_covid.checkpoints import load_checkpoint
 from hf_covid.data.public import ieee8023, kermany
 from hf_covid.data.public.common import locate_collection
 from hf_covid.data.xray_ct import PAIRING_DESCRIPTIONS
-from hf_covid.evaluation.checkpoint import load_evaluation_split, model_image_size, prepare_inputs
+from hf_covid.evaluation.inputs import load_evaluation_split, model_image_size, prepare_inputs
 from hf_covid.evaluation.metrics import bootstrap_mean_interval
 from hf_covid.evaluation.predict import MODALITY_VARIANTS, class_names_of, predict
 from hf_covid.models.labels import BINARY_LABELS

@@ -32,7 +32,7 @@ from datasets import Image as ImageFeature
 from hf_covid.checkpoints import load_checkpoint
 from hf_covid.data.public import ieee8023
 from hf_covid.data.public.common import locate_collection
-from hf_covid.evaluation.checkpoint import model_image_size
+from hf_covid.evaluation.inputs import model_image_size
 from hf_covid.evaluation.metrics import bootstrap_mean_interval
 from hf_covid.evaluation.predict import class_names_of
 from hf_covid.evaluation.report import markdown_table

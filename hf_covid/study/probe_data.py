@@ -22,7 +22,7 @@ from transformers import PreTrainedModel
 
 from hf_covid.checkpoints import is_complete_checkpoint_folder, load_checkpoint
 from hf_covid.data import preprocess_for_training
-from hf_covid.evaluation.checkpoint import build_dataset, model_image_size, run_build_options
+from hf_covid.evaluation.inputs import build_dataset, model_image_size, run_build_options
 from hf_covid.evaluation.metrics import bootstrap_confidence_intervals, classification_metrics
 from hf_covid.models.image_processing_chest import ChestImageProcessor
 from hf_covid.models.labels import BINARY_LABELS
@@ -95,7 +95,7 @@ class Compositions:
     ``mask``; the probes read ``data/radiography``, whose ``mask`` holds the human masks, and
     draw U-Net masks themselves.) Where no saved composition exists, the collections are
     composed again with the options of the checkpoint's run record
-    (:func:`~hf_covid.evaluation.checkpoint.run_build_options`), and :attr:`recomposed` says so:
+    (:func:`~hf_covid.evaluation.inputs.run_build_options`), and :attr:`recomposed` says so:
     a recomposed split can differ from the training split when the split code has changed.
 
     Args:
