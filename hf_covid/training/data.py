@@ -255,25 +255,32 @@ def load_training_data(family: ModelFamily, data_args: DataArguments) -> Trainin
     expected = expected_classes(family, data_args)
     segmenter = _mask_segmenter(family, data_args)
     raw = _build_raw(family, data_args, expected)
+    found = tuple(raw["train"].features["label"].names)
+    if found != expected:
+        raise ConfigurationError(
+            f"{root}: the data has the classes {list(found)} but the recipe expects "
+            f"{list(expected)} (set `classes` to match the data)"
+        )
+    for split in ("train", "validation", "test"):
+        if split not in raw or len(raw[split]) == 0:
+            raise ConfigurationError(f"{root}: the {split!r} split is empty; add images")
+    if segmenter is None:
+        return _preprocess(family, _keep_masked_rows(family, raw, root), data_args, expected)
     # The U-Net's mask files live only until preprocessing has decoded them into the cache.
     with tempfile.TemporaryDirectory(prefix="hf_covid_unet_masks_") as mask_dir:
-        if segmenter is not None:
-            raw = _with_unet_masks(raw, segmenter, mask_dir, data_args.mask_model, root)
-        raw = _keep_masked_rows(family, raw, root)
-        found = tuple(raw["train"].features["label"].names)
-        if found != expected:
-            raise ConfigurationError(
-                f"{root}: the data has the classes {list(found)} but the recipe expects "
-                f"{list(expected)} (set `classes` to match the data)"
-            )
-        for split in ("train", "validation", "test"):
-            if split not in raw or len(raw[split]) == 0:
-                raise ConfigurationError(f"{root}: the {split!r} split is empty; add images")
-        record = dataset_record(family, raw, data_args.data_dir, data_args.image_size)
-        splits = preprocess_for_training(
-            raw, image_size=data_args.image_size, **preprocessing_columns(family)
-        )
-    return TrainingData(splits, expected, record)
+        masked = _with_unet_masks(raw, segmenter, mask_dir, data_args.mask_model, root)
+        return _preprocess(family, masked, data_args, expected)
+
+
+def _preprocess(
+    family: ModelFamily, raw: DatasetDict, data_args: DataArguments, classes: tuple[str, ...]
+) -> TrainingData:
+    """The checked splits decoded into the cache, with the record of what they hold."""
+    record = dataset_record(family, raw, data_args.data_dir, data_args.image_size)
+    splits = preprocess_for_training(
+        raw, image_size=data_args.image_size, **preprocessing_columns(family)
+    )
+    return TrainingData(splits, classes, record)
 
 
 def _mask_segmenter(family: ModelFamily, data_args: DataArguments) -> LungSegmenter | None:
