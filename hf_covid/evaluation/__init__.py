@@ -15,7 +15,6 @@ from .external import evaluate_external, external_metrics, folder_classes
 from .figures import draw_evaluation_figures
 from .inputs import (
     build_dataset,
-    is_saved_dataset,
     load_evaluation_split,
     model_image_size,
     prepare_inputs,
@@ -74,7 +73,6 @@ __all__ = [
     "external_metrics",
     "folder_classes",
     "format_summary",
-    "is_saved_dataset",
     "load_checkpoint",
     "load_evaluation_split",
     "markdown_table",

@@ -21,12 +21,13 @@ from hf_covid.checkpoints import (
     load_checkpoint,
     resolve_checkpoint,
 )
+from hf_covid.data.builders import is_saved_dataset
 from hf_covid.data.io import normalize_folder_name
 from hf_covid.data.radiography import build_radiography_dataset
 from hf_covid.registry import ModelFamily, get_dataset_kind, get_model_family
 
 from .figures import draw_evaluation_figures
-from .inputs import is_saved_dataset, prepare_inputs
+from .inputs import prepare_inputs
 from .metrics import bootstrap_confidence_intervals, classification_metrics, undefined_metrics
 from .predict import class_names_of, predict
 from .report import EXTERNAL_METRICS, EXTERNAL_SPLIT, write_report

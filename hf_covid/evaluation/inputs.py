@@ -17,7 +17,6 @@ from hf_covid.registry import ModelFamily, get_model_family
 
 __all__ = [
     "build_dataset",
-    "is_saved_dataset",
     "load_evaluation_split",
     "model_image_size",
     "prepare_inputs",
