@@ -362,14 +362,6 @@ def _optional_import_names() -> set[str]:
     }
 
 
-# Function-level imports of core dependencies in modules owned elsewhere, to be moved to the top
-# of their modules; the test fails on any new one.
-KNOWN_FUNCTION_LEVEL_IMPORTS = {
-    ("hf_covid.data.radiography", "openpyxl"),
-    ("hf_covid.data.public.covid_ct", "openpyxl"),
-}
-
-
 def _modules_needing(optional: set[str]) -> set[str]:
     """hf_covid modules whose import imports an optional dependency (directly or through other
     hf_covid modules), e.g. the app (gradio)."""
@@ -405,13 +397,11 @@ def test_function_level_imports_are_of_optional_dependencies_only():
                     for name in names
                     if name.split(".")[0] not in optional and name not in allowed
                 }
-    assert found <= KNOWN_FUNCTION_LEVEL_IMPORTS, sorted(found - KNOWN_FUNCTION_LEVEL_IMPORTS)
+    assert not found, sorted(found)
 
 
 # Public modules owned elsewhere that do not declare `__all__` yet; the test fails on a new one.
 KNOWN_WITHOUT_ALL = {
-    "hf_covid.data.radiography",
-    "hf_covid.data.xray_ct",
     "hf_covid.evaluation.chest_classification.chest_classification",
     "hf_covid.study",
 }
@@ -470,8 +460,6 @@ def test_no_module_is_much_over_600_lines():
 
 # Modules owned elsewhere whose text still names a folder outside the repository.
 KNOWN_OUTSIDE_REFERENCES = {
-    "hf_covid.training.data",
-    "hf_covid.data.public.compose",
     "hf_covid.study.report",
     "hf_covid.study.run",
 }
@@ -486,7 +474,7 @@ def test_no_docstring_points_outside_the_repository():
         for name in scripts
         if outside.search((REPOSITORY / "scripts" / name).read_text("utf-8"))
     }
-    allowed = KNOWN_OUTSIDE_REFERENCES | {"scripts/study.py", "scripts/prepare_public_data.py"}
+    allowed = KNOWN_OUTSIDE_REFERENCES | {"scripts/study.py"}
     assert found <= allowed, sorted(found - allowed)
 
 

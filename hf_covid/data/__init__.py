@@ -17,6 +17,7 @@ _LAZY_EXPORTS: dict[str, str] = {
     "load_image": "hf_covid.data.image_reading",
     "BadImagesError": "hf_covid.data.io",
     "DATASET_BUILDERS": "hf_covid.data.builders",
+    "is_saved_dataset": "hf_covid.data.builders",
     "build_radiography_dataset": "hf_covid.data.radiography",
     "build_xray_ct_dataset": "hf_covid.data.xray_ct",
     "build_covid_ct_dataset": "hf_covid.data.public",
