@@ -18,7 +18,7 @@ from test_public_data import METADATA_COLUMNS, _save
 
 from hf_covid.registry import list_models
 from hf_covid.study.report import study_markdown
-from hf_covid.study.run import STUDY_MODELS, main
+from hf_covid.study.run import main, study_models
 from hf_covid.training.arguments import ConfigurationError
 from hf_covid.training.run import train_from_recipe
 
@@ -98,8 +98,9 @@ def quick_study(tmp_path_factory):
 
 def test_quick_study_trains_every_model_into_the_shared_layout(quick_study):
     assert quick_study["status"] == 0
-    assert set(STUDY_MODELS) == set(list_models())
-    for key in STUDY_MODELS:
+    keys = [family.key for family in study_models(RECIPES)]
+    assert set(keys) == set(list_models()) and keys[0] == "lung_unet"
+    for key in keys:
         checkpoint = quick_study["base"] / "out" / "models" / key
         assert (checkpoint / "model.safetensors").is_file(), key
         assert (checkpoint / "config.json").is_file(), key
@@ -109,7 +110,7 @@ def test_quick_study_writes_well_formed_results_and_document(quick_study):
     docs = quick_study["base"] / "docs"
     results = json.loads((docs / "public_study" / "results.json").read_text())
     assert results["study"]["quick"] is True
-    assert set(results["models"]) == set(STUDY_MODELS)
+    assert set(results["models"]) == {family.key for family in study_models(RECIPES)}
     for key, model in results["models"].items():
         metrics = model["test"]["metrics"]
         headline = "dice" if key == "lung_unet" else "accuracy"
@@ -127,7 +128,7 @@ def test_quick_study_writes_well_formed_results_and_document(quick_study):
     assert sum(unet_rows.values()) == PATIENTS  # only the images with a human mask
     assert set(results["models"]["dual_input"]["test"]["modalities"]) == {"xray+ct", "xray", "ct"}
     assert results["models"]["cnn_lstm"]["test"]["per_source"].keys() >= {"kermany", "ieee8023"}
-    assert results["dual_channel_masks"]["n_images"] > 0
+    assert results["models"]["dual_channel"]["mask_comparison"]["n_images"] > 0
     assert {"confounds", "explanations"} <= set(results)
     document = (docs / "public_study.md").read_text()
     assert document == study_markdown(results)
@@ -223,3 +224,9 @@ def test_collections_root_refuses_options_it_cannot_honour(tmp_path, recipe, ove
                 **override,
             },
         )
+
+
+def test_a_family_takes_part_in_the_study_by_its_public_recipe_alone(tmp_path):
+    for key in ("resnet", "lung_unet"):
+        (tmp_path / f"{key}_public.yaml").write_text((RECIPES / f"{key}_public.yaml").read_text())
+    assert [family.key for family in study_models(tmp_path)] == ["lung_unet", "resnet"]

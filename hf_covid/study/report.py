@@ -11,11 +11,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from hf_covid.registry import get_model_family
+
 __all__ = ["PUBLISHED_ANCHORS", "study_markdown"]
 
 PUBLISHED_ANCHORS: dict[str, dict[str, Any]] = {
     "radiography_3_class": {
-        "models": ("cnn_lstm", "resnet", "dual_channel"),
+        "dataset_kind": "radiography",
+        "task": "classification",
         "metric": "accuracy",
         "value": 0.979,
         "what": "3-class accuracy (COVID-19 / viral pneumonia / normal)",
@@ -23,21 +26,25 @@ PUBLISHED_ANCHORS: dict[str, dict[str, Any]] = {
         "Database: adult COVID-19 images against pediatric Kermany controls)",
     },
     "covid_ct": {
-        "models": ("dual_input",),
+        "dataset_kind": "xray_ct",
+        "task": "classification",
         "metric": "f1 / roc_auc (CT)",
         "value": {"f1": 0.85, "roc_auc": 0.94},
         "what": "COVID-CT slices, F1 0.85 and AUC 0.94",
         "reference": "Yang et al. 2020, COVID-CT-Dataset, arXiv:2003.13865",
     },
-    "lung_unet": {
-        "models": ("lung_unet",),
+    "lung_segmentation": {
+        "dataset_kind": "radiography",
+        "task": "segmentation",
         "metric": "dice",
         "value": 0.969,
         "what": "lung segmentation Dice on their masks",
         "reference": "Rahman et al. 2021, Computers in Biology and Medicine 132:104319",
     },
 }
-"""The published numbers the study sets its results beside (issue 14)."""
+"""The published numbers the study sets its results beside (issue 14), each for the models of
+one dataset kind and task (:class:`hf_covid.registry.ModelFamily` fields), so a new family meets
+the anchor of its task without an entry here."""
 
 HEADLINE = {
     "classification": ("accuracy", "balanced_accuracy", "f1_macro", "covid_sensitivity", "roc_auc"),
@@ -66,7 +73,15 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 
 
 def _anchor_of(key: str) -> dict[str, Any] | None:
-    return next((a for a in PUBLISHED_ANCHORS.values() if key in a["models"]), None)
+    family = get_model_family(key)
+    return next(
+        (
+            anchor
+            for anchor in PUBLISHED_ANCHORS.values()
+            if (anchor["dataset_kind"], anchor["task"]) == (family.dataset_kind, family.task)
+        ),
+        None,
+    )
 
 
 def _anchor_text(anchor: dict[str, Any] | None) -> str:
@@ -86,7 +101,7 @@ def _headline_rows(models: Mapping[str, Any]) -> list[list[str]]:
     for key, model in models.items():
         metrics = model["test"]["metrics"] or {}
         intervals = model["test"]["confidence_intervals"]
-        task = "segmentation" if "dice" in metrics else "classification"
+        task = get_model_family(key).task
         cells = [model["display_name"], str(metrics.get("n_samples", "-"))]
         if task == "segmentation":
             cells += ["-", "-", "-", "-", "-"]
@@ -109,6 +124,7 @@ def _covid_test_sources(data: Mapping[str, Any]) -> set[str]:
 
 
 def _per_source_rows(models: Mapping[str, Any], data: Mapping[str, Any]) -> list[list[str]]:
+    # Results written before per-source metrics gave None where undefined hold a 0.0 there.
     with_covid = _covid_test_sources(data)
     rows = []
     for model in models.values():
@@ -171,9 +187,15 @@ def _source_confound(data: Mapping[str, Any]) -> str:
     )
 
 
-def _mask_lines(comparison: Mapping[str, Any] | None) -> list[str]:
-    if not comparison or not comparison.get("n_images"):
-        return ["No test image has a human mask; the comparison was not possible.", ""]
+def _mask_lines(model: Mapping[str, Any]) -> list[str]:
+    """A lung-mask model's test images with human masks: human vs U-Net masks as its input."""
+    comparison = model["mask_comparison"]
+    if not comparison.get("n_images"):
+        return [
+            f"{model['display_name']}: no test image has a human mask; the comparison was not "
+            "possible.",
+            "",
+        ]
     rows = []
     for name, title in (("human_masks", "human (v7labs) masks"), ("unet_masks", "U-Net masks")):
         result = comparison[name]
@@ -187,17 +209,17 @@ def _mask_lines(comparison: Mapping[str, Any] | None) -> list[str]:
             ]
         )
     return [
-        f"On the {comparison['n_images']} test images that have a human lung mask (all of them "
+        f"{model['display_name']}, on the {comparison['n_images']} test images that have a "
+        "human lung mask (all of them "
         "ieee8023 X-rays, nearly all COVID-19, so accuracy here is close to COVID sensitivity):",
         "",
         *_table(["mask given to the model", "accuracy (95% CI)", "COVID sensitivity"], rows),
     ]
 
 
-def _modality_lines(model: Mapping[str, Any] | None) -> list[str]:
-    modalities = (model or {}).get("test", {}).get("modalities") or {}
-    if not modalities:
-        return []
+def _modality_lines(model: Mapping[str, Any]) -> list[str]:
+    """A model taking an X-ray and a CT: both inputs, the X-ray only and the CT only."""
+    modalities = model["test"]["modalities"]
     rows = [
         [
             variant,
@@ -208,6 +230,8 @@ def _modality_lines(model: Mapping[str, Any] | None) -> list[str]:
         for variant, result in modalities.items()
     ]
     return [
+        f"{model['display_name']}:",
+        "",
         *_table(["inputs", "n", "accuracy (95% CI)", "ROC-AUC (95% CI)"], rows),
         "What label pairing means for the fused number: no public collection has an X-ray and a "
         "CT of one patient, so every row joins an X-ray and a CT *of the same label from two "
@@ -236,6 +260,10 @@ def _recipe_rows(models: Mapping[str, Any]) -> list[list[str]]:
             ]
         )
     return rows
+
+
+def _classifier_count(models: Mapping[str, Any]) -> int:
+    return sum(get_model_family(key).task == "classification" for key in models)
 
 
 def _analysis_time(study: Mapping[str, Any]) -> str:
@@ -270,7 +298,7 @@ def study_markdown(results: Mapping[str, Any]) -> str:
     data = results.get("data", {})
     quick = study.get("quick")
     lines = [
-        "# The real-data study: five models on public chest X-rays and CTs",
+        f"# The real-data study: {len(models)} models on public chest X-rays and CTs",
         "",
         "> **Research software, not a diagnostic device.** These models were trained on a few "
         "hundred public images whose classes come from different collections; no number below "
@@ -287,7 +315,7 @@ def study_markdown(results: Mapping[str, Any]) -> str:
     lines += [
         f"Run: `python scripts/study.py --collections-root {study.get('collections_root')}` "
         f"started {study.get('started_utc')} UTC on a shared 2-core CPU; training and "
-        f"evaluation of the five models took {wall / 60:.1f} min wall clock"
+        f"evaluation of the {len(models)} models took {wall / 60:.1f} min wall clock"
         if wall
         else "Run: (no training in this invocation)",
         f"({_analysis_time(study)}load average at start `{study.get('loadavg_start')}`, at the end "
@@ -356,10 +384,15 @@ def study_markdown(results: Mapping[str, Any]) -> str:
         "giving the dual-channel model 'the mask where there is one' would give the class away; "
         "it gets the U-Net's mask for every image instead (train, validation and test).",
         "",
-        *_mask_lines(results.get("dual_channel_masks")),
-        "## The dual-input model: both inputs, X-ray only, CT only",
+        *(line for m in models.values() if m.get("mask_comparison") for line in _mask_lines(m)),
+        "## X-ray + CT models: both inputs, X-ray only, CT only",
         "",
-        *_modality_lines(models.get("dual_input")),
+        *(
+            line
+            for m in models.values()
+            if m["test"].get("modalities")
+            for line in _modality_lines(m)
+        ),
         *_analysis_lines(results, "confounds", "Confounds measured"),
         *_analysis_lines(results, "explanations", "Explanations on real X-rays"),
         *[f"![{name}](public_study/{name})" for name in results.get("analysis_figures") or []],
@@ -373,7 +406,8 @@ def study_markdown(results: Mapping[str, Any]) -> str:
         *_table(
             ["model", "image size", "epochs run", "widths", "training (s)"], _recipe_rows(models)
         ),
-        "The four classifiers (`scripts/configs/*_public.yaml`) train on 96 px inputs with "
+        f"The {_classifier_count(models)} classifiers (`scripts/configs/*_public.yaml`) train on "
+        "96 px inputs with "
         "half the channel widths of the 224 px recipes, 6-8 epochs with early stopping on the "
         "validation macro F1; the U-Net on 64 px (its masks are resized to each image, and the "
         "dual-channel model reads them at 96 px) for 12 epochs on the ~300 masked training "
@@ -399,10 +433,10 @@ def study_markdown(results: Mapping[str, Any]) -> str:
         "## Reproduce",
         "",
         "```bash",
-        "python scripts/study.py --collections-root ../shared/public_data "
+        "python scripts/study.py --collections-root public_data/ "
         "--output-dir /tmp/study --docs-dir docs",
         "python scripts/train.py scripts/configs/cnn_lstm_public.yaml "
-        "--data_dir ../shared/public_data   # one model alone",
+        "--data_dir public_data/   # one model alone",
         "```",
         "",
         "Numbers are in `public_study/results.json`. The images are licence-restricted (many "

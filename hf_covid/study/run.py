@@ -1,18 +1,20 @@
 """The real-data study: train every model on the public collections, evaluate, probe, report.
 
-``python scripts/study.py --collections-root ../shared/public_data`` runs, in order:
+``python scripts/study.py --collections-root public_data/`` (the public collections root) runs,
+in order, for every registered model family with a ``<key>_public.yaml`` recipe
+(:func:`study_models`):
 
-1. the lung U-Net on the human v7labs masks (``lung_unet_public.yaml``);
+1. the segmentation family (the lung U-Net) on the human v7labs masks;
 2. the public Radiography composition with the U-Net's mask for every image, saved to disk
-   beside the two plain compositions (``<output-dir>/data/{radiography,xray_ct}``)
-   (`hf_covid.study.masks`), so the dual-channel model cannot read the class from a mask's
-   presence;
-3. the CNN + LSTM, the ResNet, the dual-channel and the dual-input models from their
-   ``*_public.yaml`` recipes; final checkpoints under ``<output-dir>/models/<family key>``;
+   beside the plain compositions (``<output-dir>/data/{radiography,xray_ct}``)
+   (`hf_covid.study.masks`), so a model that takes a lung mask (the dual-channel model) cannot
+   read the class from a mask's presence;
+3. the classifiers from their recipes, each on the composition of its dataset kind; final
+   checkpoints under ``<output-dir>/models/<family key>``;
 4. every model evaluated on its patient-grouped test split with 95% bootstrap intervals, per
    source (`hf_covid.evaluation.evaluate_checkpoint`), next to the published anchors; the U-Net
-   by Dice / IoU on held-out patients; the dual-channel model with human vs U-Net masks; the
-   dual-input model with both inputs, the X-ray only and the CT only;
+   by Dice / IoU on held-out patients; a model taking a lung mask with human vs U-Net masks;
+   the dual-input model with both inputs, the X-ray only and the CT only;
 5. the confound probes and the explanation scores (`hf_covid.study.confounds`,
    `hf_covid.study.explanations`), when importable;
 6. ``results.json``, figures and ``public_study.md`` into ``--docs-dir``
@@ -47,31 +49,46 @@ from hf_covid.data.public.compose import compose_radiography, compose_xray_ct, f
 from hf_covid.data.summary import read_build_summary
 from hf_covid.evaluation import evaluate_checkpoint
 from hf_covid.inference import LungSegmenter
-from hf_covid.registry import get_model_family
+from hf_covid.registry import ModelFamily, get_model_family, model_families
 from hf_covid.training.arguments import DataArguments, load_recipe, parse_arguments
 from hf_covid.training.data import mask_presence
 from hf_covid.training.run import train
 
 from .masks import HUMAN_MASK_COLUMN, add_unet_masks, with_human_masks
+from .probe_data import COMPOSITIONS_DIR, MODELS_DIR
 from .report import study_markdown
 
-__all__ = ["STUDY_MODELS", "main", "run_study"]
+__all__ = ["RECIPE_SUFFIX", "main", "run_study", "study_models"]
 
-STUDY_MODELS: tuple[str, ...] = ("lung_unet", "cnn_lstm", "resnet", "dual_channel", "dual_input")
-"""Family keys in training order (the U-Net first: the dual-channel model needs its masks)."""
+RECIPE_SUFFIX = "_public.yaml"
+"""A family takes part in the study when ``<recipes dir>/<family key>_public.yaml`` exists."""
 
 RESULTS_FILE = "results.json"
 PARTIAL_RESULTS_FILE = "results.partial.json"
 """Written after every model, so a run stopped half-way leaves what it measured."""
 DOCUMENT_FILE = "public_study.md"
-COMPOSITIONS_DIR = Path("data")
-"""Below the output folder: the compositions the models were trained and tested on, saved with
-``save_to_disk`` (``radiography``, ``xray_ct``), so later analyses use exactly those splits."""
-UNET_MASK_DATASET = COMPOSITIONS_DIR / "radiography_unet_masks"
+UNET_MASK_DATASET = Path(COMPOSITIONS_DIR) / "radiography_unet_masks"
 """Below the output folder: the composition with U-Net masks the dual-channel model trains on."""
 DEFAULT_RECIPES_DIR = Path(__file__).resolve().parents[2] / "scripts" / "configs"
-QUICK_EPOCHS = {"lung_unet": 2}
-"""``--quick`` epochs where one is not enough to leave the initial state."""
+QUICK_EPOCHS = {"segmentation": 2}
+"""``--quick`` epochs by task, where one is not enough to leave the initial state."""
+
+
+def study_models(recipes_dir: str | Path = DEFAULT_RECIPES_DIR) -> tuple[ModelFamily, ...]:
+    """The families that take part, in training order.
+
+    Every registered family (:func:`hf_covid.registry.model_families`) with a
+    ``<key>_public.yaml`` recipe in ``recipes_dir``; segmentation families (the lung U-Net)
+    first, since a model that takes a lung mask trains on their masks; otherwise in
+    registration order.
+    """
+    recipes_dir = Path(recipes_dir)
+    taking_part = [
+        family
+        for family in model_families()
+        if (recipes_dir / f"{family.key}{RECIPE_SUFFIX}").is_file()
+    ]
+    return tuple(sorted(taking_part, key=lambda family: family.task != "segmentation"))
 
 
 def _log(message: str) -> None:
@@ -86,7 +103,7 @@ def _loadavg() -> str | None:
 
 
 def _recipe(recipes_dir: Path, key: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    values = load_recipe(recipes_dir / f"{key}_public.yaml")
+    values = load_recipe(recipes_dir / f"{key}{RECIPE_SUFFIX}")
     values.update(overrides)
     return values
 
@@ -95,7 +112,7 @@ def _quick_overrides(key: str) -> dict[str, Any]:
     return {
         "config_overrides": dict(get_model_family(key).tiny_config),
         "image_size": 32,
-        "num_train_epochs": QUICK_EPOCHS.get(key, 1),
+        "num_train_epochs": QUICK_EPOCHS.get(get_model_family(key).task, 1),
         "per_device_train_batch_size": 16,
         "logging_steps": 1,
         "early_stopping_patience": 0,
@@ -216,7 +233,7 @@ def _train_and_evaluate(
     study_dir: Path,
     docs_figures: Path,
 ) -> dict[str, Any]:
-    checkpoint = study_dir / "models" / key
+    checkpoint = study_dir / MODELS_DIR / key
     started = time.perf_counter()
     trained = _train(values)
     train_wall = time.perf_counter() - started
@@ -337,54 +354,82 @@ def _train_everything(
         "report_to": "none",
         "save_total_limit": 1,
     }
+    families = study_models(recipes_dir)
     recipes = {
-        key: _recipe(
+        family.key: _recipe(
             recipes_dir,
-            key,
+            family.key,
             common
-            | {"output_dir": str(study_dir / "models" / key)}
-            | (_quick_overrides(key) if quick else {}),
+            | {"output_dir": str(study_dir / MODELS_DIR / family.key)}
+            | (_quick_overrides(family.key) if quick else {}),
         )
-        for key in STUDY_MODELS
+        for family in families
     }
-    _log("composing the public collections (Radiography and X-ray + CT layouts)")
-    radiography = compose_radiography(
-        root, classes=recipes["cnn_lstm"]["classes"], **_split_options(recipes["cnn_lstm"])
-    )
-    xray_ct = compose_xray_ct(root, **_split_options(recipes["dual_input"]))
-    results["data"] = {"radiography": _data_summary(radiography), "xray_ct": _data_summary(xray_ct)}
-    for name, composed in (("radiography", radiography), ("xray_ct", xray_ct)):
-        composed.save_to_disk(str(study_dir / COMPOSITIONS_DIR / name))
-
-    for index, key in enumerate(STUDY_MODELS, start=1):
-        _log(f"({index}/{len(STUDY_MODELS)}) training {key}")
-        values, dataset = recipes[key], radiography
-        if key == "dual_channel":
-            dataset = _unet_mask_dataset(radiography, study_dir, quick)
+    compositions = _compose(root, families, recipes, study_dir)
+    results["data"] = {kind: _data_summary(composed) for kind, composed in compositions.items()}
+    segmenters = [family.key for family in families if family.task == "segmentation"]
+    unet_masks = None
+    for index, family in enumerate(families, start=1):
+        key = family.key
+        _log(f"({index}/{len(families)}) training {key}")
+        values, dataset = recipes[key], compositions[family.dataset_kind]
+        takes_mask = "lung_mask" in family.input_names
+        if takes_mask:
+            if not segmenters:
+                raise FileNotFoundError(
+                    f"{key} takes a lung mask but no segmentation family has a recipe in "
+                    f"'{recipes_dir}'"
+                )
+            if unet_masks is None:
+                segmenter_dir = study_dir / MODELS_DIR / segmenters[0]
+                unet_masks = _unet_mask_dataset(dataset, segmenter_dir, study_dir, quick)
+            dataset = unet_masks
             values = values | {"data_dir": str(study_dir / UNET_MASK_DATASET)}
-        elif key == "dual_input":
-            dataset = xray_ct
         results["models"][key] = _train_and_evaluate(key, values, dataset, study_dir, docs_figures)
-        _save_results(results, study_dir / PARTIAL_RESULTS_FILE)
-        if key == "dual_channel":
-            _log("dual_channel: human vs U-Net masks on the test images that have both")
-            results["dual_channel_masks"] = _mask_comparison(
-                study_dir / "models" / key, dataset, study_dir / "evaluation" / "dual_channel_masks"
+        if takes_mask:
+            _log(f"{key}: human vs U-Net masks on the test images that have both")
+            results["models"][key]["mask_comparison"] = _mask_comparison(
+                study_dir / MODELS_DIR / key, dataset, study_dir / "evaluation" / f"{key}_masks"
             )
-    results["data"]["radiography_unet_masks"] = _data_summary(
-        load_from_disk(str(study_dir / UNET_MASK_DATASET))
-    )
+        _save_results(results, study_dir / PARTIAL_RESULTS_FILE)
+    if unet_masks is not None:
+        results["data"][UNET_MASK_DATASET.name] = _data_summary(unet_masks)
     results["study"]["training_wall_s"] = round(time.perf_counter() - started, 1)
     return results
 
 
-def _unet_mask_dataset(radiography: DatasetDict, study_dir: Path, quick: bool) -> DatasetDict:
+def _compose(
+    root: Path, families: Sequence[ModelFamily], recipes: dict[str, dict], study_dir: Path
+) -> dict[str, DatasetDict]:
+    """One composition per dataset kind of ``families``, with the split options (and, for the
+    Radiography layout, the classes) of the first classifier's recipe of that kind (else the
+    first family's); saved under ``<study_dir>/data/<kind>`` for the probes."""
+    first_recipe: dict[str, dict] = {}
+    for family in sorted(families, key=lambda family: family.task != "classification"):
+        first_recipe.setdefault(family.dataset_kind, recipes[family.key])
+    compositions = {}
+    for kind, values in first_recipe.items():
+        _log(f"composing the public collections in the {kind} layout")
+        if kind == "xray_ct":
+            composed = compose_xray_ct(root, **_split_options(values))
+        else:
+            composed = compose_radiography(
+                root, classes=values.get("classes"), **_split_options(values)
+            )
+        composed.save_to_disk(str(study_dir / COMPOSITIONS_DIR / kind))
+        compositions[kind] = composed
+    return compositions
+
+
+def _unet_mask_dataset(
+    dataset: DatasetDict, segmenter_dir: Path, study_dir: Path, quick: bool
+) -> DatasetDict:
     """The composition with the trained U-Net's mask for every image, saved and reloaded."""
     _log("lung U-Net masks for every image of the Radiography composition")
-    segmenter = LungSegmenter.from_pretrained(study_dir / "models" / "lung_unet")
+    segmenter = LungSegmenter.from_pretrained(segmenter_dir)
     target = study_dir / UNET_MASK_DATASET
     masked = add_unet_masks(
-        radiography, segmenter, study_dir / "data" / "unet_masks", progress=not quick
+        dataset, segmenter, study_dir / COMPOSITIONS_DIR / "unet_masks", progress=not quick
     )
     if target.exists():
         shutil.rmtree(target)
