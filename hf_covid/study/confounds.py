@@ -554,6 +554,15 @@ def _run_confounds(study_dir: Path, collections_root: Path, settings: ProbeSetti
         if get_model_family(key).dataset_kind == "radiography"
         and get_model_family(key).task == "classification"
     }
+    # The model that takes an X-ray and a CT (the dual-input family).
+    dual_input = next(
+        (
+            folder
+            for key, folder in checkpoints.items()
+            if "ct_pixel_values" in get_model_family(key).input_names
+        ),
+        None,
+    )
     train, test = _probe_images(compositions, settings)
     probe_masks = None
     if masker is not None:
@@ -567,8 +576,8 @@ def _run_confounds(study_dir: Path, collections_root: Path, settings: ProbeSetti
             if masker is not None
         ],
         "leave_one_source_out": leave_one_source_out(train, test, collections_root, settings),
-        "dual_input": dual_input_inputs(checkpoints["dual_input"], compositions, settings)
-        if "dual_input" in checkpoints
+        "dual_input": dual_input_inputs(dual_input, compositions, settings)
+        if dual_input is not None
         else None,
     }
     if not classifiers:
