@@ -12,6 +12,7 @@ from transformers import PreTrainedModel
 
 from hf_covid.checkpoints import RunRecord
 from hf_covid.data import DATASET_BUILDERS, ChestBatchCollator, preprocess_for_training
+from hf_covid.data.builders import is_saved_dataset
 from hf_covid.data.public.compose import compose_radiography, compose_xray_ct, find_collections
 from hf_covid.registry import ModelFamily, get_model_family
 
@@ -22,11 +23,6 @@ __all__ = [
     "prepare_inputs",
     "run_build_options",
 ]
-
-
-def is_saved_dataset(path: Path) -> bool:
-    """Whether ``path`` holds a dataset saved with ``save_to_disk`` (a dict or a single split)."""
-    return (path / "dataset_dict.json").is_file() or (path / "state.json").is_file()
 
 
 def _select_split(data, split: str, where: str):
