@@ -400,20 +400,11 @@ def test_function_level_imports_are_of_optional_dependencies_only():
     assert not found, sorted(found)
 
 
-# Public modules owned elsewhere that do not declare `__all__` yet; the test fails on a new one.
-KNOWN_WITHOUT_ALL = {
-    "hf_covid.evaluation.chest_classification.chest_classification",
-    "hf_covid.study",
-}
-
-
 @pytest.mark.parametrize("module_name", PUBLIC_MODULES)
 def test_public_module_all_names_resolve(module_name):
     module = importlib.import_module(module_name)
     names = getattr(module, "__all__", None)
-    if names is None:
-        assert module_name in KNOWN_WITHOUT_ALL, f"{module_name} has no __all__"
-        return
+    assert names is not None, f"{module_name} has no __all__"
     assert len(names) == len(set(names)), f"{module_name}.__all__ repeats a name"
     missing = [name for name in names if not hasattr(module, name)]
     assert not missing, f"{module_name}.__all__ names what it does not have: {missing}"
@@ -442,11 +433,6 @@ def test_lazy_packages_list_their_exports_and_import_them_on_first_use():
 
 
 MAX_MODULE_LINES = 650
-# Modules owned elsewhere that are still over the limit; the test fails on a new one.
-KNOWN_LONG_MODULES = {
-    "hf_covid.evaluation.checkpoint",
-    "hf_covid.study.confounds",
-}
 
 
 def test_no_module_is_much_over_600_lines():
@@ -455,14 +441,7 @@ def test_no_module_is_much_over_600_lines():
         for name, path in MODULES.items()
         if len(path.read_text(encoding="utf-8").splitlines()) > MAX_MODULE_LINES
     }
-    assert long <= KNOWN_LONG_MODULES, sorted(long - KNOWN_LONG_MODULES)
-
-
-# Modules owned elsewhere whose text still names a folder outside the repository.
-KNOWN_OUTSIDE_REFERENCES = {
-    "hf_covid.study.report",
-    "hf_covid.study.run",
-}
+    assert not long, sorted(long)
 
 
 def test_no_docstring_points_outside_the_repository():
@@ -474,8 +453,7 @@ def test_no_docstring_points_outside_the_repository():
         for name in scripts
         if outside.search((REPOSITORY / "scripts" / name).read_text("utf-8"))
     }
-    allowed = KNOWN_OUTSIDE_REFERENCES | {"scripts/study.py"}
-    assert found <= allowed, sorted(found - allowed)
+    assert not found, sorted(found)
 
 
 def test_phantoms_written_here_are_8_bit_at_the_model_size(radiography_root):

@@ -13,7 +13,7 @@ from transformers import PreTrainedModel
 from hf_covid.checkpoints import RunRecord
 from hf_covid.data import DATASET_BUILDERS, ChestBatchCollator, preprocess_for_training
 from hf_covid.data.builders import is_saved_dataset
-from hf_covid.data.public.compose import compose_radiography, compose_xray_ct, find_collections
+from hf_covid.data.public.compose import PUBLIC_COMPOSERS, find_collections
 from hf_covid.registry import ModelFamily, get_model_family
 
 __all__ = [
@@ -126,7 +126,7 @@ def build_dataset(data_dir: str | Path, dataset_kind: str, options: Mapping | No
         return load_from_disk(str(path))
     options = dict(options or {})
     if find_collections(path):
-        compose = compose_xray_ct if dataset_kind == "xray_ct" else compose_radiography
+        compose = PUBLIC_COMPOSERS[dataset_kind]
         accepted = inspect.signature(compose).parameters
         return compose(path, **{key: value for key, value in options.items() if key in accepted})
     return DATASET_BUILDERS[dataset_kind](path, **options)

@@ -439,7 +439,6 @@ def _unet_mask_dataset(
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="study",
         description="Train and evaluate every hf_covid model on the public collections, measure "
         "the confounds, write docs/public_study.md. Research software, not a diagnostic device.",
     )

@@ -17,6 +17,8 @@ import evaluate
 
 from hf_covid.evaluation.metrics import classification_metrics
 
+__all__ = ["ChestClassification"]
+
 _DESCRIPTION = """\
 Classification metrics of chest X-ray / CT classifiers from class probabilities: accuracy,
 balanced accuracy, per-class and macro precision, recall (sensitivity), specificity and F1,
