@@ -38,10 +38,11 @@ from .checkpoints import load_checkpoint
 from .data.input_check import InputCheck, InputCheckResult
 from .data.validation import DEFAULT_INPUT_POLICY, InputPolicy, InputPolicyError
 from .explain import cam_method, explanation_layers, feature_maps
+from .lung_masks import LungSegmenter
 from .registry import get_model_family
 from .serving.images import ImageInput, InputError, read_image, resize_image
 
-__all__ = ["ChestPredictor", "LungSegmenter", "Prediction", "load_predictor"]
+__all__ = ["ChestPredictor", "Prediction", "load_predictor"]
 
 INPUT_CHECK_SLOTS: dict[str, str] = {"xray": "xray", "ct": "ct"}
 """Input name -> the :class:`InputCheck` slot it is checked against."""
@@ -83,31 +84,6 @@ class Prediction:
 
 def _accepts(model: torch.nn.Module, argument: str) -> bool:
     return argument in inspect.signature(model.forward).parameters
-
-
-class LungSegmenter:
-    """The lung U-Net: a lung mask for a chest X-ray.
-
-    Args:
-        model: a segmentation model with ``predict_mask(pixel_values) -> (B, 1, H, W)``.
-        image_processor: its :class:`ChestImageProcessor`.
-    """
-
-    def __init__(self, model: PreTrainedModel, image_processor: Any) -> None:
-        self.model = model.eval()
-        self.image_processor = image_processor
-
-    @classmethod
-    def from_pretrained(cls, path_or_repo: str | os.PathLike) -> LungSegmenter:
-        """Load the U-Net and its processor from a checkpoint folder or Hub id."""
-        return cls(*load_checkpoint(path_or_repo))
-
-    def segment(self, image: np.ndarray) -> np.ndarray:
-        """The (H, W) bool lung mask of a 2-D image in [0, 1], at the image's resolution."""
-        pixel_values = self.image_processor(images=[image], return_tensors="pt")["pixel_values"]
-        with torch.inference_mode():
-            mask = self.model.predict_mask(pixel_values)[0, 0].float().numpy()
-        return resize_image(mask, image.shape, nearest=True) > 0.5
 
 
 class ChestPredictor:

@@ -11,7 +11,8 @@ from app_support import PATIENT_ID, PATIENT_NAME, build_tiny_checkpoints, write_
 from PIL import Image
 
 from hf_covid.data.validation import DEFAULT_INPUT_POLICY
-from hf_covid.inference import ChestPredictor, LungSegmenter, load_predictor
+from hf_covid.inference import ChestPredictor, load_predictor
+from hf_covid.lung_masks import LungSegmenter
 from hf_covid.models.labels import BINARY_LABELS, RADIOGRAPHY_LABELS
 from hf_covid.serving.images import InputError, read_image
 from hf_covid.serving.overlays import feature_map_grid, heatmap_overlay, mask_overlay

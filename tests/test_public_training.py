@@ -15,9 +15,9 @@ from datasets import Image
 from test_public_data import write_collections
 
 from hf_covid.checkpoints import RUN_RECORD_FILE
+from hf_covid.lung_masks import HUMAN_MASK_COLUMN
 from hf_covid.models.image_processing_chest import ChestImageProcessor
 from hf_covid.registry import get_model_family
-from hf_covid.study.masks import HUMAN_MASK_COLUMN
 from hf_covid.training import ConfigurationError, DataArguments, load_training_data
 from hf_covid.training.run import train_from_recipe
 

@@ -29,7 +29,8 @@ from ..checkpoints import (
 )
 from ..data.validation import DEFAULT_INPUT_POLICY, InputPolicy
 from ..evaluation.report import _METRIC_TITLES as METRIC_TITLES
-from ..inference import ChestPredictor, LungSegmenter
+from ..inference import ChestPredictor
+from ..lung_masks import LungSegmenter
 from ..registry import ModelFamily, model_families
 
 __all__ = [

@@ -7,7 +7,7 @@ in order, for every registered model family with a ``<key>_public.yaml`` recipe
 1. the segmentation family (the lung U-Net) on the human v7labs masks;
 2. the public Radiography composition with the U-Net's mask for every image, saved to disk
    beside the plain compositions (``<output-dir>/data/{radiography,xray_ct}``)
-   (`hf_covid.study.masks`), so a model that takes a lung mask (the dual-channel model) cannot
+   (`hf_covid.lung_masks`), so a model that takes a lung mask (the dual-channel model) cannot
    read the class from a mask's presence;
 3. the classifiers from their recipes, each on the composition of its dataset kind; final
    checkpoints under ``<output-dir>/models/<family key>``;
@@ -48,13 +48,12 @@ from hf_covid.checkpoints import portable
 from hf_covid.data.public.compose import compose_radiography, compose_xray_ct, find_collections
 from hf_covid.data.summary import read_build_summary
 from hf_covid.evaluation import evaluate_checkpoint
-from hf_covid.inference import LungSegmenter
+from hf_covid.lung_masks import HUMAN_MASK_COLUMN, LungSegmenter, add_unet_masks, with_human_masks
 from hf_covid.registry import ModelFamily, get_model_family, model_families
 from hf_covid.training.arguments import DataArguments, load_recipe, parse_arguments
 from hf_covid.training.data import mask_presence
 from hf_covid.training.run import train
 
-from .masks import HUMAN_MASK_COLUMN, add_unet_masks, with_human_masks
 from .probe_data import COMPOSITIONS_DIR, MODELS_DIR
 from .report import study_markdown
 

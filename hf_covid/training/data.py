@@ -14,7 +14,7 @@ Models that read the lung mask keep to the images that have one: the lung U-Net 
 images with a mask, and the dual-channel model refuses data where only some images have one
 (in the public collections only the ieee8023 COVID X-rays do, so the mask's presence would give
 the class away). With ``mask_model`` (a lung U-Net checkpoint), the dual-channel model gets the
-U-Net's mask for *every* image instead (`hf_covid.study.masks.add_unet_masks`; the human masks
+U-Net's mask for *every* image instead (`hf_covid.lung_masks.add_unet_masks`; the human masks
 stay in its ``human_mask`` column), and the run record's ``data.mask_model`` names the U-Net.
 """
 
@@ -45,10 +45,9 @@ from hf_covid.data.public.compose import (
 )
 from hf_covid.data.summary import read_build_summary
 from hf_covid.data.synthetic import LESION_MASK_FOLDER
-from hf_covid.inference import LungSegmenter
+from hf_covid.lung_masks import HUMAN_MASK_COLUMN, LungSegmenter, add_unet_masks
 from hf_covid.models.image_processing_chest import ChestImageProcessor
 from hf_covid.registry import DatasetKind, ModelFamily, get_model_family
-from hf_covid.study.masks import HUMAN_MASK_COLUMN, add_unet_masks
 
 from .arguments import ConfigurationError, DataArguments, ModelArguments
 
@@ -236,7 +235,7 @@ def _keep_masked_rows(family: ModelFamily, raw: DatasetDict, root: Path) -> Data
             f"{family.display_name} needs one for every image, else the mask's presence can "
             "give the class away. Set mask_model to a lung U-Net checkpoint (folder or Hub id) "
             "to give every image the U-Net's mask, or pass as data_dir a saved dataset whose "
-            "images all have one (hf_covid.study.masks.add_unet_masks writes it)"
+            "images all have one (hf_covid.lung_masks.add_unet_masks writes it)"
         )
     return raw
 

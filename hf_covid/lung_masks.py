@@ -1,4 +1,4 @@
-"""Lung masks made by the trained U-Net for every image of a composition.
+"""Lung masks made by a trained lung U-Net: `LungSegmenter`, and masks for every image of a data set.
 
 In the public collections only the ieee8023 X-rays (nearly all COVID-19) have human lung masks.
 A model fed "a mask where there is one" could read the class from the mask's presence, or from
@@ -9,18 +9,49 @@ gets the U-Net's mask for *every* image; the human masks are kept beside them in
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 from datasets import DatasetDict, Image
 from PIL import Image as PILImage
 from tqdm.auto import tqdm
+from transformers import PreTrainedModel
 
-from hf_covid.data.io import load_image
-from hf_covid.data.summary import read_build_summary
-from hf_covid.inference import LungSegmenter
+from .checkpoints import load_checkpoint
+from .data.io import load_image
+from .data.summary import read_build_summary
+from .serving.images import resize_image
 
-__all__ = ["HUMAN_MASK_COLUMN", "add_unet_masks", "with_human_masks"]
+__all__ = ["HUMAN_MASK_COLUMN", "LungSegmenter", "add_unet_masks", "with_human_masks"]
+
+
+class LungSegmenter:
+    """The lung U-Net: a lung mask for a chest X-ray.
+
+    Args:
+        model: a segmentation model with ``predict_mask(pixel_values) -> (B, 1, H, W)``.
+        image_processor: its :class:`ChestImageProcessor`.
+    """
+
+    def __init__(self, model: PreTrainedModel, image_processor: Any) -> None:
+        self.model = model.eval()
+        self.image_processor = image_processor
+
+    @classmethod
+    def from_pretrained(cls, path_or_repo: str | os.PathLike) -> LungSegmenter:
+        """Load the U-Net and its processor from a checkpoint folder or Hub id."""
+        return cls(*load_checkpoint(path_or_repo))
+
+    def segment(self, image: np.ndarray) -> np.ndarray:
+        """The (H, W) bool lung mask of a 2-D image in [0, 1], at the image's resolution."""
+        pixel_values = self.image_processor(images=[image], return_tensors="pt")["pixel_values"]
+        with torch.inference_mode():
+            mask = self.model.predict_mask(pixel_values)[0, 0].float().numpy()
+        return resize_image(mask, image.shape, nearest=True) > 0.5
+
 
 HUMAN_MASK_COLUMN = "human_mask"
 """Column that keeps the collection's own (human) lung mask, None where there is none."""
