@@ -12,7 +12,7 @@ Not part of the library: nothing in ``hf_covid`` imports this package.
   :mod:`~.run`: the command line (:func:`main`).
 """
 
-from .app_latency import free_loopback_port, load_app_module, measure_app_endpoints
+from .app_latency import free_loopback_port, measure_app_endpoints
 from .cuda import NO_CUDA_NOTE, RESNET50_A100_REFERENCE, resnet50_training_throughput
 from .data_pipeline import (
     NaiveImageFolderDataset,
@@ -40,7 +40,6 @@ __all__ = [
     "compare_to_baseline",
     "compare_training_loops",
     "free_loopback_port",
-    "load_app_module",
     "load_demo_recipes",
     "machine_info",
     "main",

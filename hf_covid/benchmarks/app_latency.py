@@ -5,7 +5,6 @@ with the app's memory measured before and after."""
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import socket
 import subprocess
@@ -14,7 +13,6 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import psutil
@@ -29,14 +27,12 @@ __all__ = [
     "AppProcess",
     "app_endpoints",
     "free_loopback_port",
-    "load_app_module",
     "measure_app_endpoints",
     "measure_app_load",
     "process_rss_bytes",
     "serve_app_file",
 ]
 
-_APP_MODULE_NAME = "hf_covid_space_app"
 READY_LINE = "hf_covid app running on "
 """What :func:`hf_covid.app.serve` prints once the app answers."""
 
@@ -46,21 +42,6 @@ def free_loopback_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def load_app_module(app_file: str | Path) -> ModuleType:
-    """A Space's app file as a module (a Space's app file is not a package); loaded once.
-
-    Importing ``spaces_app/app.py`` builds its module-level ``demo`` (and loads its models).
-    """
-    if _APP_MODULE_NAME not in sys.modules:
-        spec = importlib.util.spec_from_file_location(_APP_MODULE_NAME, app_file)
-        if spec is None or spec.loader is None:
-            raise ImportError(f"cannot load the app from '{app_file}'")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[_APP_MODULE_NAME] = module
-        spec.loader.exec_module(module)
-    return sys.modules[_APP_MODULE_NAME]
 
 
 def process_rss_bytes(pid: int) -> int:

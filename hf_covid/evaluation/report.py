@@ -11,6 +11,7 @@ from .predict import GROUP_METRICS, SEGMENTATION_METRICS
 __all__ = [
     "EXTERNAL_METRICS",
     "EXTERNAL_SPLIT",
+    "METRIC_TITLES",
     "format_summary",
     "markdown_table",
     "missing_classes",
@@ -32,7 +33,7 @@ where the classes present define them: COVID sensitivity needs COVID images, spe
 others, ROC-AUC of COVID vs the rest needs both. Accuracy counts a prediction of a class missing
 from the folder as an error; balanced accuracy averages the recall of the classes present."""
 
-_METRIC_TITLES = {
+METRIC_TITLES: dict[str, str] = {
     "accuracy": "Accuracy",
     "balanced_accuracy": "Balanced accuracy",
     "f1_macro": "F1 (macro)",
@@ -76,7 +77,7 @@ def _group_table(groups: Mapping[str, Mapping], first: str) -> list[str]:
     if any("dice" in g for g in groups.values()):
         names = ["n_samples", *SEGMENTATION_METRICS]
     rows = [[group, *(_number(values.get(n)) for n in names)] for group, values in groups.items()]
-    return markdown_table([first, *(_METRIC_TITLES[n] for n in names)], rows)
+    return markdown_table([first, *(METRIC_TITLES[n] for n in names)], rows)
 
 
 def missing_classes(results: Mapping) -> list[str]:
@@ -90,7 +91,7 @@ def _headline_rows(results: Mapping, names: Sequence[str]) -> list[list[str]]:
     metrics = results["metrics"]
     intervals = results.get("confidence_intervals") or {}
     return [
-        [_METRIC_TITLES[name], _number(metrics.get(name)), _interval(intervals.get(name))]
+        [METRIC_TITLES[name], _number(metrics.get(name)), _interval(intervals.get(name))]
         for name in names
         if name in metrics
     ]

@@ -28,7 +28,7 @@ from ..checkpoints import (
     is_hub_id,
 )
 from ..data.validation import DEFAULT_INPUT_POLICY, InputPolicy
-from ..evaluation.report import _METRIC_TITLES as METRIC_TITLES
+from ..evaluation.report import METRIC_TITLES
 from ..inference import ChestPredictor
 from ..lung_masks import LungSegmenter
 from ..registry import ModelFamily, model_families
