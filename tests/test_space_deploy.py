@@ -1,7 +1,8 @@
 """The Space deploys as it is: ``spaces_app/`` copied alone to a temporary folder, its
-``requirements.txt`` installed offline from uv's cache into a fresh virtual environment (with the
-hf_covid wheel the project builds), started with that environment's Python against checkpoints
-pinned by revision on the local Hub-compatible server."""
+``requirements.txt`` installed from the package index into a fresh virtual environment with an
+empty package cache of its own (so nothing an earlier install left on the machine can stand in for
+a missing or wrong pin), with the hf_covid wheel the project builds, then started with that
+environment's Python against checkpoints pinned by revision on the local Hub-compatible server."""
 
 from __future__ import annotations
 
@@ -63,23 +64,34 @@ def test_space_requirements_pin_this_version_and_every_package_of_the_lock():
 
 
 @pytest.mark.slow
-def test_space_folder_alone_installs_offline_and_serves_models_pinned_on_the_hub(
-    tmp_path, monkeypatch
+def test_space_folder_alone_installs_with_an_empty_cache_and_serves_models_pinned_on_the_hub(
+    tmp_path, monkeypatch, request
 ):
-    space = tmp_path / "space"
+    space, venv, cache = tmp_path / "space", tmp_path / "venv", tmp_path / "uv_cache"
+    # Several GB (torch and its CUDA libraries): gone after the test, not kept with pytest's
+    # last three temporary folders.
+    request.addfinalizer(lambda: [shutil.rmtree(p, ignore_errors=True) for p in (venv, cache)])
     shutil.copytree(SPACE_DIR, space, ignore=shutil.ignore_patterns("wheels", "__pycache__"))
-    subprocess.run(
-        [UV, "build", "--wheel", "--offline", "--out-dir", str(space / "wheels"), str(REPO_ROOT)],
-        check=True,
+    # A cache of our own, empty: the wheel's build backend and every pinned package come from the
+    # index, as on a fresh machine or a Space, never from what `make test`'s own sync cached.
+    fresh = {**os.environ, "UV_CACHE_DIR": str(cache)}
+    fresh.pop("UV_OFFLINE", None)
+    built = subprocess.run(
+        [UV, "build", "--wheel", "--out-dir", str(space / "wheels"), str(REPO_ROOT)],
+        env=fresh,
         capture_output=True,
+        text=True,
     )
-    venv = tmp_path / "venv"
-    subprocess.run([UV, "venv", "--quiet", "--python", sys.executable, str(venv)], check=True)
+    assert built.returncode == 0, built.stderr[-3000:]
+    subprocess.run(
+        [UV, "venv", "--quiet", "--python", sys.executable, str(venv)], env=fresh, check=True
+    )
     python = venv / "bin" / "python"
     install = subprocess.run(
-        [UV, "pip", "install", "--offline", "--no-deps", "--python", str(python)]
+        [UV, "pip", "install", "--no-deps", "--python", str(python)]
         + ["-r", str(space / "requirements.txt")],
         cwd=tmp_path,  # --find-links wheels is relative to the requirements file, not here
+        env=fresh,
         capture_output=True,
         text=True,
     )
