@@ -13,7 +13,8 @@ from transformers import PreTrainedModel
 from hf_covid.checkpoints import RunRecord
 from hf_covid.data import DATASET_BUILDERS, ChestBatchCollator, preprocess_for_training
 from hf_covid.data.builders import is_saved_dataset
-from hf_covid.data.public.compose import PUBLIC_COMPOSERS, find_collections
+from hf_covid.data.public.collections import find_collections
+from hf_covid.data.public.compose import PUBLIC_COMPOSERS
 from hf_covid.registry import ModelFamily, get_model_family
 
 __all__ = [
@@ -112,7 +113,7 @@ def build_dataset(data_dir: str | Path, dataset_kind: str, options: Mapping | No
     """The dataset in ``data_dir``: saved with ``save_to_disk``, a collections root, or a folder.
 
     A collections root (the public collections side by side, see
-    :func:`hf_covid.data.public.compose.find_collections`) is composed into the ``dataset_kind``
+    :func:`hf_covid.data.public.collections.find_collections`) is composed into the ``dataset_kind``
     layout; any other folder is built with that layout's builder. Options a builder does not
     take (e.g. ``group_by`` for a composition) are dropped.
 

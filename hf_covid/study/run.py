@@ -45,7 +45,8 @@ import torch
 from datasets import DatasetDict, load_from_disk
 
 from hf_covid.checkpoints import portable
-from hf_covid.data.public.compose import compose_radiography, compose_xray_ct, find_collections
+from hf_covid.data.public.collections import find_collections
+from hf_covid.data.public.compose import compose_radiography, compose_xray_ct
 from hf_covid.data.summary import read_build_summary
 from hf_covid.evaluation import evaluate_checkpoint
 from hf_covid.lung_masks import HUMAN_MASK_COLUMN, LungSegmenter, add_unet_masks, with_human_masks

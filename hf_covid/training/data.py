@@ -38,11 +38,8 @@ from hf_covid.data import (
     preprocess_for_training,
 )
 from hf_covid.data.builders import is_saved_dataset
-from hf_covid.data.public.compose import (
-    PUBLIC_COMPOSERS,
-    PUBLIC_COMPOSITION_KINDS,
-    find_collections,
-)
+from hf_covid.data.public.collections import find_collections
+from hf_covid.data.public.compose import PUBLIC_COMPOSERS, PUBLIC_COMPOSITION_KINDS
 from hf_covid.data.summary import read_build_summary
 from hf_covid.data.synthetic import LESION_MASK_FOLDER
 from hf_covid.lung_masks import HUMAN_MASK_COLUMN, LungSegmenter, add_unet_masks

@@ -8,7 +8,14 @@ writes those layouts as folders; `check_publishable` and `license_counts` guard 
 push to the Hub. Research software: none of this makes a data set fit for clinical use.
 """
 
-from .common import CATEGORY_DESCRIPTIONS, CollectionScan, PublicImage, public_features
+from .collections import PUBLIC_COLLECTIONS, find_collections, get_collection
+from .common import (
+    CATEGORY_DESCRIPTIONS,
+    CollectionScan,
+    PublicCollection,
+    PublicImage,
+    public_features,
+)
 from .covid_ct import COVID_CT_CATEGORIES, build_covid_ct_dataset
 from .ieee8023 import FRONTAL_VIEWS, IEEE8023_CATEGORIES, build_ieee8023_dataset, classify_finding
 from .kermany import KERMANY_CATEGORIES, build_kermany_dataset, kermany_patient_id
@@ -19,12 +26,16 @@ __all__ = [
     "FRONTAL_VIEWS",
     "IEEE8023_CATEGORIES",
     "KERMANY_CATEGORIES",
+    "PUBLIC_COLLECTIONS",
     "CollectionScan",
+    "PublicCollection",
     "PublicImage",
     "build_covid_ct_dataset",
     "build_ieee8023_dataset",
     "build_kermany_dataset",
     "classify_finding",
+    "find_collections",
+    "get_collection",
     "kermany_patient_id",
     "public_features",
 ]

@@ -27,7 +27,9 @@ from ..summary import DatasetBuildSummary
 __all__ = [
     "CATEGORY_DESCRIPTIONS",
     "CollectionScan",
+    "PublicCollection",
     "PublicImage",
+    "ScanOptions",
     "build_image_dataset",
     "cross_collection_duplicate_groups",
     "cross_collection_note",
@@ -188,6 +190,81 @@ class CollectionScan:
     grouping: str = "patient_id"
     notes: list[str] = field(default_factory=list)
     official_split: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    """How a composition scans every collection it reads (each scan takes what applies to it).
+
+    Attributes:
+        skip_bad_images: Skip unreadable files instead of raising `BadImagesError`.
+        cache_dir: Where the scan caches go; never inside a collection.
+        num_threads: Threads for the first-time validation of the files.
+        include_lateral: Also keep lateral X-rays where a collection has them.
+        xray_only: Leave out a collection's CT images (ieee8023 has both).
+    """
+
+    skip_bad_images: bool = False
+    cache_dir: str | Path | None = None
+    num_threads: int | None = None
+    include_lateral: bool = False
+    xray_only: bool = True
+
+    @property
+    def file_options(self) -> dict[str, object]:
+        """The keyword arguments every ``scan_*`` function takes."""
+        return {
+            "skip_bad_images": self.skip_bad_images,
+            "cache_dir": self.cache_dir,
+            "num_threads": self.num_threads,
+        }
+
+
+@dataclass(frozen=True)
+class PublicCollection:
+    """Everything the toolkit knows about one public collection (one record per collection).
+
+    Compositions, ``find_collections``, ``hf-covid prepare --list`` and the downloader read it;
+    a new collection is its builder module plus one record in
+    `hf_covid.data.public.collections.PUBLIC_COLLECTIONS`.
+
+    Attributes:
+        name: The ``source`` column value and the ``"<name>:<category>"`` prefix of a class map.
+        title: Human name for summaries and listings.
+        url: Where the collection is published.
+        license: Its licence as the publisher states it (per-image licences in the data).
+        categories: The collection's categories (keys of `CATEGORY_DESCRIPTIONS`).
+        modalities: `XRAY`, `CT` or both.
+        folder_names: Folder names tried below a collections root, in order.
+        is_collection: Whether a folder holds the collection.
+        scan: ``scan(root, options) -> CollectionScan`` with a `ScanOptions`.
+        build: The collection's documented ``build_*_dataset`` function.
+        summary: One line on what it holds and what is wrong with it (listings).
+    """
+
+    name: str
+    title: str
+    url: str
+    license: str
+    categories: tuple[str, ...]
+    modalities: tuple[str, ...]
+    folder_names: tuple[str, ...]
+    is_collection: Callable[[Path], bool]
+    scan: Callable[[Path, ScanOptions], CollectionScan]
+    build: Callable[..., DatasetDict]
+    summary: str
+
+    def locate(self, collections_root: str | Path) -> Path | None:
+        """The collection's folder directly below ``collections_root``, or None."""
+        root = Path(collections_root).expanduser().resolve()
+        return next(
+            (
+                root / name
+                for name in self.folder_names
+                if (root / name).is_dir() and self.is_collection(root / name)
+            ),
+            None,
+        )
 
 
 def cross_collection_duplicate_groups(plan: SplitPlan, sources: Sequence[str]) -> list[list[int]]:

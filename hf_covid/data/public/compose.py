@@ -39,10 +39,11 @@ from ..splits import DEFAULT_SPLIT_RATIOS, make_dataset_dict, plan_splits
 from ..summary import DatasetBuildSummary
 from ..xray_ct import MODALITIES, MODALITY_NAMES, PAIRING_DESCRIPTIONS, pair_by_split
 from . import covid_ct, ieee8023, kermany
+from .collections import PUBLIC_COLLECTIONS, get_collection
 from .common import (
-    XRAY,
     CollectionScan,
     PublicImage,
+    ScanOptions,
     build_image_dataset,
     cross_collection_note,
 )
@@ -54,24 +55,12 @@ __all__ = [
     "PublicSelection",
     "compose_radiography",
     "compose_xray_ct",
-    "find_collections",
     "resolve_radiography_class_map",
     "select_radiography_images",
     "select_xray_ct_images",
 ]
 
 logger = logging.getLogger(__name__)
-
-COLLECTION_CATEGORIES: dict[str, tuple[str, ...]] = {
-    ieee8023.SOURCE: ieee8023.IEEE8023_CATEGORIES,
-    kermany.SOURCE: kermany.KERMANY_CATEGORIES,
-    covid_ct.SOURCE: covid_ct.COVID_CT_CATEGORIES,
-}
-COLLECTION_URLS: dict[str, str] = {
-    ieee8023.SOURCE: ieee8023.URL,
-    kermany.SOURCE: kermany.URL,
-    covid_ct.SOURCE: covid_ct.URL,
-}
 
 DEFAULT_RADIOGRAPHY_CLASS_MAP: dict[str, tuple[str, ...]] = {
     "COVID": ("ieee8023:covid",),
@@ -81,18 +70,13 @@ DEFAULT_RADIOGRAPHY_CLASS_MAP: dict[str, tuple[str, ...]] = {
 }
 """Radiography class -> ``"<collection>:<category>"`` sources; Lung_Opacity has none here."""
 
-COLLECTION_LOCATORS: dict[str, tuple[tuple[str, ...], Callable[[Path], bool]]] = {
-    ieee8023.SOURCE: (ieee8023.FOLDER_NAMES, ieee8023.is_collection),
-    kermany.SOURCE: (kermany.FOLDER_NAMES, kermany.is_collection),
-    covid_ct.SOURCE: (covid_ct.FOLDER_NAMES, covid_ct.is_collection),
-}
-"""Collection -> (folder names tried below a root, whether a folder holds the collection)."""
-
 PUBLIC_RADIOGRAPHY_KIND = "public_radiography"
 PUBLIC_XRAY_CT_KIND = "public_xray_ct"
 PUBLIC_COMPOSITION_KINDS = (PUBLIC_RADIOGRAPHY_KIND, PUBLIC_XRAY_CT_KIND)
 """``DatasetBuildSummary.kind`` of the two compositions (how a record knows it holds them)."""
 
+XRAY_CT_COLLECTIONS: tuple[str, ...] = (ieee8023.SOURCE, kermany.SOURCE, covid_ct.SOURCE)
+"""The collections the X-ray + CT composition reads."""
 XRAY_CT_COVID_CATEGORY = "covid"
 """The category that is COVID in the binary layout; every other labelled category is Non-COVID."""
 
@@ -122,8 +106,9 @@ class PublicSelection:
 
 def _parse_source(reference: str) -> tuple[str, str]:
     collection, _, category = reference.partition(":")
-    if category not in COLLECTION_CATEGORIES.get(collection, ()):
-        known = [f"{name}:{c}" for name, cats in COLLECTION_CATEGORIES.items() for c in cats]
+    record = PUBLIC_COLLECTIONS.get(collection)
+    if record is None or category not in record.categories:
+        known = [f"{r.name}:{c}" for r in PUBLIC_COLLECTIONS.values() for c in r.categories]
         raise ValueError(f"unknown source {reference!r} in class_map; expected one of {known}")
     return collection, category
 
@@ -178,43 +163,14 @@ def resolve_radiography_class_map(
     return {name: merged[name] for name in selected}
 
 
-def find_collections(root: str | Path) -> dict[str, Path]:
-    """The public collections found directly below ``root`` (a collections root).
-
-    A collections root (the public collections root) holds the upstream folders side by side
-    (``ieee8023/``, ``kermany/chest_xray/``, ``covid_ct/``); the folder names each builder
-    accepts are in its ``FOLDER_NAMES``. ``root`` itself being one collection does not count.
-
-    Returns:
-        Collection name (``"ieee8023"``, ``"kermany"``, ``"covid_ct"``) -> its folder, for those
-        found; empty when ``root`` is no collections root.
-    """
-    root = Path(root).expanduser().resolve()
-    found = {}
-    for name, (folder_names, is_collection) in COLLECTION_LOCATORS.items():
-        folder = next(
-            (root / f for f in folder_names if (root / f).is_dir() and is_collection(root / f)),
-            None,
-        )
-        if folder is not None:
-            found[name] = folder
-    return found
-
-
 def _scan_collections(
-    collections_root: str | Path,
-    scanners: Mapping[str, Callable[[Path], CollectionScan]],
+    collections_root: str | Path, names: Sequence[str], options: ScanOptions
 ) -> dict[str, CollectionScan]:
+    """Scan the collections ``names`` below ``collections_root`` with ``options``."""
     root = Path(collections_root).expanduser().resolve()
     if not root.is_dir():
         raise FileNotFoundError(f"collections folder '{root}' does not exist")
-    return {name: scan(root) for name, scan in scanners.items()}
-
-
-def _scan_options(
-    skip_bad_images: bool, cache_dir: str | Path | None, num_threads: int | None
-) -> dict[str, object]:
-    return {"skip_bad_images": skip_bad_images, "cache_dir": cache_dir, "num_threads": num_threads}
+    return {name: get_collection(name).scan(root, options) for name in names}
 
 
 def _selection(
@@ -262,16 +218,14 @@ def select_radiography_images(
     mapping = resolve_radiography_class_map(classes, class_map)
     class_of_source = {source: name for name, sources in mapping.items() for source in sources}
     needed = {_parse_source(source)[0] for source in class_of_source}
-    options = _scan_options(skip_bad_images, cache_dir, num_threads)
-    scanners = {
-        ieee8023.SOURCE: lambda root: ieee8023.scan_ieee8023(
-            root, include_lateral=include_lateral, modality=XRAY, **options
-        ),
-        kermany.SOURCE: lambda root: kermany.scan_kermany(root, **options),
-        covid_ct.SOURCE: lambda root: covid_ct.scan_covid_ct(root, **options),
-    }
+    options = ScanOptions(
+        skip_bad_images=skip_bad_images,
+        cache_dir=cache_dir,
+        num_threads=num_threads,
+        include_lateral=include_lateral,
+    )
     scans = _scan_collections(
-        collections_root, {name: scan for name, scan in scanners.items() if name in needed}
+        collections_root, [name for name in PUBLIC_COLLECTIONS if name in needed], options
     )
     missing = [name for name in RADIOGRAPHY_LABELS if name not in mapping]
     notes = []
@@ -365,20 +319,14 @@ def select_xray_ct_images(
     num_threads: int | None = None,
 ) -> PublicSelection:
     """The X-rays and CTs of the collections as COVID / Non-COVID (see `compose_xray_ct`)."""
-    options = _scan_options(skip_bad_images, cache_dir, num_threads)
-    scans = _scan_collections(
-        collections_root,
-        {
-            ieee8023.SOURCE: lambda root: ieee8023.scan_ieee8023(
-                root,
-                include_lateral=include_lateral,
-                modality=None if include_ieee8023_ct else XRAY,
-                **options,
-            ),
-            kermany.SOURCE: lambda root: kermany.scan_kermany(root, **options),
-            covid_ct.SOURCE: lambda root: covid_ct.scan_covid_ct(root, **options),
-        },
+    options = ScanOptions(
+        skip_bad_images=skip_bad_images,
+        cache_dir=cache_dir,
+        num_threads=num_threads,
+        include_lateral=include_lateral,
+        xray_only=not include_ieee8023_ct,
     )
+    scans = _scan_collections(collections_root, XRAY_CT_COLLECTIONS, options)
     return _selection(
         scans,
         lambda image: BINARY_LABELS[int(image.category == XRAY_CT_COVID_CATEGORY)],

@@ -37,6 +37,8 @@ from ..splits import DEFAULT_SPLIT_RATIOS
 from .common import (
     CT,
     CollectionScan,
+    PublicCollection,
+    ScanOptions,
     build_collection_dataset,
     locate_collection,
     make_public_image,
@@ -241,3 +243,22 @@ def build_covid_ct_dataset(
         deduplicate=deduplicate,
         use_official_split=use_official_split,
     )
+
+
+def _scan_for_composition(root: Path, options: ScanOptions) -> CollectionScan:
+    return scan_covid_ct(root, **options.file_options)
+
+
+COLLECTION = PublicCollection(
+    name=SOURCE,
+    title=TITLE,
+    url=URL,
+    license="not stated (copyright of the source papers' authors and publishers)",
+    categories=COVID_CT_CATEGORIES,
+    modalities=(CT,),
+    folder_names=FOLDER_NAMES,
+    is_collection=is_collection,
+    scan=_scan_for_composition,
+    build=build_covid_ct_dataset,
+    summary="COVID and non-COVID CT slices cropped from paper figures (no Hounsfield units)",
+)

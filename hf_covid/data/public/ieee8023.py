@@ -46,7 +46,9 @@ from .common import (
     CT,
     XRAY,
     CollectionScan,
+    PublicCollection,
     PublicImage,
+    ScanOptions,
     age_group_of,
     build_collection_dataset,
     locate_collection,
@@ -335,3 +337,28 @@ def build_ieee8023_dataset(
     return build_collection_dataset(
         scan, split_ratios=split_ratios, seed=seed, deduplicate=deduplicate
     )
+
+
+def _scan_for_composition(root: Path, options: ScanOptions) -> CollectionScan:
+    return scan_ieee8023(
+        root,
+        include_lateral=options.include_lateral,
+        modality=XRAY if options.xray_only else None,
+        **options.file_options,
+    )
+
+
+COLLECTION = PublicCollection(
+    name=SOURCE,
+    title=TITLE,
+    url=URL,
+    license="per image (CC BY, CC BY-NC-SA, CC BY-NC-ND, ...; many not stated); table CC BY-NC-SA 4.0",
+    categories=IEEE8023_CATEGORIES,
+    modalities=(XRAY, CT),
+    folder_names=FOLDER_NAMES,
+    is_collection=is_collection,
+    scan=_scan_for_composition,
+    build=build_ieee8023_dataset,
+    summary="COVID-19 and other pneumonia X-rays and CT crops, mostly figures from papers and web "
+    "sites; adults; v7labs human lung masks",
+)

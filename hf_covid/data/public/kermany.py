@@ -34,6 +34,8 @@ from ..splits import DEFAULT_SPLIT_RATIOS
 from .common import (
     XRAY,
     CollectionScan,
+    PublicCollection,
+    ScanOptions,
     build_collection_dataset,
     locate_collection,
     make_public_image,
@@ -175,3 +177,23 @@ def build_kermany_dataset(
     return build_collection_dataset(
         scan, split_ratios=split_ratios, seed=seed, deduplicate=deduplicate
     )
+
+
+def _scan_for_composition(root: Path, options: ScanOptions) -> CollectionScan:
+    return scan_kermany(root, **options.file_options)
+
+
+COLLECTION = PublicCollection(
+    name=SOURCE,
+    title=TITLE,
+    url=URL,
+    license=LICENSE,
+    categories=KERMANY_CATEGORIES,
+    modalities=(XRAY,),
+    folder_names=FOLDER_NAMES,
+    is_collection=is_collection,
+    scan=_scan_for_composition,
+    build=build_kermany_dataset,
+    summary="normal, bacterial and viral pneumonia X-rays of children aged 1-5 from one hospital "
+    "(Guangzhou)",
+)

@@ -48,13 +48,9 @@ from tqdm.auto import tqdm
 from ..io import load_image
 from ..synthetic.files import write_workbook
 from ..xray_ct import MODALITY_NAMES
+from .collections import get_collection
 from .common import PublicImage
-from .compose import (
-    COLLECTION_URLS,
-    MODALITY_KEYS,
-    select_radiography_images,
-    select_xray_ct_images,
-)
+from .compose import MODALITY_KEYS, select_radiography_images, select_xray_ct_images
 
 __all__ = [
     "LAYOUTS",
@@ -177,7 +173,12 @@ def _write_radiography(
             mask = load_image(image.mask) >= 0.5
             Image.fromarray((mask * 255).astype(np.uint8)).save(mask_target)
         metadata.setdefault(class_name, []).append(
-            (Path(name).stem, "PNG", f"{image.width}*{image.height}", COLLECTION_URLS[image.source])
+            (
+                Path(name).stem,
+                "PNG",
+                f"{image.width}*{image.height}",
+                get_collection(image.source).url,
+            )
         )
         rows.append(_provenance_row(target, output, "radiography", image, class_name))
     for class_name, entries in metadata.items():
