@@ -35,6 +35,7 @@ __all__ = [
     "CONFIG_FILE",
     "EVAL_RESULTS_FILE",
     "FIGURES_DIR",
+    "LUNG_SEGMENTER_FOLDER",
     "MODEL_CARD_FILE",
     "PROCESSOR_FILE",
     "RUN_RECORD_FILE",
@@ -63,6 +64,10 @@ RUN_RECORD_FILE = "training_config.json"
 TRAINER_STATE_FILE = "trainer_state.json"
 FIGURES_DIR = "figures"
 CHECKPOINTS_SUBDIR = "checkpoints"
+LUNG_SEGMENTER_FOLDER = "lung_segmenter"
+"""The checkpoint's own copy of the lung U-Net whose masks it was trained with (the lung crop,
+a mask input), a checkpoint folder of its own; the processor names it in
+``lung_crop_segmenter``."""
 """Sub-folder of a training output folder with the Trainer's intermediate ``checkpoint-*``."""
 
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
@@ -169,6 +174,11 @@ class DatasetRecord(_JsonRecord):
         pairing: X-ray + CT pairing (``"label"``, ``"patient"``), or None.
         pairing_note: What that pairing means for a fused number, or None.
         sources: Rows per source collection, where the builder knew them.
+        licenses: Rows per image licence, where the builder knew them.
+        strata: Images per class, source, age group and view (the build summary's ``strata``).
+        notes: The builder's caveats (composition, label mapping, merged patients, ...).
+        lung_crop: What the lung crop did (U-Net, margin, images per split, images left
+            uncropped and why), or None without one.
         hub_id: The Hub dataset repo holding these splits (``namespace/name``), where the data
             was pushed there (:func:`hf_covid.hub.push_dataset`) or loaded from it; the model
             card names it under ``datasets:``.
@@ -188,6 +198,10 @@ class DatasetRecord(_JsonRecord):
     pairing: str | None = None
     pairing_note: str | None = None
     sources: dict[str, int] = field(default_factory=dict)
+    licenses: dict[str, int] = field(default_factory=dict)
+    strata: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    lung_crop: dict[str, Any] | None = None
     hub_id: str | None = None
 
     @classmethod
@@ -336,7 +350,11 @@ def default_output_dir(
 
 
 def save_model_and_processor(
-    model: PreTrainedModel, processor: ChestImageProcessor, folder: str | Path
+    model: PreTrainedModel,
+    processor: ChestImageProcessor,
+    folder: str | Path,
+    *,
+    lung_segmenter: tuple[PreTrainedModel, ChestImageProcessor] | None = None,
 ) -> Path:
     """Save a model and its image processor as a checkpoint folder's core files.
 
@@ -345,6 +363,13 @@ def save_model_and_processor(
     (:meth:`~hf_covid.registry.ModelFamily.checkpoint_image_processor`: a stock transformers
     processor for the ResNet, so that its checkpoint needs no remote code).
 
+    Args:
+        model: The trained model.
+        processor: Its image processor.
+        folder: The checkpoint folder.
+        lung_segmenter: The lung U-Net (model, processor) whose masks the model was trained
+            with, saved as a checkpoint of its own in `LUNG_SEGMENTER_FOLDER`.
+
     Returns:
         The folder.
     """
@@ -352,6 +377,8 @@ def save_model_and_processor(
     family = get_model_family(model.config.model_type)
     model.save_pretrained(folder)
     family.checkpoint_image_processor(processor).save_pretrained(folder)
+    if lung_segmenter is not None:
+        save_model_and_processor(*lung_segmenter, folder / LUNG_SEGMENTER_FOLDER)
     return folder
 
 

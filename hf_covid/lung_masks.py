@@ -9,7 +9,10 @@ gets the U-Net's mask for *every* image; the human masks are kept beside them in
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +48,18 @@ class LungSegmenter:
         """Load the U-Net and its processor from a checkpoint folder or Hub id."""
         return cls(*load_checkpoint(path_or_repo))
 
+    @cached_property
+    def fingerprint(self) -> str:
+        """A hash of the weights and the processor settings: two segmenters with the same
+        fingerprint make the same masks (the key of their mask cache)."""
+        digest = hashlib.sha256(
+            json.dumps(self.image_processor.to_dict(), sort_keys=True, default=str).encode()
+        )
+        for name, tensor in sorted(self.model.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()[:16]
+
     def segment(self, image: np.ndarray) -> np.ndarray:
         """The (H, W) bool lung mask of a 2-D image in [0, 1], at the image's resolution."""
         pixel_values = self.image_processor(images=[image], return_tensors="pt")["pixel_values"]
@@ -59,8 +74,22 @@ HUMAN_MASK_COLUMN = "human_mask"
 
 def _mask_values(split, column: str) -> list[str | None]:
     """The file path of each row's image in ``column`` (None where empty), without decoding."""
-    values = split.select_columns([column]).cast_column(column, Image(decode=False))[column]
-    return [value["path"] if value is not None else None for value in values]
+    return [value["path"] if value is not None else None for value in _raw_values(split, column)]
+
+
+def _raw_values(split, column: str) -> list[dict | None]:
+    """Each row's ``{"path", "bytes"}`` of ``column``, without decoding."""
+    return split.select_columns([column]).cast_column(column, Image(decode=False))[column]
+
+
+def _image_key(value: dict) -> str:
+    """A file name for an image's mask: the hash of its bytes, or of its path, size and mtime."""
+    if value.get("bytes"):
+        return hashlib.sha1(value["bytes"]).hexdigest()
+    stat = os.stat(value["path"])
+    return hashlib.sha1(
+        f"{os.path.abspath(value['path'])}|{stat.st_size}|{stat.st_mtime_ns}".encode()
+    ).hexdigest()
 
 
 def add_unet_masks(
@@ -77,8 +106,10 @@ def add_unet_masks(
         dataset: A Radiography-layout `DatasetDict` (``image`` and ``mask`` columns), e.g. from
             `hf_covid.data.public.compose.compose_radiography`.
         segmenter: The trained lung U-Net.
-        mask_dir: Where the mask PNGs go (``<split>/<row>.png``, 0 background / 255 lung, at the
-            image's resolution); never inside a collection.
+        mask_dir: The mask cache: PNGs (0 background / 255 lung, at the image's resolution) in
+            ``<segmenter fingerprint>/<image key>.png``, the key a hash of the image file's path,
+            size and modification time (or of its bytes). A mask already there is reused, so
+            the U-Net runs once per image and segmenter. Never inside a collection.
         checkpoint_name: How the build summary names the U-Net.
         progress: Show a progress bar.
 
@@ -86,21 +117,22 @@ def add_unet_masks(
         The dataset with ``mask`` from the U-Net for every row, ``human_mask`` holding the
         collection's masks, and the build summary saying so.
     """
-    mask_dir = Path(mask_dir)
+    folder = Path(mask_dir) / segmenter.fingerprint
+    folder.mkdir(parents=True, exist_ok=True)
     summary = read_build_summary(dataset)
     made: dict[str, list[str | None]] = {}
     human_count = 0
     for name, split in dataset.items():
-        folder = mask_dir / name
-        folder.mkdir(parents=True, exist_ok=True)
         paths: list[str | None] = []
-        images = _mask_values(split, "image")
-        for row, image_path in enumerate(
-            tqdm(images, desc=f"U-Net masks ({name})", disable=not progress)
+        for value in tqdm(
+            _raw_values(split, "image"), desc=f"U-Net masks ({name})", disable=not progress
         ):
-            mask = segmenter.segment(load_image(image_path))
-            target = folder / f"{row:05d}.png"
-            PILImage.fromarray(mask.astype(np.uint8) * 255).save(target)
+            target = folder / f"{_image_key(value)}.png"
+            if not target.is_file():
+                mask = segmenter.segment(load_image(value.get("bytes") or value["path"]))
+                partial = target.with_suffix(".part.png")
+                PILImage.fromarray(mask.astype(np.uint8) * 255).save(partial)
+                partial.replace(target)  # never a half-written mask under the final name
             paths.append(str(target))
         made[name] = paths
         human_count += sum(path is not None for path in _mask_values(split, "mask"))

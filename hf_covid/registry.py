@@ -207,9 +207,13 @@ class ModelFamily:
 
         A transformers model (ResNet) saves the stock equivalent of ``processor``
         (:meth:`~hf_covid.models.ChestImageProcessor.to_stock_image_processor`), so that its
-        checkpoint loads and runs with no remote code at all; the others save ``processor``.
+        checkpoint loads and runs with no remote code at all, unless ``processor`` has steps no
+        stock processor has (lung crop, intensity standardisation); the others save
+        ``processor``.
         """
-        return processor.to_stock_image_processor() if self.is_transformers_model else processor
+        if self.is_transformers_model and processor.has_stock_equivalent:
+            return processor.to_stock_image_processor()
+        return processor
 
     @property
     def auto_model_class(self) -> type:

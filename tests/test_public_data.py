@@ -24,11 +24,8 @@ from hf_covid.data.public import (
     classify_finding,
     kermany_patient_id,
 )
-from hf_covid.data.public.compose import (
-    compose_radiography,
-    compose_xray_ct,
-    resolve_radiography_class_map,
-)
+from hf_covid.data.public.class_maps import resolve_radiography_class_map
+from hf_covid.data.public.compose import compose_radiography, compose_xray_ct
 from hf_covid.data.public.licenses import (
     RestrictedLicenseError,
     check_publishable,

@@ -78,7 +78,8 @@ def test_mask_model_gives_every_image_the_unet_mask_and_keeps_the_human_ones(
 
 
 @pytest.mark.parametrize(
-    ("model_type", "problem"), [("lung_unet", "reads no lung mask"), ("cnn_lstm", "reads no")]
+    ("model_type", "problem"),
+    [("lung_unet", "uses no lung mask here"), ("cnn_lstm", "uses no lung mask here")],
 )
 def test_mask_model_for_a_model_without_an_input_mask_is_refused(
     model_type, problem, collections_root, lung_unet_checkpoint, tmp_path

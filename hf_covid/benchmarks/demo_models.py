@@ -12,7 +12,7 @@ from transformers import PreTrainedModel
 
 from ..checkpoints import save_model_and_processor
 from ..registry import get_model_family, list_models
-from ..training import ModelArguments, build_image_processor, load_recipe
+from ..training import DataArguments, ModelArguments, build_image_processor, load_recipe
 
 __all__ = ["build_demo_model", "load_demo_recipes", "save_random_checkpoints"]
 
@@ -63,7 +63,9 @@ def save_random_checkpoints(
         )
         save_model_and_processor(
             build_demo_model(recipe),
-            build_image_processor(arguments, image_size or recipe["image_size"]),
+            build_image_processor(
+                arguments, DataArguments(image_size=image_size or recipe["image_size"])
+            ),
             target,
         )
         checkpoints[key] = str(target)

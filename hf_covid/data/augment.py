@@ -13,6 +13,13 @@ image), without its loop over samples.
 No horizontal flip by default: the heart is on the patient's left, and a flipped chest film is an
 anatomically different (situs inversus) image, which would teach the model that laterality does
 not matter.
+
+Against shortcuts outside the lungs (text, markers, collimation, the hospital's look), the
+outside-the-lungs augmentation (``outside_lungs_probability``) replaces, in a random share of the
+images, everything outside the (slightly widened) lung mask: with zeros (``"blank"``), or with
+the outside of another image of the batch (``"swap"``), whose class may differ, so that what lies
+outside the lungs stops predicting the label (the masking of Maguolo and Nanni 2021 and the
+background swap of DeGrave et al. 2021 point the same way). It needs a lung mask for every image.
 """
 
 from __future__ import annotations
@@ -22,7 +29,10 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-__all__ = ["ChestAugmentation"]
+__all__ = ["OUTSIDE_LUNGS_FILLS", "ChestAugmentation"]
+
+OUTSIDE_LUNGS_FILLS = ("blank", "swap")
+"""Values of ``outside_lungs_fill``."""
 
 
 def _uniform(low: float, high: float, count: int) -> torch.Tensor:
@@ -60,6 +70,11 @@ class ChestAugmentation:
             mean gray level.
         noise_std: Standard deviation of additive Gaussian noise (0 turns it off).
         horizontal_flip: Also flip left-right half of the time (off by default, see the module).
+        outside_lungs_probability: Share of images whose outside of the lungs is replaced (0
+            turns it off); needs the lung mask.
+        outside_lungs_fill: ``"blank"`` (zeros) or ``"swap"`` (another image's outside).
+        outside_lungs_dilation: The lung mask is widened by this fraction of the image side
+            first, so the lung borders stay.
 
     Example:
         >>> augmentation = ChestAugmentation()
@@ -77,6 +92,9 @@ class ChestAugmentation:
         contrast: float = 0.1,
         noise_std: float = 0.02,
         horizontal_flip: bool = False,
+        outside_lungs_probability: float = 0.0,
+        outside_lungs_fill: str = "swap",
+        outside_lungs_dilation: float = 0.03,
     ):
         scale = tuple(scale)
         if len(scale) != 2 or not 0 < scale[0] <= scale[1]:
@@ -87,9 +105,19 @@ class ChestAugmentation:
             ("brightness", brightness),
             ("contrast", contrast),
             ("noise_std", noise_std),
+            ("outside_lungs_dilation", outside_lungs_dilation),
         ):
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
+        if not 0 <= outside_lungs_probability <= 1:
+            raise ValueError(
+                f"outside_lungs_probability must be in [0, 1], got {outside_lungs_probability}"
+            )
+        if outside_lungs_fill not in OUTSIDE_LUNGS_FILLS:
+            raise ValueError(
+                f"outside_lungs_fill must be one of {OUTSIDE_LUNGS_FILLS}, got "
+                f"{outside_lungs_fill!r}"
+            )
         self.settings = {
             "rotation_degrees": rotation_degrees,
             "scale": scale,
@@ -98,7 +126,15 @@ class ChestAugmentation:
             "contrast": contrast,
             "noise_std": noise_std,
             "horizontal_flip": horizontal_flip,
+            "outside_lungs_probability": outside_lungs_probability,
+            "outside_lungs_fill": outside_lungs_fill,
+            "outside_lungs_dilation": outside_lungs_dilation,
         }
+
+    @property
+    def needs_lung_mask(self) -> bool:
+        """Whether :meth:`augment_batch` needs the lung mask (the outside-the-lungs step)."""
+        return self.settings["outside_lungs_probability"] > 0
 
     def _inverse_affine(self, count: int, height: int, width: int) -> torch.Tensor:
         """Random (count, 2, 3) output -> input maps in ``affine_grid``'s normalised coordinates."""
@@ -147,7 +183,27 @@ class ChestAugmentation:
         images.mul_(gain).add_(offset)  # in place: grid_sample's output is ours
         if self.settings["noise_std"] > 0:
             images.add_(torch.randn_like(images), alpha=self.settings["noise_std"])
-        return images.clamp_(0.0, 1.0), mask
+        images.clamp_(0.0, 1.0)
+        if self.needs_lung_mask:
+            images = self._replace_outside_lungs(images, mask)
+        return images, mask
+
+    def _replace_outside_lungs(self, images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The outside-the-lungs step (see the module docstring) on augmented images."""
+        count, _, height, width = images.shape
+        chosen = (torch.rand(count) < self.settings["outside_lungs_probability"]).to(images.device)
+        if not bool(chosen.any()):
+            return images
+        radius = round(self.settings["outside_lungs_dilation"] * max(height, width))
+        lungs = mask.to(images.dtype)
+        if radius > 0:
+            lungs = F.max_pool2d(lungs, 2 * radius + 1, stride=1, padding=radius)
+        outside = (lungs < 0.5) & chosen.view(count, 1, 1, 1)
+        if self.settings["outside_lungs_fill"] == "swap":
+            fill = images[torch.randperm(count, device=images.device)]
+        else:
+            fill = torch.zeros_like(images)
+        return torch.where(outside, fill, images)
 
     def augment_batch(
         self,
@@ -172,6 +228,11 @@ class ChestAugmentation:
         if images.dim() != 4:
             raise ValueError(f"images must be (B, C, H, W), got shape {tuple(images.shape)}")
         count, _, height, width = images.shape
+        if mask is None and self.needs_lung_mask:
+            raise ValueError(
+                "outside_lungs_probability > 0 needs the lung mask of every image (train with "
+                "mask_model, a lung U-Net)"
+            )
         if mask is not None and mask.shape != (count, 1, height, width):
             raise ValueError(
                 f"mask must be {(count, 1, height, width)} for images of shape "

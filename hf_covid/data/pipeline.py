@@ -1,9 +1,12 @@
 """Preprocess once, augment per epoch: the training-time data pipeline shared by every model.
 
-`preprocess_for_training` decodes every image once (with `load_image`), resizes it with the same
-`ChestImageProcessor` used at inference, and stores it as uint8 at the target size in the
-datasets cache (an Arrow file keyed by the source files' paths, sizes and mtimes, so a second
-run reuses it). Each example then reads back as uint8 tensors (1, H, W) with no decoding.
+`preprocess_for_training` decodes every image once (with `load_image`), crops, standardises and
+resizes it with the steps of the model's own `ChestImageProcessor` up to the resize
+(:meth:`~ChestImageProcessor.resize_steps`: the lung crop, from each row's lung mask, and the
+intensity standardisation, exactly as at inference), and stores it as uint8 at the target size
+in the datasets cache (an Arrow file keyed by the settings and the source files' paths, sizes and
+mtimes, so a second run reuses it). Each example then reads back as uint8 tensors (1, H, W) with
+no decoding.
 
 `ChestBatchCollator` turns those examples into float batches, augmenting the whole batch at once
 with a fresh random draw per example (train split only), and finishing them with the model's own
@@ -32,8 +35,15 @@ from .io import load_image, resolve_cache_dir
 __all__ = ["PIXEL_COLUMNS", "ChestBatchCollator", "preprocess_for_training"]
 
 PIXEL_COLUMNS = ("pixel_values", "lung_mask", "ct_pixel_values")
+CACHED_STEP_SETTINGS = (
+    "lung_crop_margin",
+    "intensity_standardization",
+    "clahe_clip_limit",
+    "clahe_tiles",
+)
+"""Processor settings that change what the preprocessing cache holds (part of its key)."""
 """Columns stored as uint8 images of the target size."""
-_PREPROCESS_VERSION = 1
+_PREPROCESS_VERSION = 2
 
 
 class _UInt8Tensors:
@@ -51,7 +61,7 @@ class _UInt8Tensors:
                     torch.frombuffer(bytearray(value), dtype=torch.uint8).view(1, size, size)
                     for value in values
                 ]
-            elif name == "labels":
+            elif name in ("labels", "lung_crop_status"):
                 formatted[name] = [torch.tensor(value, dtype=torch.int64) for value in values]
             elif name.endswith("_available"):
                 formatted[name] = [torch.tensor(value, dtype=torch.bool) for value in values]
@@ -61,19 +71,19 @@ class _UInt8Tensors:
 
 
 class _DecodeAndResize:
-    """`Dataset.map` function: decode with `load_image`, resize with `ChestImageProcessor`."""
+    """`Dataset.map` function: decode with `load_image`, then the processor's steps up to the
+    resize (lung crop, standardisation, resize)."""
 
     def __init__(
         self,
+        processor: ChestImageProcessor,
         image_size: int,
         image_column: str,
         mask_column: str | None,
         ct_column: str | None,
         label_column: str,
     ):
-        self.processor = ChestImageProcessor(
-            size={"height": image_size, "width": image_size}, do_rescale=False, do_normalize=False
-        )
+        self.processor = processor
         self.empty = bytes(image_size * image_size)
         self.image_column = image_column
         self.mask_column = mask_column
@@ -86,14 +96,18 @@ class _DecodeAndResize:
             return None
         return load_image(value["bytes"] if value.get("bytes") else value["path"])
 
-    def _encode(self, image: np.ndarray | None, mask: np.ndarray | None = None) -> tuple:
+    def _encode(
+        self, image: np.ndarray | None, mask: np.ndarray | None = None
+    ) -> tuple[bytes, bytes | None, int | None]:
+        """(pixels, mask pixels or None, lung crop status or None) of one image."""
         if image is None:
-            return self.empty, None
+            return self.empty, None, None
         output = self.processor(images=[image], masks=None if mask is None else [mask])
         pixels = output["pixel_values"][0].round().to(torch.uint8).numpy().tobytes()
+        status = int(output["lung_crop_status"][0]) if "lung_crop_status" in output else None
         if mask is None:
-            return pixels, None
-        return pixels, output["lung_mask"][0].to(torch.uint8).numpy().tobytes()
+            return pixels, None, status
+        return pixels, output["lung_mask"][0].to(torch.uint8).numpy().tobytes(), status
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         # One image is too small for intra-op threads to help, and on a busy machine their
@@ -107,6 +121,8 @@ class _DecodeAndResize:
 
     def _process(self, batch: dict[str, list]) -> dict[str, list]:
         output: dict[str, list] = {"pixel_values": [], "labels": list(batch[self.label_column])}
+        if self.processor.crops_lungs:
+            output["lung_crop_status"] = []
         if self.mask_column:
             output["lung_mask"], output["mask_available"] = [], []
         if self.ct_column:
@@ -114,8 +130,10 @@ class _DecodeAndResize:
         for row in range(len(output["labels"])):
             image = self._read(batch[self.image_column][row])
             mask = self._read(batch[self.mask_column][row]) if self.mask_column else None
-            pixels, mask_pixels = self._encode(image, mask)
+            pixels, mask_pixels, crop_status = self._encode(image, mask)
             output["pixel_values"].append(pixels)
+            if self.processor.crops_lungs:
+                output["lung_crop_status"].append(crop_status)
             if self.mask_column:
                 output["lung_mask"].append(mask_pixels if mask_pixels is not None else self.empty)
                 output["mask_available"].append(mask_pixels is not None)
@@ -146,6 +164,7 @@ def preprocess_for_training(
     dataset_dict: DatasetDict,
     *,
     image_size: int,
+    processor: ChestImageProcessor | None = None,
     image_column: str = "image",
     mask_column: str | None = "mask",
     ct_column: str | None = None,
@@ -153,11 +172,14 @@ def preprocess_for_training(
     num_proc: int | None = None,
     cache_dir: str | Path | None = None,
 ) -> DatasetDict:
-    """Decode and resize every image once into the datasets cache (uint8 at the target size).
+    """Decode, crop and resize every image once into the datasets cache (uint8 at the target size).
 
     Args:
         dataset_dict: Splits from `build_radiography_dataset` or `build_xray_ct_dataset`.
         image_size: Side of the square output images.
+        processor: The model's image processor, whose steps up to the resize (lung crop,
+            intensity standardisation) are applied; None resizes only. A processor that crops
+            to the lungs needs ``mask_column`` (a lung mask for every image, e.g. the U-Net's).
         image_column: The X-ray (or main image) column; None values become zeros.
         mask_column: Lung mask column, or None.
         ct_column: CT column for the X-ray + CT data, or None.
@@ -169,15 +191,31 @@ def preprocess_for_training(
         A `DatasetDict` whose examples hold uint8 tensors ``pixel_values`` (1, H, W), with
         ``lung_mask`` (0/1) and bool ``mask_available`` when ``mask_column``, with
         ``ct_pixel_values`` and bool ``xray_available`` / ``ct_available`` when ``ct_column``
-        (a missing image is zeros with ``*_available`` False), int64 ``labels``, and the other
-        non-image columns (ids) unchanged.
+        (a missing image is zeros with ``*_available`` False), int64 ``labels``, int64
+        ``lung_crop_status`` with the lung crop (an index into `LUNG_CROP_STATUSES`), and the
+        other non-image columns (ids) unchanged.
+
+    Raises:
+        ValueError: a bad size, a missing column, or a lung-cropping processor for data with a
+            CT column or without a mask column.
     """
     if image_size < 1:
         raise ValueError(f"image_size must be positive, got {image_size}")
+    square = {"height": image_size, "width": image_size}
+    steps = (processor or ChestImageProcessor(size=square)).resize_steps()
+    if dict(steps.size) != square:
+        raise ValueError(f"the processor resizes to {dict(steps.size)}, not to {square}")
+    if steps.crops_lungs and (mask_column is None or ct_column is not None):
+        raise ValueError(
+            "the lung crop needs a lung mask for every X-ray (mask_column) and applies to "
+            "X-ray-only data (no ct_column)"
+        )
     image_columns = [column for column in (image_column, mask_column, ct_column) if column]
     cache_root = resolve_cache_dir(cache_dir) / "preprocessed"
     cache_root.mkdir(parents=True, exist_ok=True)
-    function = _DecodeAndResize(image_size, image_column, mask_column, ct_column, label_column)
+    function = _DecodeAndResize(
+        steps, image_size, image_column, mask_column, ct_column, label_column
+    )
     result = {}
     for split, dataset in dataset_dict.items():
         missing = [c for c in (*image_columns, label_column) if c not in dataset.column_names]
@@ -191,6 +229,7 @@ def preprocess_for_training(
         features = {
             "pixel_values": Value("binary"),
             "labels": Value("int64"),
+            **({"lung_crop_status": Value("int64")} if steps.crops_lungs else {}),
             **(
                 {"lung_mask": Value("binary"), "mask_available": Value("bool")}
                 if mask_column
@@ -210,6 +249,10 @@ def preprocess_for_training(
         settings = {
             "version": _PREPROCESS_VERSION,
             "image_size": image_size,
+            "steps": {
+                name: getattr(steps, name)
+                for name in ("resample", "mask_threshold", *CACHED_STEP_SETTINGS)
+            },
             "columns": [image_column, mask_column, ct_column, label_column],
         }
         key = _cache_key(dataset.to_dict(), image_columns, settings)

@@ -66,6 +66,9 @@ class DatasetBuildSummary:
             rejected: present but unreadable or of another aspect ratio).
         sources: Rows per source collection or URL host, where known.
         licenses: Rows per licence, where known.
+        strata: Images per class, source, age group and view (public collections), one
+            ``{"class", "source", "age_group", "view", "images"}`` row each: where a class's
+            images come from, so that a label that a source, an age or a view predicts shows.
         synthetic: True when the images are the project's phantoms.
         notes: Further caveats, one sentence each.
     """
@@ -88,6 +91,7 @@ class DatasetBuildSummary:
     masks: dict[str, int] = field(default_factory=dict)
     sources: dict[str, int] = field(default_factory=dict)
     licenses: dict[str, int] = field(default_factory=dict)
+    strata: list[dict[str, Any]] = field(default_factory=list)
     synthetic: bool = False
     notes: list[str] = field(default_factory=list)
 

@@ -142,13 +142,53 @@ class DataArguments:
     metadata_file: str | None = field(
         default=None, metadata={"help": "X-ray + CT data: CSV with file, modality, patient_id."}
     )
+    composition: str | None = field(
+        default=None,
+        metadata={
+            "help": "Collections root only: the named composition of the public collections "
+            "into the Radiography classes ('pediatric_controls', the first study's; "
+            "'adult_controls': adults only, NIH controls, COVID-CXNet hospital films). Default: "
+            "pediatric_controls."
+        },
+    )
+    class_map: dict | str | None = field(
+        default=None,
+        metadata={
+            "help": "Collections root only: sources per class replacing the composition's, e.g. "
+            '\'{"Viral Pneumonia": ["ieee8023:viral", "kermany:viral"]}\'.'
+        },
+    )
+    age_groups: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Collections root only: age groups kept (adult, pediatric, unknown), "
+            "replacing the composition's filter."
+        },
+    )
+    lung_crop_margin: float | None = field(
+        default=None,
+        metadata={
+            "help": "Crop every X-ray to its lungs: the bounding box of mask_model's lung mask, "
+            "widened by this fraction of the box on every side (e.g. 0.08), in training, "
+            "evaluation and serving alike; None: no crop."
+        },
+    )
+    intensity_standardization: Literal["none", "equalize", "clahe"] = field(
+        default="none",
+        metadata={
+            "help": "Standardise every image's intensities (after the crop, before the resize): "
+            "'equalize' (histogram equalisation) or 'clahe' (contrast-limited adaptive)."
+        },
+    )
     mask_model: str | None = field(
         default=None,
         metadata={
-            "help": "Models that read the lung mask (dual_channel): a lung U-Net checkpoint "
-            "folder or Hub id whose mask replaces every image's mask (human masks kept in "
-            "'human_mask'), so that no class is told apart by having a mask. Needed on a "
-            "collections root, where only the ieee8023 COVID X-rays have human masks."
+            "help": "A lung U-Net checkpoint (folder or Hub id) whose mask replaces every image's "
+            "mask (human masks kept in 'human_mask'), so that no class is told apart by having "
+            "a mask: the input of models that read the lung mask (dual_channel; needed on a "
+            "collections root, where only the ieee8023 COVID X-rays have human masks), the box "
+            "of lung_crop_margin and the region of the outside-lungs augmentation. Saved in the "
+            "checkpoint's lung_segmenter/ folder; its masks are cached per image."
         },
     )
     skip_bad_images: bool = field(
@@ -170,6 +210,17 @@ class DataArguments:
 
     def __post_init__(self) -> None:
         self.augmentation = _json_dict(self.augmentation, "augmentation")
+        self.class_map = _json_dict(self.class_map, "class_map")
+        if self.lung_crop_margin is not None:
+            if not 0 <= self.lung_crop_margin <= 1:
+                raise ConfigurationError(
+                    f"lung_crop_margin: expected a fraction in [0, 1], got {self.lung_crop_margin}"
+                )
+            if not self.mask_model:
+                raise ConfigurationError(
+                    "lung_crop_margin: the lung crop needs mask_model, the lung U-Net that draws "
+                    "every image's lungs (in training and, saved with the checkpoint, in serving)"
+                )
         if len(self.split_ratios) != 3 or not math.isclose(sum(self.split_ratios), 1.0):
             raise ConfigurationError(
                 f"split_ratios: expected three fractions summing to 1, got {self.split_ratios}"
@@ -218,7 +269,16 @@ class ChestTrainingArguments(TrainingArguments):
         default="none",
         metadata={
             "help": "Class imbalance: 'class_weights' weighs the cross-entropy by inverse class "
-            "frequency; 'balanced_sampler' draws every class equally often."
+            "frequency; 'balanced_sampler' draws every class (or every group of balance_by) "
+            "equally often."
+        },
+    )
+    balance_by: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "With imbalance: balanced_sampler, the data columns besides the class whose "
+            "combinations are drawn equally often, e.g. [source, view]: every source x class x "
+            "view group equally likely, so that no source or view stands for a class."
         },
     )
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = field(
@@ -350,6 +410,11 @@ class ChestTrainingArguments(TrainingArguments):
 
     def _check_unsupported_options(self) -> None:
         """Trainer options that this toolkit's training would otherwise ignore or break on."""
+        if self.balance_by and self.imbalance != "balanced_sampler":
+            raise ConfigurationError(
+                f"balance_by: {self.balance_by} applies to imbalance: balanced_sampler, not "
+                f"imbalance: {self.imbalance}"
+            )
         if self.hub_strategy != "end":
             raise ConfigurationError(
                 f"hub_strategy={self.hub_strategy!r} is not supported: hf_covid pushes the final "

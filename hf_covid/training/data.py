@@ -13,14 +13,17 @@
 Models that read the lung mask keep to the images that have one: the lung U-Net trains only on
 images with a mask, and the dual-channel model refuses data where only some images have one
 (in the public collections only the ieee8023 COVID X-rays do, so the mask's presence would give
-the class away). With ``mask_model`` (a lung U-Net checkpoint), the dual-channel model gets the
-U-Net's mask for *every* image instead (`hf_covid.lung_masks.add_unet_masks`; the human masks
-stay in its ``human_mask`` column), and the run record's ``data.mask_model`` names the U-Net.
+the class away). With ``mask_model`` (a lung U-Net checkpoint), every image gets the U-Net's mask
+instead (`hf_covid.lung_masks.add_unet_masks`, cached per image and U-Net; the human masks stay
+in its ``human_mask`` column): the dual-channel model's input, the lung crop's box
+(``lung_crop_margin``) and the outside-the-lungs augmentation's region. The run record's
+``data.mask_model`` names the U-Net, and the checkpoint keeps a copy of it in
+``lung_segmenter/`` (`hf_covid.checkpoints.LUNG_SEGMENTER_FOLDER`), so that evaluation and
+serving make the same masks.
 """
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +33,7 @@ import numpy as np
 from datasets import DatasetDict, Image, load_from_disk
 from transformers import PreTrainedModel
 
-from hf_covid.checkpoints import DatasetRecord, portable
+from hf_covid.checkpoints import LUNG_SEGMENTER_FOLDER, DatasetRecord, portable
 from hf_covid.data import (
     DATASET_BUILDERS,
     ChestAugmentation,
@@ -38,12 +41,13 @@ from hf_covid.data import (
     preprocess_for_training,
 )
 from hf_covid.data.builders import is_saved_dataset
+from hf_covid.data.io import resolve_cache_dir
 from hf_covid.data.public.collections import find_collections
 from hf_covid.data.public.compose import PUBLIC_COMPOSERS, PUBLIC_COMPOSITION_KINDS
 from hf_covid.data.summary import read_build_summary
 from hf_covid.data.synthetic import LESION_MASK_FOLDER
 from hf_covid.lung_masks import HUMAN_MASK_COLUMN, LungSegmenter, add_unet_masks
-from hf_covid.models.image_processing_chest import ChestImageProcessor
+from hf_covid.models.image_processing_chest import LUNG_CROP_STATUSES, ChestImageProcessor
 from hf_covid.registry import DatasetKind, ModelFamily, get_model_family
 
 from .arguments import ConfigurationError, DataArguments, ModelArguments
@@ -57,8 +61,14 @@ __all__ = [
     "expected_classes",
     "load_training_data",
     "mask_presence",
+    "lung_crop_record",
     "preprocessing_columns",
+    "preprocessing_options",
+    "reads_lung_masks",
 ]
+
+UNET_MASK_CACHE = "unet_masks"
+"""Below the datasets cache: the lung U-Net's masks of every image, by U-Net and image."""
 
 
 def build_model(model_args: ModelArguments, class_names: Sequence[str]) -> PreTrainedModel:
@@ -81,20 +91,34 @@ def build_model(model_args: ModelArguments, class_names: Sequence[str]) -> PreTr
         ) from error
 
 
-def build_image_processor(model_args: ModelArguments, image_size: int) -> ChestImageProcessor:
-    """The ``ChestImageProcessor`` saved with the checkpoint (the family's channels and
-    normalisation; ImageNet statistics for ResNet)."""
+def preprocessing_options(data_args: DataArguments) -> dict[str, Any]:
+    """The `ChestImageProcessor` settings a recipe chooses: the size, the lung crop (from the
+    checkpoint's own U-Net copy) and the intensity standardisation."""
+    options: dict[str, Any] = {
+        "size": {"height": data_args.image_size, "width": data_args.image_size},
+        "intensity_standardization": data_args.intensity_standardization,
+    }
+    if data_args.lung_crop_margin is not None:
+        options["lung_crop_margin"] = data_args.lung_crop_margin
+        options["lung_crop_segmenter"] = LUNG_SEGMENTER_FOLDER
+    return options
+
+
+def build_image_processor(
+    model_args: ModelArguments, data_args: DataArguments
+) -> ChestImageProcessor:
+    """The ``ChestImageProcessor`` saved with the checkpoint: the recipe's preprocessing
+    (`preprocessing_options`) and the family's channels and normalisation (ImageNet statistics
+    for ResNet)."""
     family = get_model_family(model_args.model_type)
-    return ChestImageProcessor(
-        size={"height": image_size, "width": image_size}, **dict(family.processor_options)
-    )
+    return ChestImageProcessor(**preprocessing_options(data_args), **dict(family.processor_options))
 
 
 def build_collators(
     family: ModelFamily, processor: ChestImageProcessor, data_args: DataArguments
 ) -> tuple[ChestBatchCollator, ChestBatchCollator]:
     """Training collator (with augmentation when enabled) and evaluation collator (without)."""
-    augmentation = ChestAugmentation(**data_args.augmentation) if data_args.augment else None
+    augmentation = _augmentation(data_args)
     select = {"input_names": family.input_names, "label_key": family.target}
     return (
         ChestBatchCollator(augmentation, processor, **select),
@@ -102,12 +126,52 @@ def build_collators(
     )
 
 
-def preprocessing_columns(family: ModelFamily) -> dict[str, str | None]:
-    """The image columns ``preprocess_for_training`` reads for a family's dataset."""
+def _augmentation(data_args: DataArguments) -> ChestAugmentation | None:
+    """The recipe's training augmentation, or None.
+
+    Raises:
+        ConfigurationError: bad augmentation settings, or the outside-the-lungs step without
+            ``mask_model``.
+    """
+    if not data_args.augment:
+        return None
+    try:
+        augmentation = ChestAugmentation(**data_args.augmentation)
+    except (TypeError, ValueError) as error:
+        raise ConfigurationError(f"augmentation: {error}") from error
+    if augmentation.needs_lung_mask and not data_args.mask_model:
+        raise ConfigurationError(
+            "augmentation: outside_lungs_probability needs every image's lung mask; set "
+            "mask_model (a lung U-Net)"
+        )
+    return augmentation
+
+
+def reads_lung_masks(family: ModelFamily, data_args: DataArguments) -> bool:
+    """Whether preprocessing keeps each image's lung mask: the family reads it, or the lung crop
+    or the outside-the-lungs augmentation needs it."""
+    augmentation = _augmentation(data_args)
+    return (
+        family.uses_mask
+        or data_args.lung_crop_margin is not None
+        or (augmentation is not None and augmentation.needs_lung_mask)
+    )
+
+
+def preprocessing_columns(
+    family: ModelFamily, lung_masks: bool | None = None
+) -> dict[str, str | None]:
+    """The image columns ``preprocess_for_training`` reads for a family's dataset.
+
+    Args:
+        family: The model family.
+        lung_masks: Keep the mask column (default: when the family reads the mask).
+    """
     dataset: DatasetKind = family.dataset
+    keep_mask = family.uses_mask if lung_masks is None else lung_masks
     return {
         "image_column": dataset.image_column,
-        "mask_column": dataset.mask_column if family.uses_mask else None,
+        "mask_column": dataset.mask_column if keep_mask else None,
         "ct_column": dataset.ct_column,
     }
 
@@ -120,6 +184,8 @@ class TrainingData:
     """``DatasetDict`` train / validation / test from ``preprocess_for_training``."""
     class_names: tuple[str, ...]
     record: DatasetRecord
+    segmenter: LungSegmenter | None = None
+    """The ``mask_model`` U-Net that drew every image's lungs (saved with the checkpoint)."""
 
 
 def expected_classes(family: ModelFamily, data_args: DataArguments) -> tuple[str, ...]:
@@ -249,6 +315,11 @@ def load_training_data(family: ModelFamily, data_args: DataArguments) -> Trainin
     if not root.is_dir():
         raise ConfigurationError(f"data_dir: folder {root} does not exist")
     expected = expected_classes(family, data_args)
+    if data_args.lung_crop_margin is not None and family.dataset.ct_column:
+        raise ConfigurationError(
+            f"lung_crop_margin: the lung crop applies to X-ray models; the {family.display_name} "
+            "also reads a CT, for which there is no lung U-Net"
+        )
     segmenter = _mask_segmenter(family, data_args)
     raw = _build_raw(family, data_args, expected)
     found = tuple(raw["train"].features["label"].names)
@@ -262,21 +333,52 @@ def load_training_data(family: ModelFamily, data_args: DataArguments) -> Trainin
             raise ConfigurationError(f"{root}: the {split!r} split is empty; add images")
     if segmenter is None:
         return _preprocess(family, _keep_masked_rows(family, raw, root), data_args, expected)
-    # The U-Net's mask files live only until preprocessing has decoded them into the cache.
-    with tempfile.TemporaryDirectory(prefix="hf_covid_unet_masks_") as mask_dir:
-        masked = _with_unet_masks(raw, segmenter, mask_dir, data_args.mask_model, root)
-        return _preprocess(family, masked, data_args, expected)
+    mask_cache = resolve_cache_dir(data_args.cache_dir) / UNET_MASK_CACHE
+    masked = _with_unet_masks(raw, segmenter, mask_cache, data_args.mask_model, root)
+    return _preprocess(family, masked, data_args, expected, segmenter)
 
 
 def _preprocess(
-    family: ModelFamily, raw: DatasetDict, data_args: DataArguments, classes: tuple[str, ...]
+    family: ModelFamily,
+    raw: DatasetDict,
+    data_args: DataArguments,
+    classes: tuple[str, ...],
+    segmenter: LungSegmenter | None = None,
 ) -> TrainingData:
     """The checked splits decoded into the cache, with the record of what they hold."""
     record = dataset_record(family, raw, data_args.data_dir, data_args.image_size)
+    processor = ChestImageProcessor(**preprocessing_options(data_args))
     splits = preprocess_for_training(
-        raw, image_size=data_args.image_size, **preprocessing_columns(family)
+        raw,
+        image_size=data_args.image_size,
+        processor=processor,
+        cache_dir=data_args.cache_dir,
+        **preprocessing_columns(family, reads_lung_masks(family, data_args)),
     )
-    return TrainingData(splits, classes, record)
+    if processor.crops_lungs:
+        record.lung_crop = lung_crop_record(splits, data_args)
+    return TrainingData(splits, classes, record, segmenter)
+
+
+def lung_crop_record(splits: DatasetDict, data_args: DataArguments) -> dict[str, Any]:
+    """What the lung crop did: its U-Net and margin, and the images it left uncropped (an empty
+    mask or one covering the whole image), per split."""
+    uncropped: dict[str, dict[str, int]] = {}
+    for name, split in splits.items():
+        counts = np.bincount(
+            split.with_format(None)["lung_crop_status"], minlength=len(LUNG_CROP_STATUSES)
+        )
+        uncropped[name] = {
+            status: int(count)
+            for status, count in zip(LUNG_CROP_STATUSES[1:], counts[1:], strict=True)
+            if count
+        }
+    return {
+        "segmenter": portable(data_args.mask_model),
+        "margin": data_args.lung_crop_margin,
+        "images": {name: len(split) for name, split in splits.items()},
+        "uncropped": uncropped,
+    }
 
 
 def _mask_segmenter(family: ModelFamily, data_args: DataArguments) -> LungSegmenter | None:
@@ -288,10 +390,11 @@ def _mask_segmenter(family: ModelFamily, data_args: DataArguments) -> LungSegmen
     """
     if not data_args.mask_model:
         return None
-    if not family.uses_mask or family.target == "lung_mask":
+    if family.target == "lung_mask" or not reads_lung_masks(family, data_args):
         raise ConfigurationError(
-            f"mask_model: the {family.display_name} reads no lung mask as input; remove "
-            "mask_model (it applies to models that do, e.g. dual_channel)"
+            f"mask_model: the {family.display_name} uses no lung mask here; remove mask_model "
+            "(it gives a mask to models that read one, e.g. dual_channel, to the lung crop, "
+            "lung_crop_margin, and to the outside-the-lungs augmentation)"
         )
     try:
         segmenter = LungSegmenter.from_pretrained(data_args.mask_model)
@@ -307,7 +410,7 @@ def _mask_segmenter(family: ModelFamily, data_args: DataArguments) -> LungSegmen
 
 
 def _with_unet_masks(
-    raw: DatasetDict, segmenter: LungSegmenter, mask_dir: str, mask_model: str, root: Path
+    raw: DatasetDict, segmenter: LungSegmenter, mask_dir: Path, mask_model: str, root: Path
 ) -> DatasetDict:
     """Every image with the U-Net's mask; the collection's masks kept in ``human_mask``.
 
@@ -365,4 +468,7 @@ def dataset_record(
         record.pairing = summary.pairing
         record.pairing_note = summary.pairing_note
         record.sources = dict(summary.sources)
+        record.licenses = dict(summary.licenses)
+        record.strata = [dict(row) for row in summary.strata]
+        record.notes = list(summary.notes)
     return record

@@ -34,6 +34,7 @@ from hf_covid.checkpoints import (
 )
 from hf_covid.evaluation.metrics import segmentation_metrics
 from hf_covid.evaluation.predict import summarize_predictions
+from hf_covid.lung_masks import LungSegmenter
 from hf_covid.models.image_processing_chest import ChestImageProcessor
 from hf_covid.registry import get_model_family
 
@@ -107,7 +108,15 @@ def train(
         },
     )
     if trainer.is_world_process_zero():
-        write_checkpoint_folder(trainer, processor, results, model_args, data_args, training_args)
+        write_checkpoint_folder(
+            trainer,
+            processor,
+            results,
+            model_args,
+            data_args,
+            training_args,
+            lung_segmenter=data.segmenter,
+        )
     trainer.accelerator.wait_for_everyone()
     return results.to_dict()
 
@@ -162,14 +171,28 @@ def write_checkpoint_folder(
     model_args: ModelArguments,
     data_args: DataArguments,
     training_args: ChestTrainingArguments,
+    *,
+    lung_segmenter: LungSegmenter | None = None,
 ) -> Path:
-    """Write the final checkpoint folder (main process only) and push it when asked."""
+    """Write the final checkpoint folder (main process only) and push it when asked.
+
+    The ``mask_model`` U-Net the run's masks came from (``lung_segmenter``) is saved with it
+    (`hf_covid.checkpoints.LUNG_SEGMENTER_FOLDER`), so that evaluation and serving make the same
+    masks.
+    """
     output_dir = Path(training_args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     model = trainer.accelerator.unwrap_model(trainer.model, keep_torch_compile=False)
     if training_args.channels_last:
         model = model.to(memory_format=torch.contiguous_format)
-    save_model_and_processor(model, processor, output_dir)
+    save_model_and_processor(
+        model,
+        processor,
+        output_dir,
+        lung_segmenter=None
+        if lung_segmenter is None
+        else (lung_segmenter.model, lung_segmenter.image_processor),
+    )
     state = portable(dataclasses.asdict(trainer.state))
     (output_dir / TRAINER_STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
     _run_record(model_args, data_args, training_args, results).save(output_dir / RUN_RECORD_FILE)

@@ -367,7 +367,7 @@ def build_trainer(
     model = build_model(model_args, data.class_names)
     if training_args.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    processor = build_image_processor(model_args, data_args.image_size)
+    processor = build_image_processor(model_args, data_args)
     train_collator, eval_collator = build_collators(family, processor, data_args)
     train_labels = (
         np.asarray(data.splits["train"].with_format(None)["labels"])

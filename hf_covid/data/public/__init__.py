@@ -2,7 +2,9 @@
 
 One documented builder per collection, in the torchxrayvision manner (each module's docstring
 says where the data comes from, its licence, its classes and what is wrong with it):
-`build_ieee8023_dataset`, `build_kermany_dataset`, `build_covid_ct_dataset`. `compose_radiography`
+`build_ieee8023_dataset`, `build_kermany_dataset`, `build_covid_ct_dataset`,
+`build_nih_chestxray14_dataset`, `build_covid_cxnet_dataset` (one `PublicCollection` record each
+in `PUBLIC_COLLECTIONS`). `compose_radiography`
 and `compose_xray_ct` join them into the two layouts the models train on; `prepare_public_data`
 writes those layouts as folders; `check_publishable` and `license_counts` guard and describe a
 push to the Hub. Research software: none of this makes a data set fit for clinical use.
@@ -17,22 +19,28 @@ from .common import (
     public_features,
 )
 from .covid_ct import COVID_CT_CATEGORIES, build_covid_ct_dataset
+from .covid_cxnet import COVID_CXNET_CATEGORIES, build_covid_cxnet_dataset
 from .ieee8023 import FRONTAL_VIEWS, IEEE8023_CATEGORIES, build_ieee8023_dataset, classify_finding
 from .kermany import KERMANY_CATEGORIES, build_kermany_dataset, kermany_patient_id
+from .nih_chestxray14 import NIH_CATEGORIES, build_nih_chestxray14_dataset
 
 __all__ = [
     "CATEGORY_DESCRIPTIONS",
     "COVID_CT_CATEGORIES",
+    "COVID_CXNET_CATEGORIES",
     "FRONTAL_VIEWS",
     "IEEE8023_CATEGORIES",
     "KERMANY_CATEGORIES",
+    "NIH_CATEGORIES",
     "PUBLIC_COLLECTIONS",
     "CollectionScan",
     "PublicCollection",
     "PublicImage",
     "build_covid_ct_dataset",
+    "build_covid_cxnet_dataset",
     "build_ieee8023_dataset",
     "build_kermany_dataset",
+    "build_nih_chestxray14_dataset",
     "classify_finding",
     "find_collections",
     "get_collection",

@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlparse
 
 from datasets import ClassLabel, DatasetDict, Features, Image, Value
 
@@ -26,6 +27,7 @@ from ..summary import DatasetBuildSummary
 
 __all__ = [
     "CATEGORY_DESCRIPTIONS",
+    "ADULT_AGE",
     "CollectionScan",
     "PublicCollection",
     "PublicImage",
@@ -33,8 +35,11 @@ __all__ = [
     "build_image_dataset",
     "cross_collection_duplicate_groups",
     "cross_collection_note",
+    "age_problem_notes",
     "locate_collection",
+    "parse_age",
     "public_features",
+    "site_of_url",
 ]
 
 CATEGORY_DESCRIPTIONS: dict[str, str] = {
@@ -45,6 +50,8 @@ CATEGORY_DESCRIPTIONS: dict[str, str] = {
     "bacterial": "bacterial pneumonia (Streptococcus, Klebsiella, Legionella, ...)",
     "fungal": "fungal pneumonia (Pneumocystis, Aspergillus, ...)",
     "other": "another or unspecified finding (ARDS, lipoid pneumonia, 'Pneumonia')",
+    "pneumonia": "pneumonia of unstated cause (NIH's text-mined 'Pneumonia' label, often with "
+    "infiltration, atelectasis, edema or effusion)",
 }
 """The categories a collection builder labels its images with (its ClassLabel names), also the
 names a composition's ``class_map`` refers to as ``"<collection>:<category>"``."""
@@ -58,25 +65,44 @@ COLUMNS = (
     "label",
     "image_id",
     "source",
+    "site",
     "patient_id",
     "modality",
     "view",
     "finding",
     "license",
+    "age",
     "age_group",
+    "sex",
 )
+STRATUM_KEYS = ("class", "source", "age_group", "view")
+"""The keys of a build summary's ``strata`` rows (besides the image count)."""
+ADULT_AGE = 18
+"""Age in years from which a patient counts as an adult."""
+PLAUSIBLE_AGES = (0.0, 120.0)
+"""Ages outside this range (years) are data errors: counted and treated as unknown."""
 
 
-def public_features(class_names: Sequence[str]) -> Features:
+def public_features(
+    class_names: Sequence[str], extra_features: Mapping[str, object] | None = None
+) -> Features:
     """Features of a public-collection dataset (one collection or a single-image composition).
 
-    The Radiography columns (``image``, ``mask``, ``label``, ``image_id``, ``source``) plus
+    The Radiography columns (``image``, ``mask``, ``label``, ``image_id``, ``source``: the
+    collection) plus ``site`` (the hospital or web site the image comes from, "" unknown),
     ``patient_id``, ``modality`` (X-ray, CT), ``view``, ``finding`` (the collection's own label
-    text), ``license`` ("" when not stated) and ``age_group`` (pediatric, adult, "" unknown).
+    text), ``license`` ("" when not stated), ``age`` (years, None unknown), ``age_group``
+    (pediatric, adult, "" unknown) and ``sex`` (M, F, "" unknown); then a collection's own
+    ``extra_features`` (NIH's multi-label findings, ...).
     """
-    strings = {name: Value("string") for name in COLUMNS if name not in ("image", "mask", "label")}
+    typed = {"image": Image(), "mask": Image(), "label": ClassLabel(names=list(class_names))}
+    typed["age"] = Value("float32")
+    strings = {name: Value("string") for name in COLUMNS if name not in typed}
     return Features(
-        {"image": Image(), "mask": Image(), "label": ClassLabel(names=list(class_names)), **strings}
+        {
+            **{name: typed.get(name, strings.get(name)) for name in COLUMNS},
+            **dict(extra_features or {}),
+        }
     )
 
 
@@ -101,6 +127,10 @@ class PublicImage:
         width: Width in pixels.
         height: Height in pixels.
         image_format: Format by content ("PNG", "JPEG", ...), whatever the file name says.
+        site: The hospital or web site the image comes from, "" when unknown.
+        age: Age in years, None when unknown.
+        sex: ``"M"``, ``"F"`` or "" when unknown.
+        extra: Values of the collection's own columns (`CollectionScan.extra_features`).
     """
 
     file: Path
@@ -119,6 +149,10 @@ class PublicImage:
     width: int
     height: int
     image_format: str
+    site: str = ""
+    age: float | None = None
+    sex: str = ""
+    extra: Mapping[str, object] = field(default_factory=dict)
 
     @property
     def group_key(self) -> tuple[str, str] | None:
@@ -132,12 +166,15 @@ class PublicImage:
             "mask": self.mask,
             "image_id": self.image_id,
             "source": self.source,
+            "site": self.site,
             "patient_id": self.patient_id,
             "modality": self.modality,
             "view": self.view,
             "finding": self.finding,
             "license": self.license,
+            "age": self.age,
             "age_group": self.age_group,
+            "sex": self.sex,
         }
 
 
@@ -178,6 +215,8 @@ class CollectionScan:
         grouping: What the split groups by (``"patient_id"``, or why there is none).
         notes: Caveats for the summary, one sentence each.
         official_split: Split name per image id where the collection ships its own split lists.
+        extra_features: Features of the collection's own columns (``PublicImage.extra``), kept
+            by its own builder and dropped by compositions.
     """
 
     source: str
@@ -190,6 +229,7 @@ class CollectionScan:
     grouping: str = "patient_id"
     notes: list[str] = field(default_factory=list)
     official_split: dict[str, str] | None = None
+    extra_features: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -299,6 +339,7 @@ def build_image_dataset(
     bad_files_skipped: int = 0,
     notes: Sequence[str] = (),
     fixed_split: Sequence[str] | None = None,
+    extra_features: Mapping[str, object] | None = None,
 ) -> DatasetDict:
     """Split images into train/validation/test (by patient, stratified, near-duplicates together).
 
@@ -316,6 +357,8 @@ def build_image_dataset(
         notes: Caveats for the summary.
         fixed_split: A split name (`SPLIT_NAMES`) per image, e.g. a collection's official split
             lists, used instead of planning one (near-duplicates are then only counted).
+        extra_features: Features of columns of the images' ``extra`` values to keep (one
+            collection's own columns).
 
     Returns:
         A `DatasetDict` with the columns of `public_features`; its build summary carries
@@ -352,6 +395,10 @@ def build_image_dataset(
             )
     class_counts = Counter(labels)
     with_mask = sum(image.mask is not None for image in images)
+    strata = Counter(
+        (class_names[label], image.source, image.age_group or "unknown", image.view or "unknown")
+        for image, label in zip(images, labels, strict=True)
+    )
     summary = DatasetBuildSummary(
         kind=kind,
         title=title,
@@ -367,17 +414,26 @@ def build_image_dataset(
         masks={"matched": with_mask, "missing": len(images) - with_mask},
         sources=dict(Counter(sources)),
         licenses=dict(Counter(image.license or "not stated" for image in images)),
+        strata=[
+            dict(zip(STRATUM_KEYS, key, strict=True), images=count)
+            for key, count in sorted(strata.items())
+        ],
         notes=all_notes,
     )
-    columns_by_split = {name: {column: [] for column in COLUMNS} for name in SPLIT_NAMES}
+    extra_columns = list(extra_features or {})
+    columns_by_split = {
+        name: {column: [] for column in (*COLUMNS, *extra_columns)} for name in SPLIT_NAMES
+    }
     for image, label, split in zip(images, labels, split_of_item, strict=True):
         columns = columns_by_split[SPLIT_NAMES[split]]
         columns["label"].append(label)
         for column, value in image.column_values().items():
             columns[column].append(value)
+        for column in extra_columns:
+            columns[column].append(image.extra.get(column))
     return make_dataset_dict(
         columns_by_split,
-        features=public_features(class_names),
+        features=public_features(class_names, extra_features),
         summary=summary,
         dataset_name=dataset_name,
     )
@@ -390,10 +446,14 @@ def build_collection_dataset(
     seed: int,
     deduplicate: bool,
     use_official_split: bool = False,
+    fixed_split: Sequence[str] | None = None,
 ) -> DatasetDict:
-    """`build_image_dataset` over one scanned collection, labelled by its categories."""
-    fixed_split = None
-    if use_official_split and scan.official_split is not None:
+    """`build_image_dataset` over one scanned collection, labelled by its categories.
+
+    The split is ``fixed_split`` when given (a split name per image), else the collection's own
+    split lists with ``use_official_split``, else planned.
+    """
+    if fixed_split is None and use_official_split and scan.official_split is not None:
         fixed_split = [scan.official_split[image.image_id] for image in scan.images]
     return build_image_dataset(
         scan.images,
@@ -410,14 +470,49 @@ def build_collection_dataset(
         bad_files_skipped=scan.bad_files_skipped,
         notes=scan.notes,
         fixed_split=fixed_split,
+        extra_features=scan.extra_features,
     )
 
 
 def age_group_of(age: float | None) -> str:
-    """``"pediatric"`` under 18 years, ``"adult"`` from 18, "" when the age is unknown."""
+    """``"pediatric"`` under `ADULT_AGE` years, ``"adult"`` from it, "" when unknown."""
     if age is None:
         return ""
-    return "pediatric" if age < 18 else "adult"
+    return "pediatric" if age < ADULT_AGE else "adult"
+
+
+def parse_age(text: str | None) -> tuple[float | None, str | None]:
+    """An age in years from a table cell, never guessed.
+
+    Returns:
+        ``(age, None)`` for a plausible number (`PLAUSIBLE_AGES`), ``(None, None)`` for a blank
+        cell, and ``(None, problem)`` for a cell that is not a number or not a plausible age
+        (the caller counts the problem; the image's age is then unknown).
+    """
+    text = (text or "").strip()
+    if not text:
+        return None, None
+    try:
+        age = float(text)
+    except ValueError:
+        return None, "age not a number"
+    if not PLAUSIBLE_AGES[0] <= age <= PLAUSIBLE_AGES[1]:
+        return None, f"age outside {PLAUSIBLE_AGES[0]:g}-{PLAUSIBLE_AGES[1]:g} years"
+    return age, None
+
+
+def age_problem_notes(collection: str, problems: Mapping[str, int]) -> list[str]:
+    """One summary sentence per kind of unusable age cell (see `parse_age`)."""
+    return [
+        f"{collection}: {count} image(s) with {problem}; their age is unknown (never guessed), so "
+        "an age filter leaves them out."
+        for problem, count in sorted(problems.items())
+    ]
+
+
+def site_of_url(url: str) -> str:
+    """The web site of a URL (``radiopaedia.org``), or "" for a blank or unparsable one."""
+    return urlparse((url or "").strip()).netloc.lower().removeprefix("www.")
 
 
 def locate_collection(

@@ -1,12 +1,16 @@
 """Compose the public collections into the two layouts the models train on.
 
-* `compose_radiography`: the COVID-19 Radiography Database label set (`RADIOGRAPHY_LABELS`).
-  By default (`DEFAULT_RADIOGRAPHY_CLASS_MAP`) COVID comes from ieee8023, Normal and Viral
-  Pneumonia from Kermany and the ieee8023 "No Finding" / viral rows. **Lung_Opacity has no public
-  source here**: the composition says so (log and build summary) and holds only the classes it
-  could fill, unless ``class_map`` names a source for it, e.g.
-  ``class_map={"Lung_Opacity": ["ieee8023:bacterial", "ieee8023:fungal"]}``. A source is
-  ``"<collection>:<category>"`` (see `hf_covid.data.public.common.CATEGORY_DESCRIPTIONS`).
+* `compose_radiography`: the COVID-19 Radiography Database label set (`RADIOGRAPHY_LABELS`),
+  filled as a named composition says (`hf_covid.data.public.class_maps`): which
+  ``"<collection>:<category>"`` sources fill each class and which age groups are kept.
+  ``pediatric_controls`` (the default, the first study's): COVID from ieee8023, Normal and Viral
+  Pneumonia from Kermany and the ieee8023 "No Finding" / viral rows, no Lung_Opacity source (the
+  composition says so in the log and build summary and holds only the classes it could fill).
+  ``adult_controls``: adults only; COVID from ieee8023 and COVID-CXNet, Normal and Lung_Opacity
+  from NIH ChestX-ray14 (Lung_Opacity stated as the nearest public source), Viral Pneumonia
+  from ieee8023. ``class_map`` replaces single classes' sources, e.g.
+  ``class_map={"Lung_Opacity": ["ieee8023:bacterial", "ieee8023:fungal"]}``; ``age_groups``
+  replaces the age filter.
 * `compose_xray_ct`: the binary X-ray + CT layout of the Mendeley data. COVID / Non-COVID
   X-rays from ieee8023 (frontal) and Kermany (all Non-COVID), CTs from COVID-CT and the ieee8023
   CT figure crops, label-paired within each split exactly as `build_xray_ct_dataset` does.
@@ -17,10 +21,12 @@ other, e.g. the COVID-CT slices also published in ieee8023) kept in one split. B
 split, seed, deduplication and cache options of `build_radiography_dataset` /
 `build_xray_ct_dataset`.
 
-What is wrong with any such composition: every class comes from different collections (COVID:
-adults in paper figures; Normal and Viral Pneumonia: mostly children aged 1-5 from one hospital),
-so a model can learn age, hospital and image processing instead of disease. Treat any accuracy
-on it as a software check, never as diagnostic evidence.
+What is wrong with any such composition: every class comes from different collections
+(``pediatric_controls``: COVID from adults in paper figures, the controls mostly children aged 1-5
+from one hospital; ``adult_controls``: COVID from figures and one Spanish hospital's films, the
+controls from one US hospital), so a model can learn age, hospital, device and image processing
+instead of disease. The build summary's class x source x age group x view table shows how far;
+treat any accuracy on such a mix as a software check, never as diagnostic evidence.
 """
 
 from __future__ import annotations
@@ -39,6 +45,13 @@ from ..splits import DEFAULT_SPLIT_RATIOS, make_dataset_dict, plan_splits
 from ..summary import DatasetBuildSummary
 from ..xray_ct import MODALITIES, MODALITY_NAMES, PAIRING_DESCRIPTIONS, pair_by_split
 from . import covid_ct, ieee8023, kermany
+from .class_maps import (
+    DEFAULT_RADIOGRAPHY_COMPOSITION,
+    check_age_groups,
+    get_radiography_composition,
+    parse_source,
+    resolve_radiography_class_map,
+)
 from .collections import PUBLIC_COLLECTIONS, get_collection
 from .common import (
     CollectionScan,
@@ -49,26 +62,16 @@ from .common import (
 )
 
 __all__ = [
-    "DEFAULT_RADIOGRAPHY_CLASS_MAP",
     "PUBLIC_COMPOSERS",
     "PUBLIC_COMPOSITION_KINDS",
     "PublicSelection",
     "compose_radiography",
     "compose_xray_ct",
-    "resolve_radiography_class_map",
     "select_radiography_images",
     "select_xray_ct_images",
 ]
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_RADIOGRAPHY_CLASS_MAP: dict[str, tuple[str, ...]] = {
-    "COVID": ("ieee8023:covid",),
-    "Lung_Opacity": (),
-    "Normal": ("kermany:normal", "ieee8023:normal"),
-    "Viral Pneumonia": ("kermany:viral", "ieee8023:viral"),
-}
-"""Radiography class -> ``"<collection>:<category>"`` sources; Lung_Opacity has none here."""
 
 PUBLIC_RADIOGRAPHY_KIND = "public_radiography"
 PUBLIC_XRAY_CT_KIND = "public_xray_ct"
@@ -104,65 +107,6 @@ class PublicSelection:
     notes: list[str] = field(default_factory=list)
 
 
-def _parse_source(reference: str) -> tuple[str, str]:
-    collection, _, category = reference.partition(":")
-    record = PUBLIC_COLLECTIONS.get(collection)
-    if record is None or category not in record.categories:
-        known = [f"{r.name}:{c}" for r in PUBLIC_COLLECTIONS.values() for c in r.categories]
-        raise ValueError(f"unknown source {reference!r} in class_map; expected one of {known}")
-    return collection, category
-
-
-def resolve_radiography_class_map(
-    classes: Sequence[str] | None = None,
-    class_map: Mapping[str, Sequence[str]] | None = None,
-) -> dict[str, tuple[str, ...]]:
-    """Radiography class -> sources, for the classes that will be filled.
-
-    Args:
-        classes: Classes wanted (default: every class that has a source).
-        class_map: Sources per class, replacing `DEFAULT_RADIOGRAPHY_CLASS_MAP`'s entry for each
-            class it names (``{"Lung_Opacity": ["ieee8023:bacterial"]}``).
-
-    Returns:
-        The selected classes, in `RADIOGRAPHY_LABELS` order, each with its sources.
-
-    Raises:
-        ValueError: An unknown class or source, a source given to two classes, or a requested
-            class without a source (naming how to map one).
-    """
-    merged = {name: tuple(sources) for name, sources in DEFAULT_RADIOGRAPHY_CLASS_MAP.items()}
-    for name, sources in (class_map or {}).items():
-        if name not in merged:
-            raise ValueError(f"class_map: {name!r} is not one of {list(RADIOGRAPHY_LABELS)}")
-        merged[name] = (sources,) if isinstance(sources, str) else tuple(sources)
-    owner: dict[str, str] = {}
-    for name, sources in merged.items():
-        for source in sources:
-            _parse_source(source)
-            if owner.setdefault(source, name) != name:
-                raise ValueError(
-                    f"class_map: {source!r} is mapped to both {owner[source]!r} and {name!r}"
-                )
-    if classes is None:
-        selected = [name for name in RADIOGRAPHY_LABELS if merged[name]]
-    else:
-        unknown = [name for name in classes if name not in merged]
-        if unknown or not classes:
-            raise ValueError(
-                f"classes must be a non-empty subset of {list(RADIOGRAPHY_LABELS)}, got {list(classes)}"
-            )
-        empty = [name for name in classes if not merged[name]]
-        if empty:
-            raise ValueError(
-                f"class(es) {empty} have no source in the public collections; map one "
-                f"explicitly, e.g. class_map={{{empty[0]!r}: ['ieee8023:bacterial']}}, or leave "
-                "them out of classes"
-            )
-        selected = [name for name in RADIOGRAPHY_LABELS if name in set(classes)]
-    return {name: merged[name] for name in selected}
-
-
 def _scan_collections(
     collections_root: str | Path, names: Sequence[str], options: ScanOptions
 ) -> dict[str, CollectionScan]:
@@ -178,8 +122,10 @@ def _selection(
     class_of: Callable[[PublicImage], str | None],
     class_names: Sequence[str],
     notes: Sequence[str] = (),
+    age_groups: Sequence[str] | None = None,
 ) -> PublicSelection:
-    """Keep the images that ``class_of`` assigns to a class; count the rest by category."""
+    """Keep the images that ``class_of`` assigns to a class and whose age group is in
+    ``age_groups`` (None: any); count the rest by category or age group."""
     selection = PublicSelection(
         images=[],
         labels=[],
@@ -195,6 +141,10 @@ def _selection(
             if class_name is None:
                 excluded[f"{name}: {image.modality} {image.category} (no class mapped)"] += 1
                 continue
+            age_group = image.age_group or "unknown"
+            if age_groups is not None and age_group not in age_groups:
+                excluded[f"{name}: {image.category}, age group {age_group} (age filter)"] += 1
+                continue
             selection.images.append(image)
             selection.labels.append(list(class_names).index(class_name))
         selection.bad_files_skipped += scan.bad_files_skipped
@@ -207,17 +157,21 @@ def _selection(
 def select_radiography_images(
     collections_root: str | Path,
     *,
+    composition: str = DEFAULT_RADIOGRAPHY_COMPOSITION,
     classes: Sequence[str] | None = None,
     class_map: Mapping[str, Sequence[str]] | None = None,
+    age_groups: Sequence[str] | None = None,
     include_lateral: bool = False,
     skip_bad_images: bool = False,
     cache_dir: str | Path | None = None,
     num_threads: int | None = None,
 ) -> PublicSelection:
     """The X-rays of the collections assigned to Radiography classes (see `compose_radiography`)."""
-    mapping = resolve_radiography_class_map(classes, class_map)
+    chosen = get_radiography_composition(composition)
+    mapping = resolve_radiography_class_map(classes, class_map, composition)
+    kept_ages = check_age_groups(age_groups) if age_groups is not None else chosen.age_groups
     class_of_source = {source: name for name, sources in mapping.items() for source in sources}
-    needed = {_parse_source(source)[0] for source in class_of_source}
+    needed = {parse_source(source)[0] for source in class_of_source}
     options = ScanOptions(
         skip_bad_images=skip_bad_images,
         cache_dir=cache_dir,
@@ -228,13 +182,17 @@ def select_radiography_images(
         collections_root, [name for name in PUBLIC_COLLECTIONS if name in needed], options
     )
     missing = [name for name in RADIOGRAPHY_LABELS if name not in mapping]
-    notes = []
+    notes = [f"Composition {chosen.name!r}: {chosen.description}.", *chosen.notes]
+    if kept_ages != chosen.age_groups:
+        notes.append(
+            "Age groups kept: " + (", ".join(kept_ages) if kept_ages else "all") + " (recipe)."
+        )
     if missing:
         notes.append(
             f"Classes without a public source, left out: {', '.join(missing)} (the composition "
             f"holds {', '.join(mapping)}); map one with class_map=... to fill it."
         )
-        logger.warning("public Radiography composition: %s", notes[0])
+        logger.warning("public Radiography composition: %s", notes[-1])
     notes.append(
         "Sources per class: "
         + "; ".join(f"{name} <- {', '.join(sources)}" for name, sources in mapping.items())
@@ -245,14 +203,17 @@ def select_radiography_images(
         lambda image: class_of_source.get(f"{image.source}:{image.category}"),
         list(mapping),
         notes,
+        kept_ages,
     )
 
 
 def compose_radiography(
     collections_root: str | Path,
     *,
+    composition: str = DEFAULT_RADIOGRAPHY_COMPOSITION,
     classes: Sequence[str] | None = None,
     class_map: Mapping[str, Sequence[str]] | None = None,
+    age_groups: Sequence[str] | None = None,
     include_lateral: bool = False,
     split_ratios: Sequence[float] = DEFAULT_SPLIT_RATIOS,
     seed: int = 42,
@@ -265,10 +226,14 @@ def compose_radiography(
 
     Args:
         collections_root: Folder holding the collections side by side (``ieee8023/``,
-            ``kermany/chest_xray/``, ``covid_ct/``; see each builder for accepted names).
-        classes: Classes wanted; default: every class with a source (COVID, Normal, Viral
-            Pneumonia). A class without a source raises.
-        class_map: Sources per class, replacing the default entry of each class named.
+            ``kermany/chest_xray/``, ``covid_ct/``, ``nih_chestxray14/``, ``covid_cxnet/``; see
+            each collection's ``folder_names`` for accepted names).
+        composition: The named composition (`RADIOGRAPHY_COMPOSITIONS`): which sources fill
+            which class and which ages are kept.
+        classes: Classes wanted; default: every class with a source. A class without a source
+            raises.
+        class_map: Sources per class, replacing the composition's entry of each class named.
+        age_groups: The age groups kept (`AGE_GROUPS`), replacing the composition's filter.
         include_lateral: Also use lateral ieee8023 X-rays.
         split_ratios: Fractions for train, validation and test.
         seed: Seed of the split.
@@ -279,14 +244,17 @@ def compose_radiography(
 
     Returns:
         A `DatasetDict` with the Radiography columns (``label``: ClassLabel of the filled
-        classes, in `RADIOGRAPHY_LABELS` order; ``source``: the collection) plus ``patient_id``,
-        ``modality``, ``view``, ``finding``, ``license`` and ``age_group``. Train on a subset with
-        the recipe's ``classes`` set to the same names.
+        classes, in `RADIOGRAPHY_LABELS` order; ``source``: the collection) plus the other
+        shared public columns (``site``, ``patient_id``, ``view``, ``age``, ``age_group``, ...).
+        The build summary names the composition, its notes and a class x source x age group x
+        view table. Train on a subset with the recipe's ``classes`` set to the same names.
     """
     selection = select_radiography_images(
         collections_root,
+        composition=composition,
         classes=classes,
         class_map=class_map,
+        age_groups=age_groups,
         include_lateral=include_lateral,
         skip_bad_images=skip_bad_images,
         cache_dir=cache_dir,

@@ -50,9 +50,12 @@ from .common import (
     PublicImage,
     ScanOptions,
     age_group_of,
+    age_problem_notes,
     build_collection_dataset,
     locate_collection,
     make_public_image,
+    parse_age,
+    site_of_url,
 )
 
 __all__ = [
@@ -76,6 +79,7 @@ IEEE8023_CATEGORIES: tuple[str, ...] = ("covid", "normal", "viral", "bacterial",
 FRONTAL_VIEWS: tuple[str, ...] = ("PA", "AP", "AP Supine")
 LATERAL_VIEW = "L"
 UNLABELLED_FINDING = "todo"
+_SEXES = {"M": "M", "F": "F", "MALE": "M", "FEMALE": "F"}
 
 # Words of a ``finding`` (lower case) that name a pathogen family; newer versions of the table
 # write the whole path ("Pneumonia/Viral/COVID-19"), older ones the pathogen alone ("SARS").
@@ -258,11 +262,14 @@ def scan_ieee8023(
     skipped = report_bad_input(root, problems, skip_bad_images=skip_bad_images)
 
     images: list[PublicImage] = []
+    age_problems: Counter[str] = Counter()
     for (row, category), path, mask_path in zip(selected, image_paths, mask_paths, strict=True):
         info = info_of[path]
         if info.error is not None:
             continue
-        age = float(row["age"]) if row.get("age") else None
+        age, age_problem = parse_age(row.get("age"))
+        if age_problem:
+            age_problems[age_problem] += 1
         images.append(
             make_public_image(
                 info,
@@ -276,8 +283,12 @@ def scan_ieee8023(
                 view=_view_of(row),
                 license=row["license"],
                 age_group=age_group_of(age),
+                age=age,
+                sex=_SEXES.get(row.get("sex", "").strip().upper(), ""),
+                site=site_of_url(row.get("url", "")),
             )
         )
+    notes += age_problem_notes(SOURCE, age_problems)
     return CollectionScan(
         source=SOURCE,
         title=TITLE,

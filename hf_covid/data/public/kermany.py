@@ -51,6 +51,7 @@ FOLDER_NAMES = ("chest_xray", "chest_xray/chest_xray", "kermany/chest_xray", "ke
 SPLIT_FOLDERS = ("train", "val", "test")
 KERMANY_CATEGORIES: tuple[str, ...] = ("normal", "bacterial", "viral")
 VIEW = "AP"
+SITE = "Guangzhou Women and Children's Medical Center"
 
 _PNEUMONIA_NAME = re.compile(r"^(?P<patient>person\d+_(?P<kind>bacteria|virus))_\d+", re.IGNORECASE)
 _NORMAL_NAME = re.compile(r"^(?P<patient>(?:NORMAL2-)?IM-\d+)-", re.IGNORECASE)
@@ -123,6 +124,7 @@ def scan_kermany(
             view=VIEW,
             license=LICENSE,
             age_group="pediatric",
+            site=SITE,
         )
         for (_, category, finding, patient), info in zip(candidates, infos, strict=True)
         if info.error is None

@@ -31,7 +31,10 @@ LICENSE_COLUMNS: tuple[str, ...] = ("license", "xray_license", "ct_license")
 NOT_STATED = "not stated"
 """How `license_counts` names a blank licence."""
 
-_OPEN_LICENSE = re.compile(r"^(cc[ -]?by(-sa)?( \d(\.\d)?)?|cc0( 1\.0)?|apache[ -]2(\.0)?|mit)$")
+_OPEN_LICENSE = re.compile(
+    r"^(cc[ -]?by(-sa)?( \d(\.\d)?)?|cc0( 1\.0)?|apache[ -]2(\.0)?|mit"
+    r"|unrestricted \(nih clinical center; attribution required\))$"
+)
 
 
 def license_restriction(license_text: str | None) -> str | None:
@@ -40,7 +43,7 @@ def license_restriction(license_text: str | None) -> str | None:
     Returns:
         ``"non-commercial (NC)"``, ``"no derivatives (ND)"``, ``"not stated (unknown)"``,
         ``"not recognised"``, or None for a recognised open licence (CC BY, CC BY-SA, CC0,
-        Apache 2.0, MIT).
+        Apache 2.0, MIT, NIH ChestX-ray14's unrestricted use with attribution).
     """
     text = (license_text or "").strip().lower()
     if not text:
