@@ -23,12 +23,20 @@ from PIL import Image as PILImage
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
-from .checkpoints import load_checkpoint
+from .checkpoints import LUNG_SEGMENTER_FOLDER, load_checkpoint, resolve_checkpoint
 from .data.io import load_image
 from .data.summary import read_build_summary
 from .serving.images import resize_image
 
-__all__ = ["HUMAN_MASK_COLUMN", "LungSegmenter", "add_unet_masks", "with_human_masks"]
+__all__ = [
+    "HUMAN_MASK_COLUMN",
+    "UNET_MASK_CACHE",
+    "LungSegmenter",
+    "add_unet_masks",
+    "checkpoint_segmenter",
+    "mask_presence",
+    "with_human_masks",
+]
 
 
 class LungSegmenter:
@@ -68,6 +76,41 @@ class LungSegmenter:
         return resize_image(mask, image.shape, nearest=True) > 0.5
 
 
+def checkpoint_segmenter(
+    checkpoint: str | os.PathLike, processor: Any = None
+) -> LungSegmenter | None:
+    """The lung U-Net a checkpoint was trained with, or None when it has none.
+
+    Its own copy (`LUNG_SEGMENTER_FOLDER`) where the checkpoint has one; else, for a processor
+    that crops to the lungs, the U-Net its ``lung_crop_segmenter`` names (a folder or Hub id).
+
+    Raises:
+        FileNotFoundError: the processor crops to the lungs and its U-Net is nowhere to be found.
+    """
+    path = resolve_checkpoint(checkpoint)
+    if (path / LUNG_SEGMENTER_FOLDER).is_dir():
+        return LungSegmenter.from_pretrained(path / LUNG_SEGMENTER_FOLDER)
+    if processor is None or not getattr(processor, "crops_lungs", False):
+        return None
+    named = processor.lung_crop_segmenter
+    if named and named != LUNG_SEGMENTER_FOLDER:
+        return LungSegmenter.from_pretrained(named)
+    raise FileNotFoundError(
+        f"checkpoint '{checkpoint}' crops every image to its lungs, but its lung U-Net is "
+        f"missing: no {LUNG_SEGMENTER_FOLDER}/ folder in it (the processor names "
+        f"{named or 'none'}); copy the U-Net it was trained with there"
+    )
+
+
+def mask_presence(split: Any, column: str = "mask") -> np.ndarray:
+    """Whether each row of ``split`` has a mask (read without decoding the images)."""
+    if column not in split.column_names:
+        return np.zeros(len(split), dtype=bool)
+    return np.array([value is not None for value in _raw_values(split, column)], dtype=bool)
+
+
+UNET_MASK_CACHE = "unet_masks"
+"""Below a cache folder: the lung U-Net's masks of every image, by U-Net and image."""
 HUMAN_MASK_COLUMN = "human_mask"
 """Column that keeps the collection's own (human) lung mask, None where there is none."""
 

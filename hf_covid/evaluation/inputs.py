@@ -10,14 +10,23 @@ from pathlib import Path
 from datasets import DatasetDict, Image, load_from_disk
 from transformers import PreTrainedModel
 
-from hf_covid.checkpoints import RunRecord
+from hf_covid.checkpoints import LUNG_SEGMENTER_FOLDER, RunRecord, portable
 from hf_covid.data import DATASET_BUILDERS, ChestBatchCollator, preprocess_for_training
 from hf_covid.data.builders import is_saved_dataset
+from hf_covid.data.io import resolve_cache_dir
 from hf_covid.data.public.collections import find_collections
 from hf_covid.data.public.compose import PUBLIC_COMPOSERS
+from hf_covid.lung_masks import (
+    UNET_MASK_CACHE,
+    LungSegmenter,
+    add_unet_masks,
+    checkpoint_segmenter,
+    mask_presence,
+)
 from hf_covid.registry import ModelFamily, get_model_family
 
 __all__ = [
+    "MASK_SOURCES",
     "build_dataset",
     "load_evaluation_split",
     "model_image_size",
@@ -152,7 +161,13 @@ def run_build_options(checkpoint_dir: str | Path | None, dataset_kind: str) -> d
             "metadata_file": data.get("metadata_file"),
         }
     else:
-        options |= {"group_by": data.get("group_by"), "classes": data.get("classes")}
+        options |= {
+            "group_by": data.get("group_by"),
+            "classes": data.get("classes"),
+            "composition": data.get("composition"),
+            "class_map": data.get("class_map") or None,
+            "age_groups": data.get("age_groups"),
+        }
     return {key: value for key, value in options.items() if value is not None}
 
 
@@ -164,34 +179,109 @@ def model_image_size(config, processor) -> int:
     return int(size["height"] if isinstance(size, Mapping) else size.height)
 
 
+MASK_SOURCES = ("auto", "unet", "dataset")
+"""Where an evaluation's lung masks come from (see :func:`prepare_inputs`)."""
+
+
+def _with_masks(raw, model: PreTrainedModel, processor, mask_source: str, mask_model: str | None):
+    """``raw`` with a lung mask for every row, and a sentence saying where they came from.
+
+    Raises:
+        ValueError: an unknown source, or no U-Net and rows without a mask.
+    """
+    if mask_source not in MASK_SOURCES:
+        raise ValueError(f"mask_source must be one of {MASK_SOURCES}, got {mask_source!r}")
+    segmenter, named = None, None
+    if mask_source != "dataset":
+        if mask_model:
+            segmenter, named = (
+                LungSegmenter.from_pretrained(mask_model),
+                f"lung U-Net {portable(mask_model)}",
+            )
+        else:
+            segmenter = checkpoint_segmenter(model.name_or_path, processor)
+            named = f"the checkpoint's lung U-Net ({LUNG_SEGMENTER_FOLDER}/)"
+    if segmenter is not None:
+        masked = add_unet_masks(
+            DatasetDict({"evaluation": raw}),
+            segmenter,
+            resolve_cache_dir(None) / UNET_MASK_CACHE,
+            checkpoint_name=named,
+            progress=False,
+        )["evaluation"]
+        return masked, f"{named}, for every image"
+    if mask_source == "unet":
+        raise ValueError(
+            f"mask_source='unet': the checkpoint '{model.name_or_path}' has no lung U-Net "
+            f"({LUNG_SEGMENTER_FOLDER}/); pass mask_model=<a lung U-Net checkpoint>"
+        )
+    present = mask_presence(raw, "mask")
+    if not present.all():
+        raise ValueError(
+            f"the {get_model_family(model.config.model_type).display_name} needs a lung mask for "
+            f"every image, but {int((~present).sum())} of {len(raw)} images have none and the "
+            f"checkpoint has no lung U-Net ({LUNG_SEGMENTER_FOLDER}/): pass mask_model=<a lung "
+            "U-Net checkpoint>, or data with a mask for every image"
+        )
+    return raw, "the dataset's own masks"
+
+
 def prepare_inputs(
-    model: PreTrainedModel, processor, raw
+    model: PreTrainedModel,
+    processor,
+    raw,
+    *,
+    mask_source: str = "auto",
+    mask_model: str | None = None,
 ) -> tuple[object, ChestBatchCollator, dict]:
     """Preprocess a raw split for ``model`` and build its collator (no augmentation).
 
+    A model that reads a lung mask, or whose processor crops to the lungs, gets a mask for every
+    image: with ``mask_source="auto"`` from the lung U-Net saved with its checkpoint (the masks
+    it was trained with), else the dataset's own masks when every image has one, else it is
+    refused; ``"unet"`` insists on a U-Net (``mask_model`` or the checkpoint's), ``"dataset"`` on
+    the dataset's masks. ``settings["masks"]`` says which were used.
+
     Args:
         model: a loaded model of a registered family (its ``config.model_type`` picks the
-            columns and inputs).
-        processor: its ``ChestImageProcessor`` (image size, channels, normalisation), or None
-            (one grayscale channel in [0, 1] at the config's ``image_size``).
+            columns and inputs; its ``name_or_path`` the checkpoint folder).
+        processor: its ``ChestImageProcessor`` (image size, channels, normalisation, lung crop,
+            standardisation), or None (one grayscale channel in [0, 1] at the config's
+            ``image_size``).
         raw: a split of ``build_radiography_dataset`` / ``build_xray_ct_dataset``.
+        mask_source: ``"auto"``, ``"unet"`` or ``"dataset"`` (see above).
+        mask_model: a lung U-Net checkpoint to make the masks with, instead of the checkpoint's.
 
     Returns:
         ``(prepared dataset, collator, settings)``; the collator yields the model's inputs plus
-        ``labels``, settings holds ``image_size`` and ``num_channels``.
+        ``labels``, settings holds ``image_size``, ``num_channels`` and ``masks`` (None when no
+        mask was needed).
+
+    Raises:
+        ValueError: masks are needed and none can be had (see above).
     """
     family = get_model_family(model.config.model_type)
     image_size = model_image_size(model.config, processor)
     dataset = family.dataset
+    crops = processor is not None and getattr(processor, "crops_lungs", False)
+    needs_masks = family.task != "segmentation" and (family.uses_mask or crops)
+    masks = None
+    if needs_masks:
+        raw, masks = _with_masks(raw, model, processor, mask_source, mask_model)
     prepared = preprocess_for_training(
         DatasetDict({"evaluation": raw}),
         image_size=image_size,
+        processor=processor,
         image_column=dataset.image_column,
-        mask_column=dataset.mask_column if family.uses_mask else None,
+        mask_column=dataset.mask_column if family.uses_mask or crops else None,
         ct_column=dataset.ct_column,
     )["evaluation"]
     collator = ChestBatchCollator(
         None, processor, input_names=family.input_names, label_key=family.target
     )
-    settings = {"image_size": image_size, "num_channels": collator.processor.num_channels}
+    settings = {
+        "image_size": image_size,
+        "num_channels": collator.processor.num_channels,
+        "masks": masks,
+    }
     return prepared, collator, settings

@@ -8,7 +8,7 @@ Steps: any input (PIL image of any mode, numpy array such as `hf_covid.data.load
 torch tensor) becomes one grayscale channel on a 0-255 scale (16-bit inputs rescaled by their bit
 depth, float inputs in [0, 1] multiplied by 255); optionally cropped to the lungs
 (``lung_crop_margin``: the bounding box of the lung mask given as ``masks``, widened by the
-margin, made square where the image allows; the checkpoint's lung U-Net makes that mask, named
+margin; the checkpoint's lung U-Net makes that mask, named
 by ``lung_crop_segmenter``); optionally standardised in intensity (``intensity_standardization``:
 ``"equalize"``, global histogram equalisation, or ``"clahe"``, contrast-limited adaptive
 equalisation); resized to ``size`` (224x224 by default); rescaled by ``rescale_factor`` (to
@@ -155,8 +155,9 @@ def lung_crop_box(mask: torch.Tensor, margin: float) -> tuple[tuple[int, int, in
     """The crop box of a binary (H, W) lung mask and its `LUNG_CROP_STATUSES` index.
 
     The box spans the mask's rows and columns (between `_BOX_QUANTILES`), widened by ``margin``
-    times its height and width on each side, then its shorter side widened to make it square
-    where the image allows, clipped to the image.
+    times its height and width on each side and clipped to the image. It is not made square:
+    widening it would bring back what lies beside the lungs (markers, text), so the resize that
+    follows stretches it a little instead, the same way in training and serving.
 
     Returns:
         ``((top, left, bottom, right), status)`` in pixels (bottom and right exclusive); the
@@ -170,23 +171,16 @@ def lung_crop_box(mask: torch.Tensor, margin: float) -> tuple[tuple[int, int, in
     if fraction > MAX_LUNG_FRACTION:
         return whole, 2
     quantiles = torch.tensor(_BOX_QUANTILES, dtype=torch.float64)
-    spans = []
+    box = []
     for axis, size in ((1, height), (0, width)):
-        counts = mask.any(dim=axis).double() * mask.sum(dim=axis).double()
-        cumulative = counts.cumsum(0) / counts.sum()
-        low, high = torch.searchsorted(cumulative, quantiles).tolist()
+        counts = mask.sum(dim=axis).double()
+        low, high = torch.searchsorted(counts.cumsum(0) / counts.sum(), quantiles).tolist()
         extent = high - low + 1
-        spans.append([low - margin * extent, high + 1 + margin * extent, size])
-    (top, bottom, _), (left, right, _) = spans
-    side = max(bottom - top, right - left)
-    for span in spans:
-        start, stop, size = span
-        grow = (min(side, size) - (stop - start)) / 2
-        start, stop = start - grow, stop + grow
-        shift = max(0.0, -start) - max(0.0, stop - size)
-        span[0], span[1] = max(0.0, start + shift), min(float(size), stop + shift)
-    (top, bottom, _), (left, right, _) = spans
-    return (round(top), round(left), round(bottom), round(right)), 0
+        box.append(
+            (max(0, round(low - margin * extent)), min(size, round(high + 1 + margin * extent)))
+        )
+    (top, bottom), (left, right) = box
+    return (top, left, bottom, right), 0
 
 
 def clahe(image: torch.Tensor, clip_limit: float = 2.0, tiles: int = 8) -> torch.Tensor:

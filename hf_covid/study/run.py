@@ -49,10 +49,15 @@ from hf_covid.data.public.collections import find_collections
 from hf_covid.data.public.compose import compose_radiography, compose_xray_ct
 from hf_covid.data.summary import read_build_summary
 from hf_covid.evaluation import evaluate_checkpoint
-from hf_covid.lung_masks import HUMAN_MASK_COLUMN, LungSegmenter, add_unet_masks, with_human_masks
+from hf_covid.lung_masks import (
+    HUMAN_MASK_COLUMN,
+    LungSegmenter,
+    add_unet_masks,
+    mask_presence,
+    with_human_masks,
+)
 from hf_covid.registry import ModelFamily, get_model_family, model_families
 from hf_covid.training.arguments import DataArguments, load_recipe, parse_arguments
-from hf_covid.training.data import mask_presence
 from hf_covid.training.run import train
 
 from .probe_data import COMPOSITIONS_DIR, MODELS_DIR

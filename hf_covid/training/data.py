@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from datasets import DatasetDict, Image, load_from_disk
+from datasets import DatasetDict, load_from_disk
 from transformers import PreTrainedModel
 
 from hf_covid.checkpoints import LUNG_SEGMENTER_FOLDER, DatasetRecord, portable
@@ -42,11 +42,18 @@ from hf_covid.data import (
 )
 from hf_covid.data.builders import is_saved_dataset
 from hf_covid.data.io import resolve_cache_dir
+from hf_covid.data.public.class_maps import DEFAULT_RADIOGRAPHY_COMPOSITION
 from hf_covid.data.public.collections import find_collections
 from hf_covid.data.public.compose import PUBLIC_COMPOSERS, PUBLIC_COMPOSITION_KINDS
 from hf_covid.data.summary import read_build_summary
 from hf_covid.data.synthetic import LESION_MASK_FOLDER
-from hf_covid.lung_masks import HUMAN_MASK_COLUMN, LungSegmenter, add_unet_masks
+from hf_covid.lung_masks import (
+    HUMAN_MASK_COLUMN,
+    UNET_MASK_CACHE,
+    LungSegmenter,
+    add_unet_masks,
+    mask_presence,
+)
 from hf_covid.models.image_processing_chest import LUNG_CROP_STATUSES, ChestImageProcessor
 from hf_covid.registry import DatasetKind, ModelFamily, get_model_family
 
@@ -60,15 +67,14 @@ __all__ = [
     "dataset_record",
     "expected_classes",
     "load_training_data",
-    "mask_presence",
     "lung_crop_record",
     "preprocessing_columns",
     "preprocessing_options",
     "reads_lung_masks",
 ]
 
-UNET_MASK_CACHE = "unet_masks"
-"""Below the datasets cache: the lung U-Net's masks of every image, by U-Net and image."""
+COMPOSITION_OPTIONS = ("composition", "class_map", "age_groups")
+"""Data options that only a collections root takes."""
 
 
 def build_model(model_args: ModelArguments, class_names: Sequence[str]) -> PreTrainedModel:
@@ -215,6 +221,12 @@ def expected_classes(family: ModelFamily, data_args: DataArguments) -> tuple[str
 def _public_options(family: ModelFamily, data_args: DataArguments, classes: Sequence[str]):
     """Composition options from the recipe; options the public collections cannot take raise."""
     if family.dataset_kind == "xray_ct":
+        chosen = [name for name in COMPOSITION_OPTIONS if getattr(data_args, name)]
+        if chosen:
+            raise ConfigurationError(
+                f"{', '.join(chosen)}: the X-ray + CT composition has no named compositions; "
+                "remove them"
+            )
         if data_args.pairing != "label" or data_args.metadata_file:
             raise ConfigurationError(
                 "pairing: the public collections have no X-ray and CT of one patient; use "
@@ -226,7 +238,23 @@ def _public_options(family: ModelFamily, data_args: DataArguments, classes: Sequ
             f"group_by: {data_args.group_by!r} does not apply to a collections root (its splits "
             "are grouped by patient within each collection); remove it"
         )
-    return {"classes": list(classes) if data_args.classes else None}
+    return {
+        "classes": list(classes) if data_args.classes else None,
+        "composition": data_args.composition or DEFAULT_RADIOGRAPHY_COMPOSITION,
+        "class_map": data_args.class_map or None,
+        "age_groups": data_args.age_groups,
+    }
+
+
+def _check_composition_options(data_args: DataArguments, root: Path) -> None:
+    """Composition options name a composition of the public collections: refuse them for a
+    folder in a layout of its own."""
+    chosen = [name for name in COMPOSITION_OPTIONS if getattr(data_args, name)]
+    if chosen:
+        raise ConfigurationError(
+            f"{', '.join(chosen)}: {root} is no collections root (the public collections side "
+            "by side); these options choose a composition of those collections"
+        )
 
 
 def _build_raw(family: ModelFamily, data_args: DataArguments, classes: Sequence[str]):
@@ -244,6 +272,7 @@ def _build_raw(family: ModelFamily, data_args: DataArguments, classes: Sequence[
         builder = PUBLIC_COMPOSERS[family.dataset_kind]
         options.update(_public_options(family, data_args, classes))
     elif family.dataset_kind == "xray_ct":
+        _check_composition_options(data_args, root)
         builder = DATASET_BUILDERS[family.dataset_kind]
         options.update(
             pairing=data_args.pairing,
@@ -251,6 +280,7 @@ def _build_raw(family: ModelFamily, data_args: DataArguments, classes: Sequence[
             metadata_file=data_args.metadata_file,
         )
     else:
+        _check_composition_options(data_args, root)
         builder = DATASET_BUILDERS[family.dataset_kind]
         options.update(
             classes=list(classes) if data_args.classes else None, group_by=data_args.group_by
@@ -259,14 +289,6 @@ def _build_raw(family: ModelFamily, data_args: DataArguments, classes: Sequence[
         return builder(root, **options)
     except (FileNotFoundError, ValueError) as error:  # missing folders, bad files, bad options
         raise ConfigurationError(f"data_dir {root}: {error}") from error
-
-
-def mask_presence(split: Any, column: str = "mask") -> np.ndarray:
-    """Whether each row of ``split`` has a mask (read without decoding the images)."""
-    if column not in split.column_names:
-        return np.zeros(len(split), dtype=bool)
-    masks = split.select_columns([column]).cast_column(column, Image(decode=False))[column]
-    return np.array([mask is not None for mask in masks], dtype=bool)
 
 
 def _keep_masked_rows(family: ModelFamily, raw: DatasetDict, root: Path) -> DatasetDict:

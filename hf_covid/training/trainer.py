@@ -6,6 +6,7 @@ import copy
 import json
 import logging
 import shutil
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,7 @@ __all__ = [
     "metric_names",
     "optimizer_class_and_kwargs",
     "resolve_resume",
+    "sampling_groups",
     "remove_stale_checkpoints",
 ]
 
@@ -137,16 +139,34 @@ def class_weights_from_labels(labels: np.ndarray, num_classes: int) -> torch.Ten
 
 
 class BalancedClassSampler(torch.utils.data.Sampler[int]):
-    """Draws training indices with replacement so that every class is equally likely.
+    """Draws training indices with replacement so that every class is equally likely, and within
+    a class every group (a source x view combination, say) equally likely.
 
-    Reseeded each epoch (``set_epoch``) from ``seed``, so every process of a data-parallel run
-    draws the same order (accelerate then shards it) and a resumed run repeats it.
+    With ``groups``, the sampled data no longer tells a class by its groups: a class whose
+    images come 90% from one collection and 10% from another is drawn half from each (the small
+    group's images repeat more often). Reseeded each epoch (``set_epoch``) from ``seed``, so
+    every process of a data-parallel run draws the same order (accelerate then shards it) and a
+    resumed run repeats it.
+
+    Args:
+        labels: Class of every training example.
+        seed: Seed of the draws.
+        groups: A hashable group key per example (e.g. ``(source, view)``), or None.
     """
 
-    def __init__(self, labels: np.ndarray, seed: int = 0):
+    def __init__(self, labels: np.ndarray, seed: int = 0, groups: Sequence | None = None):
         labels = np.asarray(labels, dtype=np.int64)
-        counts = np.bincount(labels)
-        self.weights = torch.as_tensor(1.0 / counts[labels], dtype=torch.double)
+        keys = list(zip(labels.tolist(), groups, strict=True)) if groups is not None else None
+        class_counts = np.bincount(labels)
+        if keys is None:
+            weights = 1.0 / class_counts[labels]
+        else:
+            group_counts = Counter(keys)
+            groups_per_class = Counter(label for label, _ in group_counts)
+            weights = np.array(
+                [1.0 / (groups_per_class[key[0]] * group_counts[key]) for key in keys]
+            )
+        self.weights = torch.as_tensor(weights, dtype=torch.double)
         self.seed = seed
         self.epoch = 0
 
@@ -168,6 +188,7 @@ class ChestTrainer(Trainer):
     Args:
         class_weights: (K,) cross-entropy weights; None uses the model's own loss.
         balanced_sampling_labels: training labels; when given, the balanced sampler is used.
+        balanced_sampling_groups: a group key per training example (``balance_by``), or None.
         eval_data_collator: collator of the evaluation and test loaders (no augmentation).
     """
 
@@ -178,12 +199,14 @@ class ChestTrainer(Trainer):
         *args,
         class_weights: torch.Tensor | None = None,
         balanced_sampling_labels: np.ndarray | None = None,
+        balanced_sampling_groups: Sequence | None = None,
         eval_data_collator: Callable | None = None,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
         self.class_weights = class_weights
         self.balanced_sampling_labels = balanced_sampling_labels
+        self.balanced_sampling_groups = balanced_sampling_groups
         self.eval_data_collator = eval_data_collator
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -206,7 +229,9 @@ class ChestTrainer(Trainer):
         if self.balanced_sampling_labels is None:
             return super()._get_train_sampler(train_dataset)
         seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-        return BalancedClassSampler(self.balanced_sampling_labels, seed=seed)
+        return BalancedClassSampler(
+            self.balanced_sampling_labels, seed=seed, groups=self.balanced_sampling_groups
+        )
 
     def _get_dataloader(self, dataset, description, batch_size, sampler_fn=None, **kwargs):
         if kwargs.get("is_training") or self.eval_data_collator is None:
@@ -217,6 +242,24 @@ class ChestTrainer(Trainer):
             return super()._get_dataloader(dataset, description, batch_size, sampler_fn, **kwargs)
         finally:
             self.data_collator = training_collator
+
+
+def sampling_groups(train_split: Any, columns: Sequence[str] | None) -> list[tuple] | None:
+    """The ``balance_by`` group key of every training example, or None without ``balance_by``.
+
+    Raises:
+        ConfigurationError: a column the training data does not have.
+    """
+    if not columns:
+        return None
+    available = train_split.column_names
+    missing = [column for column in columns if column not in available]
+    if missing:
+        raise ConfigurationError(
+            f"balance_by: the training data has no column(s) {missing}; it has {available}"
+        )
+    table = train_split.with_format(None).select_columns(list(columns)).to_dict()
+    return list(zip(*(table[column] for column in columns), strict=True))
 
 
 def optimizer_class_and_kwargs(
@@ -405,5 +448,6 @@ def build_trainer(
         balanced_sampling_labels=train_labels
         if training_args.imbalance == "balanced_sampler"
         else None,
+        balanced_sampling_groups=sampling_groups(data.splits["train"], training_args.balance_by),
     )
     return trainer, data, processor
