@@ -255,10 +255,15 @@ class EvaluationResults(_JsonRecord):
         confidence_intervals: Metric name -> ``[low, high]`` (bootstrap) or None.
         confidence: Coverage of the intervals.
         n_resamples: Bootstrap resamples behind the intervals.
+        interval_unit: What the bootstrap resampled: ``"patient"`` (every image of a drawn
+            patient with it) where the data names patients, else ``"image"``.
         dataset: The evaluated data.
         checkpoint: What was evaluated (folder name or Hub id); None when training wrote it.
         training: The run summary (best epoch, steps, optimizer...), when training wrote it.
         per_source: Source -> short metric set, where the data names sources.
+        per_age_group: Age group -> short metric set, where the data names age groups.
+        masks: Where the lung masks a mask-reading or lung-cropping model got came from, or
+            None when it needed none.
         modalities: Dual-input model: input combination -> metrics, intervals, inputs used.
         figures: Figure name -> path relative to the results file.
         hub_commit_url: Where the checkpoint was pushed, if it was.
@@ -272,10 +277,13 @@ class EvaluationResults(_JsonRecord):
     confidence_intervals: dict[str, list[float] | None] = field(default_factory=dict)
     confidence: float = 0.95
     n_resamples: int = 1000
+    interval_unit: str = "image"
     dataset: DatasetRecord | None = None
     checkpoint: str | None = None
     training: dict[str, Any] | None = None
     per_source: dict[str, dict[str, Any]] | None = None
+    per_age_group: dict[str, dict[str, Any]] | None = None
+    masks: str | None = None
     modalities: dict[str, dict[str, Any]] | None = None
     figures: dict[str, str] = field(default_factory=dict)
     hub_commit_url: str | None = None

@@ -34,6 +34,7 @@ __all__ = [
     "LungSegmenter",
     "add_unet_masks",
     "checkpoint_segmenter",
+    "mask_paths",
     "mask_presence",
     "with_human_masks",
 ]
@@ -115,7 +116,7 @@ HUMAN_MASK_COLUMN = "human_mask"
 """Column that keeps the collection's own (human) lung mask, None where there is none."""
 
 
-def _mask_values(split, column: str) -> list[str | None]:
+def mask_paths(split, column: str) -> list[str | None]:
     """The file path of each row's image in ``column`` (None where empty), without decoding."""
     return [value["path"] if value is not None else None for value in _raw_values(split, column)]
 
@@ -178,7 +179,7 @@ def add_unet_masks(
                 partial.replace(target)  # never a half-written mask under the final name
             paths.append(str(target))
         made[name] = paths
-        human_count += sum(path is not None for path in _mask_values(split, "mask"))
+        human_count += sum(path is not None for path in mask_paths(split, "mask"))
     renamed = DatasetDict(
         {name: split.rename_column("mask", HUMAN_MASK_COLUMN) for name, split in dataset.items()}
     )
@@ -203,5 +204,5 @@ def add_unet_masks(
 
 def with_human_masks(split):
     """The rows of a `add_unet_masks` split that have a human mask, with it as ``mask``."""
-    keep = [index for index, path in enumerate(_mask_values(split, HUMAN_MASK_COLUMN)) if path]
+    keep = [index for index, path in enumerate(mask_paths(split, HUMAN_MASK_COLUMN)) if path]
     return split.select(keep).remove_columns("mask").rename_column(HUMAN_MASK_COLUMN, "mask")

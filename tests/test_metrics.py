@@ -17,6 +17,7 @@ from hf_covid.evaluation import (
     segmentation_metrics,
     undefined_metrics,
 )
+from hf_covid.evaluation.metrics import bootstrap_units
 from hf_covid.evaluation.predict import group_metrics
 
 BINARY = ("Non-COVID", "COVID")
@@ -206,3 +207,23 @@ def test_no_metric_is_undefined_when_every_class_is_present_and_predicted(binary
     assert undefined_metrics(labels, probabilities, BINARY) == set()
     group = group_metrics({"labels": labels, "probabilities": probabilities}, BINARY)
     assert group["covid_sensitivity"] == 0.5 and group["f1_macro"] is not None
+
+
+def test_patient_bootstrap_draws_whole_patients_and_widens_the_interval():
+    # 20 patients with 5 identical images each: 100 images but 20 independent observations.
+    rng = np.random.default_rng(0)
+    correct_patient = rng.random(20) < 0.7
+    labels = np.repeat(rng.integers(0, 2, 20), 5)
+    right = np.repeat(correct_patient, 5)
+    probabilities = np.where(right[:, None], np.eye(2)[labels], np.eye(2)[1 - labels]) * 0.8 + 0.1
+    groups = [f"p{index // 5}" for index in range(100)]
+    units = bootstrap_units(groups, 100)
+    assert units.max() == 19 and len(set(units[:5])) == 1
+    by_image = bootstrap_confidence_intervals(labels, probabilities, ["A", "B"], ["accuracy"])
+    by_patient = bootstrap_confidence_intervals(
+        labels, probabilities, ["A", "B"], ["accuracy"], groups=groups
+    )
+    widths = [bounds["accuracy"][1] - bounds["accuracy"][0] for bounds in (by_image, by_patient)]
+    assert widths[1] > 1.7 * widths[0]
+    # A row without a patient is a unit of its own.
+    assert bootstrap_units([None, None, "x", "x"], 4).tolist() == [0, 1, 2, 2]

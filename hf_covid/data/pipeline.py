@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 from datasets import DatasetDict, Features, Image, Value
+from datasets import Sequence as DatasetsSequence
 
 from hf_covid.models.image_processing_chest import ChestImageProcessor
 
@@ -98,16 +99,21 @@ class _DecodeAndResize:
 
     def _encode(
         self, image: np.ndarray | None, mask: np.ndarray | None = None
-    ) -> tuple[bytes, bytes | None, int | None]:
-        """(pixels, mask pixels or None, lung crop status or None) of one image."""
+    ) -> tuple[bytes, bytes | None, tuple[int, list[float]] | None]:
+        """(pixels, mask pixels or None, the lung crop's (status, box) or None) of one image."""
         if image is None:
             return self.empty, None, None
         output = self.processor(images=[image], masks=None if mask is None else [mask])
         pixels = output["pixel_values"][0].round().to(torch.uint8).numpy().tobytes()
-        status = int(output["lung_crop_status"][0]) if "lung_crop_status" in output else None
+        crop = None
+        if "lung_crop_status" in output:
+            crop = (
+                int(output["lung_crop_status"][0]),
+                [float(v) for v in output["lung_crop_box"][0]],
+            )
         if mask is None:
-            return pixels, None, status
-        return pixels, output["lung_mask"][0].to(torch.uint8).numpy().tobytes(), status
+            return pixels, None, crop
+        return pixels, output["lung_mask"][0].to(torch.uint8).numpy().tobytes(), crop
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         # One image is too small for intra-op threads to help, and on a busy machine their
@@ -122,7 +128,7 @@ class _DecodeAndResize:
     def _process(self, batch: dict[str, list]) -> dict[str, list]:
         output: dict[str, list] = {"pixel_values": [], "labels": list(batch[self.label_column])}
         if self.processor.crops_lungs:
-            output["lung_crop_status"] = []
+            output["lung_crop_status"], output["lung_crop_box"] = [], []
         if self.mask_column:
             output["lung_mask"], output["mask_available"] = [], []
         if self.ct_column:
@@ -130,10 +136,11 @@ class _DecodeAndResize:
         for row in range(len(output["labels"])):
             image = self._read(batch[self.image_column][row])
             mask = self._read(batch[self.mask_column][row]) if self.mask_column else None
-            pixels, mask_pixels, crop_status = self._encode(image, mask)
+            pixels, mask_pixels, crop = self._encode(image, mask)
             output["pixel_values"].append(pixels)
             if self.processor.crops_lungs:
-                output["lung_crop_status"].append(crop_status)
+                output["lung_crop_status"].append(crop[0])
+                output["lung_crop_box"].append(crop[1])
             if self.mask_column:
                 output["lung_mask"].append(mask_pixels if mask_pixels is not None else self.empty)
                 output["mask_available"].append(mask_pixels is not None)
@@ -191,9 +198,10 @@ def preprocess_for_training(
         A `DatasetDict` whose examples hold uint8 tensors ``pixel_values`` (1, H, W), with
         ``lung_mask`` (0/1) and bool ``mask_available`` when ``mask_column``, with
         ``ct_pixel_values`` and bool ``xray_available`` / ``ct_available`` when ``ct_column``
-        (a missing image is zeros with ``*_available`` False), int64 ``labels``, int64
-        ``lung_crop_status`` with the lung crop (an index into `LUNG_CROP_STATUSES`), and the
-        other non-image columns (ids) unchanged.
+        (a missing image is zeros with ``*_available`` False), int64 ``labels``, with the lung
+        crop int64 ``lung_crop_status`` (an index into `LUNG_CROP_STATUSES`) and
+        ``lung_crop_box`` (top, left, bottom, right as fractions of the image), and the other
+        non-image columns (ids) unchanged.
 
     Raises:
         ValueError: a bad size, a missing column, or a lung-cropping processor for data with a
@@ -229,7 +237,14 @@ def preprocess_for_training(
         features = {
             "pixel_values": Value("binary"),
             "labels": Value("int64"),
-            **({"lung_crop_status": Value("int64")} if steps.crops_lungs else {}),
+            **(
+                {
+                    "lung_crop_status": Value("int64"),
+                    "lung_crop_box": DatasetsSequence(Value("float32"), length=4),
+                }
+                if steps.crops_lungs
+                else {}
+            ),
             **(
                 {"lung_mask": Value("binary"), "mask_available": Value("bool")}
                 if mask_column

@@ -32,6 +32,7 @@ from .predict import (
     MODALITY_VARIANTS,
     class_names_of,
     group_metrics,
+    patient_groups,
     predict,
     summarize_predictions,
 )
@@ -80,6 +81,8 @@ def evaluate_checkpoint(
     build_options: Mapping | None = None,
     figures: bool = True,
     progress: bool = True,
+    mask_source: str = "auto",
+    mask_model: str | None = None,
 ) -> dict:
     """Evaluate a checkpoint folder (or Hub id) on a data split and write a report.
 
@@ -93,7 +96,9 @@ def evaluate_checkpoint(
     :func:`hf_covid.checkpoints.default_output_dir`): ``eval_results.json``
     (:class:`hf_covid.checkpoints.EvaluationResults`), ``report.md`` and ``figures/*.png``
     (confusion matrix in counts and row-normalised, ROC and precision-recall curves, reliability
-    diagram, training curves when the checkpoint has ``trainer_state.json``).
+    diagram, training curves when the checkpoint has ``trainer_state.json``). Where the data
+    names each image's patient, the intervals resample patients, not images
+    (``interval_unit``).
 
     Args:
         checkpoint: checkpoint folder or Hub repository id.
@@ -109,6 +114,10 @@ def evaluate_checkpoint(
         build_options: keyword arguments of the dataset builder.
         figures: draw the figures.
         progress: show progress bars.
+        mask_source: where the lung masks of a mask-reading or lung-cropping model come from
+            (:func:`hf_covid.evaluation.inputs.prepare_inputs`: ``"auto"``, ``"unet"``,
+            ``"dataset"``); the results' ``masks`` says which were used.
+        mask_model: a lung U-Net checkpoint for those masks instead of the checkpoint's own.
 
     Returns:
         The contents of ``eval_results.json``: ``metrics``, ``confidence_intervals``,
@@ -140,8 +149,11 @@ def evaluate_checkpoint(
         dataset=dataset,
         build_options=run_build_options(path, family.dataset_kind) | dict(build_options or {}),
     )
-    prepared, collator, settings = prepare_inputs(model, processor, raw)
+    prepared, collator, settings = prepare_inputs(
+        model, processor, raw, mask_source=mask_source, mask_model=mask_model
+    )
     predictions = predict(model, prepared, collator, **run)
+    groups = patient_groups(raw)
 
     output_dir = default_output_dir(checkpoint, f"evaluation_{split}", output_dir)
     results = EvaluationResults(
@@ -151,12 +163,15 @@ def evaluate_checkpoint(
         class_names=class_names,
         confidence=confidence,
         n_resamples=n_resamples,
+        interval_unit="image" if groups is None else "patient",
         dataset=_evaluated_dataset(family, raw, data_dir, settings["image_size"]),
         checkpoint=str(checkpoint),
-        **summarize_predictions(predictions, class_names, **summary),
+        masks=settings["masks"],
+        **summarize_predictions(predictions, class_names, groups=groups, **summary),
     )
 
-    results.per_source = _per_source(raw, predictions, class_names)
+    results.per_source = _per_column(raw, "source", predictions, class_names)
+    results.per_age_group = _per_column(raw, "age_group", predictions, class_names)
 
     if "ct_available" in family.input_names:
         results.modalities = _modality_results(
@@ -171,16 +186,19 @@ def evaluate_checkpoint(
     return written
 
 
-def _per_source(raw, predictions: Mapping[str, np.ndarray], class_names) -> dict | None:
-    """Short metric set per ``source`` value, or None when the data names no sources."""
-    if "source" not in raw.column_names or len(raw) != len(next(iter(predictions.values()))):
+def _per_column(
+    raw, column: str, predictions: Mapping[str, np.ndarray], class_names
+) -> dict | None:
+    """Short metric set per value of ``column`` (``source``, ``age_group``), or None when the
+    data has no such column or no value in it."""
+    if column not in raw.column_names or len(raw) != len(next(iter(predictions.values()))):
         return None
-    sources = np.array([str(source or "(unknown)") for source in raw["source"]])
-    if set(sources) == {"(unknown)"}:
+    values = np.array([str(value or "(unknown)") for value in raw[column]])
+    if set(values) == {"(unknown)"}:
         return None
     return {
-        source: group_metrics(_subset(predictions, sources == source), class_names)
-        for source in sorted(set(sources))
+        value: group_metrics(_subset(predictions, values == value), class_names)
+        for value in sorted(set(values))
     }
 
 

@@ -83,6 +83,7 @@ def external_metrics(
     n_resamples: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    groups: Sequence | None = None,
 ) -> dict:
     """The metrics that stay meaningful on data holding only some of the model's classes.
 
@@ -97,6 +98,7 @@ def external_metrics(
         class_names: the model's classes, in id order.
         positive_class: the class whose sensitivity, specificity and ROC-AUC are reported.
         n_resamples, confidence, seed: of the stratified bootstrap intervals.
+        groups: each image's patient (None where unknown): the bootstrap resamples patients.
 
     Returns:
         ``{"metrics": {...}, "confidence_intervals": {metric: [low, high] or None}}`` with
@@ -109,7 +111,15 @@ def external_metrics(
     names = [name.replace("COVID", positive_class) for name in EXTERNAL_METRICS]
     names = [name for name in names if name not in undefined and full.get(name) is not None]
     intervals = bootstrap_confidence_intervals(
-        labels, probabilities, class_names, names, n_resamples, confidence, seed, positive_class
+        labels,
+        probabilities,
+        class_names,
+        names,
+        n_resamples,
+        confidence,
+        seed,
+        positive_class,
+        groups=groups,
     )
     matrix = np.asarray(full["confusion_matrix"])
     missing = [index for index, name in enumerate(class_names) if name not in present]

@@ -29,6 +29,7 @@ __all__ = [
     "HEADLINE_METRICS",
     "bootstrap_confidence_intervals",
     "bootstrap_mean_interval",
+    "bootstrap_units",
     "calibration_bins",
     "classification_metrics",
     "load_classification_metric",
@@ -436,21 +437,53 @@ def _import_evaluate() -> ModuleType:
     return module
 
 
+def bootstrap_units(groups: Sequence | None, n: int) -> np.ndarray:
+    """The resampling unit of each of ``n`` samples: its group (a patient), or itself.
+
+    A sample whose group is None or "" is a unit of its own.
+    """
+    if groups is None:
+        return np.arange(n)
+    if len(groups) != n:
+        raise ValueError(f"got {len(groups)} groups for {n} samples")
+    keys = [
+        group if group not in (None, "") else ("sample", index)
+        for index, group in enumerate(groups)
+    ]
+    index_of: dict = {}
+    return np.array([index_of.setdefault(key, len(index_of)) for key in keys])
+
+
 def _bootstrap_weights(
-    labels: np.ndarray, n_resamples: int, stratified: bool, rng: np.random.Generator
+    labels: np.ndarray,
+    n_resamples: int,
+    stratified: bool,
+    rng: np.random.Generator,
+    units: np.ndarray | None = None,
 ) -> np.ndarray:
-    """(n_resamples, n) how many times each sample is drawn into each resample."""
+    """(n_resamples, n) how many times each sample is drawn into each resample.
+
+    With ``units`` (`bootstrap_units`), whole units (patients) are drawn, every sample of a drawn
+    unit with it; stratified by each unit's most frequent label.
+    """
     n = labels.size
-    groups = [np.flatnonzero(labels == c) for c in np.unique(labels)] if stratified else [None]
-    counts = np.zeros((n_resamples, n))
+    units = np.arange(n) if units is None else units
+    n_units = int(units.max()) + 1 if n else 0
+    unit_labels = np.zeros(n_units, dtype=np.int64)
+    for unit in range(n_units):
+        values, counts = np.unique(labels[units == unit], return_counts=True)
+        unit_labels[unit] = values[counts.argmax()]
+    strata = (
+        [np.flatnonzero(unit_labels == c) for c in np.unique(unit_labels)]
+        if stratified
+        else [np.arange(n_units)]
+    )
+    unit_counts = np.zeros((n_resamples, n_units))
     rows = np.arange(n_resamples)[:, None]
-    for members in groups:
-        size = n if members is None else members.size
-        drawn = rng.integers(0, size, size=(n_resamples, size))
-        if members is not None:
-            drawn = members[drawn]
-        np.add.at(counts, (np.broadcast_to(rows, drawn.shape), drawn), 1.0)
-    return counts
+    for members in strata:
+        drawn = members[rng.integers(0, members.size, size=(n_resamples, members.size))]
+        np.add.at(unit_counts, (np.broadcast_to(rows, drawn.shape), drawn), 1.0)
+    return unit_counts[:, units]
 
 
 def bootstrap_confidence_intervals(
@@ -463,11 +496,13 @@ def bootstrap_confidence_intervals(
     seed: int = 0,
     positive_class: str = "COVID",
     stratified: bool = True,
+    groups: Sequence | None = None,
 ) -> dict[str, tuple[float, float] | None]:
     """Percentile bootstrap confidence intervals for metrics of :func:`classification_metrics`.
 
     Resamples the test set with replacement (within each true class when ``stratified``, so
-    every class keeps its count and ROC-AUC stays defined) and takes the
+    every class keeps its count and ROC-AUC stays defined; whole patients when ``groups`` names
+    each sample's patient, since images of one patient are not independent) and takes the
     ``(1 - confidence) / 2`` and ``(1 + confidence) / 2`` percentiles of each metric. Resamples
     where a metric is undefined are left out; a metric that is never defined (or unknown, e.g.
     ``covid_sensitivity`` without a COVID class) maps to None.
@@ -482,6 +517,8 @@ def bootstrap_confidence_intervals(
         seed: seed of the resampling.
         positive_class: as in :func:`classification_metrics`.
         stratified: resample within each true class.
+        groups: the patient (or other cluster) of each sample, None or "" where unknown; then
+            patients are resampled, not images.
 
     Returns:
         ``{metric: (low, high)}``.
@@ -492,7 +529,8 @@ def bootstrap_confidence_intervals(
         raise ValueError(f"n_resamples must be positive, got {n_resamples}")
     labels, probabilities = _check_inputs(labels, probabilities, class_names)
     rng = np.random.default_rng(seed)
-    weights = _bootstrap_weights(labels, n_resamples, stratified, rng)
+    units = bootstrap_units(groups, labels.size) if groups is not None else None
+    weights = _bootstrap_weights(labels, n_resamples, stratified, rng, units)
     # Chunks keep the (resamples, samples) matrices to a few tens of MB on large test sets.
     chunk = max(1, 2_000_000 // labels.size)
     values: dict[str, list[np.ndarray]] = {}
@@ -516,14 +554,29 @@ def bootstrap_confidence_intervals(
 
 
 def bootstrap_mean_interval(
-    values: np.ndarray, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0
+    values: np.ndarray,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    groups: Sequence | None = None,
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of per-image values (e.g. Dice)."""
+    """Percentile bootstrap interval of the mean of per-image values (e.g. Dice), resampling
+    whole patients when ``groups`` names each image's patient."""
     values = np.asarray(values, dtype=np.float64)
     if values.size == 0:
         raise ValueError("no values to bootstrap")
     rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, values.size, (n_resamples, values.size))].mean(axis=1)
+    if groups is None:
+        means = values[rng.integers(0, values.size, (n_resamples, values.size))].mean(axis=1)
+    else:
+        weights = _bootstrap_weights(
+            np.zeros(values.size, np.int64),
+            n_resamples,
+            False,
+            rng,
+            bootstrap_units(groups, values.size),
+        )
+        means = (weights @ values) / weights.sum(axis=1)
     tail = 100.0 * (1.0 - confidence) / 2.0
     low, high = np.percentile(means, [tail, 100.0 - tail])
     return float(low), float(high)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,6 +27,7 @@ __all__ = [
     "class_names_of",
     "evaluate_model",
     "group_metrics",
+    "patient_groups",
     "predict",
     "summarize_predictions",
 ]
@@ -122,8 +124,12 @@ def summarize_predictions(
     n_resamples: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    groups: Sequence | None = None,
 ) -> dict:
     """Metrics and bootstrap intervals of :func:`predict`'s output, JSON-friendly.
+
+    ``groups`` (each sample's patient, None where unknown) makes the bootstrap resample
+    patients instead of images.
 
     Returns:
         ``{"metrics": {...}, "confidence_intervals": {metric: [low, high] or None}}``:
@@ -135,7 +141,14 @@ def summarize_predictions(
             raise ValueError("class_names are needed to summarise classification predictions")
         labels, probabilities = predictions["labels"], predictions["probabilities"]
         intervals = bootstrap_confidence_intervals(
-            labels, probabilities, class_names, HEADLINE_METRICS, n_resamples, confidence, seed
+            labels,
+            probabilities,
+            class_names,
+            HEADLINE_METRICS,
+            n_resamples,
+            confidence,
+            seed,
+            groups=groups,
         )
         return {
             "metrics": classification_metrics(labels, probabilities, class_names),
@@ -147,7 +160,9 @@ def summarize_predictions(
         values = predictions[name]
         metrics[name] = float(values.mean())
         metrics[f"{name}_std"] = float(values.std())
-        intervals[name] = list(bootstrap_mean_interval(values, n_resamples, confidence, seed))
+        intervals[name] = list(
+            bootstrap_mean_interval(values, n_resamples, confidence, seed, groups)
+        )
     return {"metrics": metrics, "confidence_intervals": intervals}
 
 
@@ -181,6 +196,22 @@ def evaluate_model(
 def class_names_of(config) -> list[str]:
     """The class names of a classifier's config, in id order."""
     return [config.id2label[index] for index in sorted(config.id2label)]
+
+
+def patient_groups(split: Any) -> list[tuple[str, str] | None] | None:
+    """Each row's patient, ``(source, patient_id)`` (ids repeat across collections), None
+    where a row has none; None when the split has no ``patient_id`` column or no id at all."""
+    if "patient_id" not in split.column_names:
+        return None
+    table = split.select_columns(
+        [name for name in ("patient_id", "source") if name in split.column_names]
+    ).to_dict()
+    sources = table.get("source") or [""] * len(table["patient_id"])
+    groups = [
+        (source or "", patient) if patient else None
+        for source, patient in zip(sources, table["patient_id"], strict=True)
+    ]
+    return groups if any(groups) else None
 
 
 def group_metrics(predictions: Mapping[str, np.ndarray], class_names: Sequence[str] | None) -> dict:

@@ -1,10 +1,11 @@
-"""The real-data study: every model trained and evaluated on the public collections, confounds measured.
+"""The real-data study: an ablation from the first study's data to every shortcut mitigation.
 
-Modules: :mod:`.run` (the command line and :func:`~.run.run_study`), :mod:`.masks` (U-Net masks
-for every image), :mod:`.probe_data` (what the probes share), :mod:`.confounds` and
-:mod:`.confounds_report` (the confound probes and their section), :mod:`.explanations` (CAM
-scores on real X-rays), :mod:`.report` (``public_study.md``). Research software, not a
-diagnostic device.
+Modules: :mod:`.run` (the command line and :func:`~.run.run_study`), :mod:`.configurations`
+(the ablation's steps), :mod:`.probe_data` (what the probes share: folders, the images as a
+configuration shows them, predictions), :mod:`.confounds` (collection probe, lungs-only drop,
+leave one source out), :mod:`.explanations` (CAM scores on real X-rays), :mod:`.confounds_report`
+and :mod:`.report` (``public_study.md`` and its charts). Research software, not a diagnostic
+device.
 """
 
 # The package re-exports nothing: its modules are imported by name (``hf_covid.study.run``), so

@@ -1,5 +1,5 @@
-"""The confound section of the study document and its figures, from :func:`run_confounds`'s
-result (:mod:`hf_covid.study.confounds`). Research software, not a diagnostic device."""
+"""The probe and explanation sections of the study document, and its charts, rendered from
+``results.json`` (:mod:`hf_covid.study.run`). Research software, not a diagnostic device."""
 
 from __future__ import annotations
 
@@ -11,212 +11,176 @@ from matplotlib.figure import Figure
 
 from hf_covid.evaluation.report import markdown_table
 
-__all__ = ["confounds_markdown", "draw_confound_figures"]
+__all__ = [
+    "draw_study_figures",
+    "explanations_section",
+    "interval_text",
+    "loso_section",
+    "lungs_only_section",
+    "probe_section",
+    "reads_the_collection",
+]
 
 
-def _plot_intervals(
-    rows: Sequence[tuple[str, float, Sequence[float] | None]],
-    path: Path,
-    title: str,
-    label: str,
-    chance: float | None = None,
-) -> Path:
-    """Points with 95% intervals, one row each (what the probes measured)."""
-    figure = Figure(figsize=(7, 0.5 * len(rows) + 1.4))
-    axis = figure.subplots()
-    positions = np.arange(len(rows))[::-1]
-    for position, (_, value, interval) in zip(positions, rows, strict=True):
-        low, high = interval if interval else (value, value)
-        axis.errorbar(value, position, xerr=[[value - low], [high - value]], fmt="o", capsize=4)
-    if chance is not None:
-        axis.axvline(chance, color="grey", linestyle="--", label="chance")
-        axis.legend(loc="lower right")
-    axis.set_yticks(positions, [name for name, _, _ in rows])
-    axis.set_xlim(0, 1.02)
-    axis.set_xlabel(label)
-    axis.set_title(title)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110, bbox_inches="tight")
-    return path
-
-
-def _condition_name(condition: Mapping) -> str:
-    """``"outside lungs (unet masks)"``; the whole image names no mask."""
-    source = condition.get("mask_source")
-    shown = condition["region"] != "whole" and source
-    return condition["region"].replace("_", " ") + (f" ({source} masks)" if shown else "")
-
-
-def draw_confound_figures(result: Mapping, folder: Path) -> dict[str, str]:
-    """Draw the collection-probe and lungs-only charts of ``result`` into ``folder``.
-
-    Returns:
-        Figure role (``collection_probe``, ``lungs_only``) -> file name, for those drawn.
-    """
-    drawn = {}
-    probe = result.get("collection_probe")
-    if probe and probe.get("conditions"):
-        rows = [
-            (
-                _condition_name(c),
-                c["metrics"]["balanced_accuracy"],
-                c["confidence_intervals"]["balanced_accuracy"],
-            )
-            for c in probe["conditions"]
-        ]
-        path = _plot_intervals(
-            rows,
-            folder / "confounds_collection_probe.png",
-            "Telling ieee8023 (adult) from Kermany (pediatric) images",
-            "balanced accuracy of a small CNN (95% CI)",
-            chance=0.5,
-        )
-        drawn["collection_probe"] = path.name
-    models = result.get("lungs_only") or []
-    if models:
-        rows = [
-            (
-                f"{m['model']}: {_condition_name(c)}",
-                c["metrics"]["accuracy"],
-                c["confidence_intervals"]["accuracy"],
-            )
-            for m in models
-            for c in m["conditions"]
-        ]
-        path = _plot_intervals(
-            rows,
-            folder / "confounds_lungs_only.png",
-            "Trained classifiers, whole image vs lungs only",
-            "test accuracy (95% CI)",
-        )
-        drawn["lungs_only"] = path.name
-    return drawn
-
-
-def _value(scores: Mapping, name: str) -> str:
-    value = scores["metrics"].get(name)
-    interval = scores["confidence_intervals"].get(name)
+def interval_text(
+    metrics: Mapping, intervals: Mapping | None, name: str, signed: bool = False
+) -> str:
+    """``0.812 [0.750, 0.861]``, or ``-`` for an undefined metric."""
+    value = metrics.get(name)
     if value is None:
-        return "n/a"
-    return f"{value:.3f}" + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "")
+        return "-"
+    number = "{:+.3f}" if signed else "{:.3f}"
+    interval = (intervals or {}).get(name)
+    if not interval:
+        return number.format(value)
+    return f"{number.format(value)} [{number.format(interval[0])}, {number.format(interval[1])}]"
 
 
-def _above_chance(scores: Mapping, name: str, chance: float) -> bool:
-    interval = scores["confidence_intervals"].get(name)
-    return bool(interval) and interval[0] > chance
+def _scores_text(scores: Mapping, name: str) -> str:
+    return interval_text(scores.get("metrics", {}), scores.get("confidence_intervals"), name)
 
 
-def _probe_section(probe: Mapping) -> list[str]:
-    if probe.get("skipped"):
-        return ["### (a) Can the collection be read off the image?", "", probe["skipped"]]
-    counts = ", ".join(f"{name} {count}" for name, count in probe["test_counts"].items())
+def reads_the_collection(
+    probe: Mapping, region: str = "lungs_only", margin: float = 0.1
+) -> bool | None:
+    """Whether the probe's balanced accuracy on ``region`` lies above chance by more than
+    ``margin`` (its interval's lower end); None when the probe did not run."""
+    for condition in probe.get("conditions", []):
+        if condition["region"] == region:
+            low = condition["confidence_intervals"].get("balanced_accuracy")
+            if not low:
+                return None
+            return low[0] > probe["chance"]["balanced_accuracy"] + margin
+    return None
+
+
+def _shared_views(configurations: Sequence[Mapping]) -> list[Mapping]:
+    """One configuration per view (the first to show those images)."""
+    return [c for c in configurations if c.get("view_of") == c["key"]]
+
+
+def probe_section(configurations: Sequence[Mapping]) -> list[str]:
+    """(a) The collection probe of every view."""
     lines = [
         "### (a) Can the collection be read off the image?",
         "",
-        f"A small CNN (three convolution blocks) learns to tell ieee8023 (adult COVID-19 "
-        f"cases) from Kermany (children aged 1-5) on {probe['n_train']} training images and is "
-        f"tested on {probe['n_test']} held-out patients' images ({counts}; majority-class "
-        f"accuracy {probe['chance']['accuracy']:.3f}, chance balanced accuracy and AUC 0.5).",
-        "",
-    ]
-    rows = [
-        [_condition_name(c), *(_value(c, n) for n in ("accuracy", "balanced_accuracy", "roc_auc"))]
-        for c in probe["conditions"]
-    ]
-    lines += markdown_table(["Image shown", "Accuracy", "Balanced accuracy", "ROC-AUC"], rows)
-    outside = [
-        c
-        for c in probe["conditions"]
-        if c["region"] == "outside_lungs" and c["mask_source"] == "unet"
-    ]
-    if any(c["mask_source"] == "human" for c in probe["conditions"]):
-        lines += [
-            "",
-            "The *human masks* rows mix two mask sources along the collection line (human masks "
-            "exist for ieee8023 images only, the U-Net draws the rest), so the outline of the "
-            "blanked region alone can give the collection away there; the *unet masks* rows, one "
-            "mask source for every image, are the fair comparison.",
-        ]
-    if outside:
-        readable = _above_chance(outside[0], "balanced_accuracy", 0.6)
-        lines += [
-            "",
-            "With the lungs blanked (U-Net masks) the collection is "
-            + (
-                "still predicted far above chance: the images carry their source (age, hospital, "
-                "device, processing) outside the lungs, where no disease is, so any "
-                "COVID-vs-control number on this mix can be earned by that alone."
-                if readable
-                else "not clearly predicted above chance from outside the lungs here."
-            ),
-            "The shape and size of the blanked region also differ between adults and children, "
-            "so part of this signal is anatomy, not hospital; either way it is not COVID-19.",
-        ]
-    return lines
-
-
-def _lungs_only_section(models: Sequence[Mapping]) -> list[str]:
-    lines = [
-        "",
-        "### (b) Trained classifiers with everything outside the lungs blanked",
-        "",
-        "Each classifier on its own test split; the drop is whole-image accuracy minus "
-        "lungs-only accuracy, with a paired bootstrap interval over the test images.",
+        "A small CNN (three convolution blocks, 48 px) learns to tell the collections of a "
+        "configuration's composition apart, from the images as that configuration shows them "
+        "(after its lung crop and standardisation), trained on the train and validation splits "
+        "and tested on the test split's patients. Every condition's decision rule is corrected "
+        "on the validation split (the learnt class priors divided out), so a probe that ranks "
+        "well but predicts one class is not mistaken for chance. Balanced accuracy and macro "
+        "ROC-AUC, 95% intervals over patients; chance is 1 / collections for the balanced "
+        "accuracy and 0.5 for the AUC.",
         "",
     ]
     rows = []
-    for model in models:
-        for condition in model["conditions"]:
-            drop = condition.get("accuracy_drop")
-            interval = condition.get("accuracy_drop_interval")
-            fractions = condition["predicted_fractions"]
-            top = max(fractions, key=fractions.get)
+    for configuration in _shared_views(configurations):
+        probe = configuration["collection_probe"]
+        if "skipped" in probe:
+            rows.append([configuration["title"], probe["skipped"], "", "", "", ""])
+            continue
+        for condition in probe["conditions"]:
             rows.append(
                 [
-                    model["model"],
-                    _condition_name(condition),
-                    _value(condition, "accuracy"),
-                    _value(condition, "covid_sensitivity"),
-                    "" if drop is None else f"{drop:+.3f} [{interval[0]:+.3f}, {interval[1]:+.3f}]",
-                    f"{top} {fractions[top]:.0%}",
+                    configuration["title"],
+                    ", ".join(f"{k} {v}" for k, v in probe["test_counts"].items()),
+                    condition["region"].replace("_", " "),
+                    _scores_text(condition, "balanced_accuracy"),
+                    f"{probe['chance']['balanced_accuracy']:.3f}",
+                    _scores_text(condition, "roc_auc"),
                 ]
             )
-    header = ["Model", "Image shown", "Accuracy", "COVID sensitivity", "Drop", "Most predicted"]
+    header = ["View", "Test images", "Shown", "Balanced accuracy", "Chance", "ROC-AUC"]
     lines += markdown_table(header, rows)
+    still = [
+        c["title"]
+        for c in _shared_views(configurations)
+        if reads_the_collection(c["collection_probe"])
+    ]
     lines += [
         "",
-        "None of these models saw blanked images in training, so part of any drop is the change "
-        "of input distribution; a large drop still says the model relied on what lies outside "
-        "the lungs. *Most predicted* shows when the blanked images collapse onto one class. "
-        "With *human masks* the COVID images (ieee8023) are cut by human outlines and the "
-        "others by the U-Net's, so the outline itself differs by class there.",
+        "Views whose collection a CNN still reads from the lungs alone (balanced accuracy more "
+        "than 0.1 above chance at the interval's lower end): "
+        + (", ".join(still) if still else "none")
+        + ". Such a view lets any classifier on it score by collection: a COVID-vs-control "
+        "number on it can be earned by the collection alone.",
+        "",
     ]
     return lines
 
 
-def _loso_section(loso: Mapping) -> list[str]:
-    lines = ["", "### (c) Leave one COVID source out", ""]
-    if loso.get("skipped") or not loso.get("held_out"):
-        return lines + [loso.get("skipped") or "No ieee8023 source was large enough to hold out."]
-    lines += [
-        "A small COVID vs Non-COVID CNN is trained without one ieee8023 source (the site of the "
-        "image's `url` in `metadata.csv`, with every image of its patients), then tested on that "
-        "source's COVID images against the test split's Non-COVID images, and in distribution "
-        "on the test split without that source.",
+def lungs_only_section(configurations: Sequence[Mapping]) -> list[str]:
+    """(b) Every model with everything outside the lungs blanked."""
+    lines = [
+        "### (b) The trained classifiers with everything outside the lungs blanked",
+        "",
+        "Each model on its own test split (its own view), whole and lungs only (U-Net mask); "
+        "the drop is whole-image minus lungs-only accuracy, paired bootstrap over patients. "
+        "None of these models saw blanked images in training, so part of any drop is the change "
+        "of input; a large drop still says the model relied on what lies outside the lungs. A "
+        "cropped view has little outside the lungs left to blank.",
         "",
     ]
-    rows = [
-        [
-            fold["source"],
-            str(fold["n_held_out_covid"]),
-            _value(fold["in_distribution"], "covid_sensitivity"),
-            _value(fold["held_out_source"], "covid_sensitivity"),
-            _value(fold["in_distribution"], "roc_auc"),
-            _value(fold["held_out_source"], "roc_auc"),
-        ]
-        for fold in loso["held_out"]
-    ]
+    rows = []
+    for configuration in configurations:
+        for key, model in configuration["models"].items():
+            whole, lungs = model["lungs_only"]["conditions"]
+            most = max(lungs["predicted_fractions"].items(), key=lambda item: item[1])
+            low, high = lungs["accuracy_drop_interval"]
+            rows.append(
+                [
+                    configuration["title"],
+                    key,
+                    _scores_text(whole, "accuracy"),
+                    _scores_text(lungs, "accuracy"),
+                    f"{lungs['accuracy_drop']:+.3f} [{low:+.3f}, {high:+.3f}]",
+                    f"{most[0]} {most[1]:.0%}",
+                ]
+            )
     header = [
+        "Configuration",
+        "Model",
+        "Whole",
+        "Lungs only",
+        "Drop",
+        "Most predicted (lungs only)",
+    ]
+    return lines + markdown_table(header, rows) + [""]
+
+
+def loso_section(configurations: Sequence[Mapping]) -> list[str]:
+    """(c) Leave one COVID source out, per view."""
+    lines = [
+        "### (c) Leave one COVID source out",
+        "",
+        "A small COVID vs non-COVID CNN of each view is trained without one COVID source (an "
+        "ieee8023 web site, with every image of its patients, or COVID-CXNet's hospital films as "
+        "a whole) and tested on that source's COVID images against the test split's non-COVID "
+        "images; *in distribution* is the test split without that source. Where the composition "
+        "holds no COVID-CXNet (the first study's), its films are tested as they are: never "
+        "seen. Intervals over patients.",
+        "",
+    ]
+    rows = []
+    for configuration in _shared_views(configurations):
+        loso = configuration["leave_one_source_out"]
+        for held in loso.get("held_out", []):
+            inside = held.get("in_distribution")
+            rows.append(
+                [
+                    configuration["title"],
+                    held["source"]
+                    + (" (not in the composition)" if held.get("not_in_composition") else ""),
+                    str(held["n_held_out_covid"]),
+                    _scores_text(inside, "covid_sensitivity") if inside else "-",
+                    _scores_text(held["held_out_source"], "covid_sensitivity"),
+                    _scores_text(inside, "roc_auc") if inside else "-",
+                    _scores_text(held["held_out_source"], "roc_auc"),
+                ]
+            )
+    header = [
+        "View",
         "Held-out source",
         "COVID images",
         "Sensitivity in distribution",
@@ -224,79 +188,137 @@ def _loso_section(loso: Mapping) -> list[str]:
         "ROC-AUC in distribution",
         "ROC-AUC held out",
     ]
-    lines += markdown_table(header, rows)
-    lines += [
-        "",
-        "Every COVID source here is adult and every control pediatric, so a shortcut shared by "
-        "all COVID sources (age, adult hospital equipment) survives holding one source out: a "
-        "small drop does not clear the model, a large one shows source-specific shortcuts.",
-    ]
-    return lines
+    return lines + markdown_table(header, rows) + [""]
 
 
-def _dual_input_section(dual: Mapping) -> list[str]:
-    lines = ["", "### (d) The dual-input model: which input carries the fused number", ""]
-    if dual.get("skipped"):
-        return [*lines, dual["skipped"]]
-    names = {"xray+ct": "X-ray + CT", "xray": "X-ray only", "ct": "CT only"}
-    ranking = {
-        name: tuple(
-            dual["variants"][variant]["metrics"].get(m) or 0.0 for m in ("accuracy", "roc_auc")
-        )
-        for variant, name in (("xray", "X-ray"), ("ct", "CT"))
-    }
-    better = (
-        "X-ray and CT alike" if ranking["X-ray"] == ranking["CT"] else max(ranking, key=ranking.get)
-    )
-    rows = [
-        [
-            names.get(v, v),
-            _value(s, "accuracy"),
-            _value(s, "covid_sensitivity"),
-            _value(s, "roc_auc"),
-        ]
-        for v, s in dual["variants"].items()
-    ]
-    lines += [f"On the {dual['n_pairs']} test pairs with both images:", ""]
-    lines += markdown_table(["Inputs", "Accuracy", "COVID sensitivity", "ROC-AUC"], rows)
-    if dual.get("fused_follows_xray") is not None:
-        lines += [
-            "",
-            f"The X-ray-only and CT-only predictions disagree on {dual['single_inputs_disagree']} "
-            f"pairs; there the fused prediction follows the X-ray in "
-            f"{100 * dual['fused_follows_xray']:.0f}% and the CT in "
-            f"{100 * dual['fused_follows_ct']:.0f}% of cases.",
-        ]
-    lines += [
-        "",
-        f"Pairing: **{dual['pairing']}** ({dual['pairing_note'].rstrip('.')}). Both images of a "
-        "pair carry the pair's label by construction, so either one suffices, and a fused "
-        "accuracy near the "
-        f"better single input's (here: {better}) is explained by that input alone; the X-ray "
-        "also carries the collection shortcut of (a). The fused number says nothing about how "
-        "an X-ray and a CT of the same patient would combine.",
-    ]
-    return lines
-
-
-def confounds_markdown(result: Mapping) -> str:
-    """The confound section of the study document, from :func:`run_confounds`'s result."""
+def explanations_section(configurations: Sequence[Mapping]) -> list[str]:
+    """CAM energy inside human lung masks and deletion faithfulness, per model."""
     lines = [
-        "## Confounds, measured",
+        "### (d) Where the models look",
         "",
-        "Research software: these numbers describe the public collections used here, not any "
-        "clinical performance. Intervals are 95% percentile bootstraps over test images.",
+        "COVID-19 test X-rays with a human (v7labs) lung mask, in each model's own view (the "
+        "mask cropped with the image); maps for the COVID class. *Excess* is the share of the "
+        "map's energy inside the lungs minus the lung area fraction (what a uniform map "
+        "scores); *deletion* is the drop of P(COVID) when the top 20% most-attributed pixels "
+        "are removed (filled in from their neighbours) minus the drop for the bottom 20%; above "
+        "0, the map points at pixels the model uses. Intervals over patients. A map shows what a "
+        "model used, not where disease is.",
         "",
     ]
-    lines += _probe_section(result["collection_probe"])
-    if result.get("lungs_only"):
-        lines += _lungs_only_section(result["lungs_only"])
-    lines += _loso_section(result["leave_one_source_out"])
-    if result.get("dual_input"):
-        lines += _dual_input_section(result["dual_input"])
-    figures = result.get("figures") or {}
-    if figures:
-        lines += ["", "Figures: " + ", ".join(f"`{name}`" for name in figures.values()) + "."]
-    if result.get("notes"):
-        lines += ["", *(f"- {note}" for note in result["notes"])]
-    return "\n".join(lines) + "\n"
+    rows = []
+    for configuration in configurations:
+        for key, model in configuration["models"].items():
+            entry = model["explanations"]
+            if "skipped" in entry:
+                rows.append([configuration["title"], key, "-", entry["skipped"], "-", "-"])
+                continue
+            for method, scores in entry["methods"].items():
+                excess = scores.get("excess_over_uniform")
+                deletion = scores["deletion"].get("0.2") or next(iter(scores["deletion"].values()))
+                rows.append(
+                    [
+                        configuration["title"],
+                        key,
+                        {"gradcam": "Grad-CAM", "hirescam": "HiResCAM"}.get(method, method),
+                        interval_text({"v": excess["mean"]}, {"v": excess["interval"]}, "v", True)
+                        if excess
+                        else "-",
+                        scores["verdict"],
+                        interval_text(
+                            {"v": deletion["faithfulness"]["mean"]},
+                            {"v": deletion["faithfulness"]["interval"]},
+                            "v",
+                            True,
+                        ),
+                    ]
+                )
+    header = [
+        "Configuration",
+        "Model",
+        "Map",
+        "Excess over uniform",
+        "Compared with uniform",
+        "Deletion",
+    ]
+    return lines + markdown_table(header, rows) + [""]
+
+
+def _point_rows(
+    figure: Figure,
+    panels: Sequence[tuple[str, Sequence[tuple[str, float, Sequence[float] | None]]]],
+    label: str,
+    reference: float | None,
+) -> None:
+    axes = figure.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+    for axis, (title, rows) in zip(axes, panels, strict=True):
+        positions = np.arange(len(rows))[::-1]
+        for position, (_, value, interval) in zip(positions, rows, strict=True):
+            low, high = interval if interval else (value, value)
+            axis.errorbar(value, position, xerr=[[value - low], [high - value]], fmt="o", capsize=3)
+        if reference is not None:
+            axis.axvline(reference, color="grey", linestyle="--")
+        axis.set_yticks(positions, [name for name, _, _ in rows])
+        axis.set_xlim(0, 1.02)
+        axis.set_title(title, fontsize=9)
+        axis.set_xlabel(label, fontsize=8)
+
+
+def draw_study_figures(results: Mapping, folder: Path) -> dict[str, str]:
+    """The ablation chart (internal vs held-out hospital films, per model) and the collection
+    probe chart, into ``folder``; figure role -> file name."""
+    configurations = results.get("configurations") or []
+    drawn: dict[str, str] = {}
+    if not configurations:
+        return drawn
+    folder.mkdir(parents=True, exist_ok=True)
+    models = list(configurations[0]["models"])
+    panels = []
+    for key in models:
+        rows = []
+        for configuration in configurations:
+            model = configuration["models"].get(key)
+            if model is None:
+                continue
+            test = model["test"]
+            films = model["hospital_films"]
+            rows.append(
+                (
+                    f"{configuration['title']}: internal",
+                    test["metrics"]["roc_auc"],
+                    test["confidence_intervals"].get("roc_auc"),
+                )
+            )
+            rows.append(
+                (
+                    f"{configuration['title']}: unseen hospital films",
+                    films["metrics"].get("roc_auc_COVID") or 0.0,
+                    films["confidence_intervals"].get("roc_auc_COVID"),
+                )
+            )
+        panels.append((key, rows))
+    figure = Figure(figsize=(4 + 3.2 * len(panels), 0.32 * len(panels[0][1]) + 1.6))
+    _point_rows(figure, panels, "ROC-AUC, COVID vs the rest (95% CI)", 0.5)
+    path = folder / "ablation_roc_auc.png"
+    figure.savefig(path, dpi=110, bbox_inches="tight")
+    drawn["ablation"] = path.name
+    probe_rows = [
+        (
+            f"{configuration['title']}: {condition['region'].replace('_', ' ')}",
+            condition["metrics"]["balanced_accuracy"],
+            condition["confidence_intervals"].get("balanced_accuracy"),
+        )
+        for configuration in _shared_views(configurations)
+        for condition in configuration["collection_probe"].get("conditions", [])
+    ]
+    if probe_rows:
+        figure = Figure(figsize=(7.5, 0.32 * len(probe_rows) + 1.6))
+        _point_rows(
+            figure,
+            [("Telling the collections apart", probe_rows)],
+            "balanced accuracy (95% CI)",
+            None,
+        )
+        path = folder / "collection_probe.png"
+        figure.savefig(path, dpi=110, bbox_inches="tight")
+        drawn["collection_probe"] = path.name
+    return drawn

@@ -1,14 +1,16 @@
-"""What the study's probes share: its folders, its images at one size, lung masks, predictions.
+"""What the study's probes share: its folders, its images as a configuration's models see them,
+lung masks, predictions and scores.
 
 The confound probes (:mod:`hf_covid.study.confounds`) and the explanation scores
-(:mod:`hf_covid.study.explanations`) read the study folder (``<study_dir>/models/<family key>``
-checkpoints, ``<study_dir>/data/<layout>`` compositions saved by :mod:`hf_covid.study.run`) through
-the helpers here. Research software, not a diagnostic device.
+(:mod:`hf_covid.study.explanations`) read the study folder through the helpers here:
+``<study_dir>/models/lung_unet`` (the U-Net), ``<study_dir>/models/<configuration>/<family key>``
+(the classifiers) and ``<study_dir>/data/<composition>`` (each composition the classifiers were
+trained and tested on, saved with ``save_to_disk`` by :mod:`hf_covid.study.run`).
+Research software, not a diagnostic device.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,17 +18,25 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from datasets import Dataset, DatasetDict, load_from_disk
+from torchvision.transforms.v2 import functional as tvF
 from transformers import PreTrainedModel
 
-from hf_covid.checkpoints import is_complete_checkpoint_folder, load_checkpoint
-from hf_covid.data import preprocess_for_training
-from hf_covid.evaluation.inputs import build_dataset, model_image_size, run_build_options
+from hf_covid.checkpoints import is_complete_checkpoint_folder
+from hf_covid.data import load_image, preprocess_for_training
 from hf_covid.evaluation.metrics import bootstrap_confidence_intervals, classification_metrics
+from hf_covid.lung_masks import (
+    HUMAN_MASK_COLUMN,
+    UNET_MASK_CACHE,
+    LungSegmenter,
+    add_unet_masks,
+    mask_paths,
+)
 from hf_covid.models.image_processing_chest import ChestImageProcessor
 from hf_covid.models.labels import BINARY_LABELS
-from hf_covid.registry import get_model_family, list_models
+from hf_covid.registry import get_model_family
+
+from .configurations import ABLATION_MODELS, StudyConfiguration
 
 __all__ = [
     "COMPOSITIONS_DIR",
@@ -35,28 +45,27 @@ __all__ = [
     "MODELS_DIR",
     "POSITIVE_CLASS",
     "SCORED_METRICS",
-    "Compositions",
-    "LungMasker",
     "StudyImages",
+    "composition_dir",
+    "configuration_checkpoints",
+    "load_composition",
     "load_study_images",
     "model_inputs",
     "one_torch_thread",
     "predict_probabilities",
     "scores_with_intervals",
-    "study_checkpoints",
+    "unet_dir",
 ]
 
-logger = logging.getLogger(__name__)
-
 MODELS_DIR = "models"
-"""Sub-folder of the study folder holding one checkpoint folder per model family key."""
+"""Sub-folder of the study folder: ``lung_unet/`` and ``<configuration>/<family key>/``."""
 COMPOSITIONS_DIR = "data"
-"""Sub-folder of the study folder holding the compositions the models were trained and tested
-on, one per dataset kind (``radiography``, ``xray_ct``), saved with ``save_to_disk``."""
+"""Sub-folder of the study folder holding each composition the models were trained and tested
+on (``<composition name>/``, ``xray_ct/``), saved with ``save_to_disk``."""
 FIGURES_DIR = "figures"
 """Sub-folder of the study folder where the figures go."""
 LUNG_UNET = "lung_unet"
-"""Family key of the lung U-Net whose masks blank the lungs."""
+"""Family key of the lung U-Net whose masks crop and blank the lungs."""
 POSITIVE_CLASS = BINARY_LABELS[1]
 """COVID: the positive class of every sensitivity and ROC-AUC here."""
 SCORED_METRICS = ("accuracy", "balanced_accuracy", "covid_sensitivity", "roc_auc")
@@ -78,91 +87,68 @@ def one_torch_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def study_checkpoints(study_dir: str | Path) -> dict[str, Path]:
-    """Family key -> checkpoint folder, for every complete one under ``<study_dir>/models``."""
-    folder = Path(study_dir) / MODELS_DIR
+def unet_dir(study_dir: str | Path) -> Path:
+    """The study's lung U-Net checkpoint folder."""
+    return Path(study_dir) / MODELS_DIR / LUNG_UNET
+
+
+def configuration_checkpoints(
+    study_dir: str | Path, configuration: StudyConfiguration
+) -> dict[str, Path]:
+    """Family key -> checkpoint folder of every complete ablation model of ``configuration``."""
+    folder = Path(study_dir) / MODELS_DIR / configuration.key
     return {
-        key: folder / key for key in list_models() if is_complete_checkpoint_folder(folder / key)
+        key: folder / key for key in ABLATION_MODELS if is_complete_checkpoint_folder(folder / key)
     }
 
 
-class Compositions:
-    """The compositions the study's checkpoints were trained on, read once per dataset kind.
+def composition_dir(study_dir: str | Path, name: str) -> Path:
+    """Where the study saved the composition ``name``."""
+    return Path(study_dir) / COMPOSITIONS_DIR / name
 
-    The study saves each composition under ``<study_dir>/data/<dataset kind>``; those are read
-    as they are, so ``test`` is exactly the training run's test split. (The dual-channel model
-    trains on ``data/radiography_unet_masks``: the same rows and splits with the U-Net's masks in
-    ``mask``; the probes read ``data/radiography``, whose ``mask`` holds the human masks, and
-    draw U-Net masks themselves.) Where no saved composition exists, the collections are
-    composed again with the options of the checkpoint's run record
-    (:func:`~hf_covid.evaluation.inputs.run_build_options`), and :attr:`recomposed` says so:
-    a recomposed split can differ from the training split when the split code has changed.
 
-    Args:
-        collections_root: The public collections side by side.
-        study_dir: The study folder whose ``data/`` is read; None to always compose.
+def load_composition(study_dir: str | Path, name: str) -> DatasetDict:
+    """The composition ``name`` as the study saved it (the models' own splits).
+
+    Raises:
+        FileNotFoundError: the study has not saved it (run the study's training first).
     """
-
-    def __init__(self, collections_root: str | Path, study_dir: str | Path | None = None) -> None:
-        self.root = Path(collections_root)
-        self.saved_dir = None if study_dir is None else Path(study_dir) / COMPOSITIONS_DIR
-        self.recomposed: list[str] = []
-        """Dataset kinds composed again (no saved composition), in the order first asked for."""
-        self._built: dict[tuple, DatasetDict] = {}
-
-    def for_checkpoint(self, checkpoint_dir: Path | None, dataset_kind: str) -> DatasetDict:
-        """The composition in the ``dataset_kind`` layout that ``checkpoint_dir`` trained on:
-        the saved one, else composed with its run record's options (the builders' defaults when
-        ``checkpoint_dir`` is None or has no run record)."""
-        saved = None if self.saved_dir is None else self.saved_dir / dataset_kind
-        if saved is not None and saved.is_dir():
-            key: tuple = (dataset_kind, "saved")
-            if key not in self._built:
-                self._built[key] = load_from_disk(str(saved))
-            return self._built[key]
-        options = run_build_options(checkpoint_dir, dataset_kind)
-        key = (dataset_kind, tuple(sorted((k, str(v)) for k, v in options.items())))
-        if key not in self._built:
-            logger.warning("no saved %s composition under %s: composing", dataset_kind, saved)
-            self._built[key] = build_dataset(self.root, dataset_kind, options)
-            if dataset_kind not in self.recomposed:
-                self.recomposed.append(dataset_kind)
-        return self._built[key]
-
-    def note(self) -> str | None:
-        """A sentence for the result's notes when a composition was composed again, else None."""
-        if not self.recomposed:
-            return None
-        return (
-            f"No saved composition under {COMPOSITIONS_DIR}/ for {', '.join(self.recomposed)}: "
-            "the collections were composed again with the checkpoints' recorded split options, "
-            "which matches the training split only while the split code is unchanged."
-        )
+    folder = composition_dir(study_dir, name)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no saved composition '{name}' under {folder.parent}")
+    return load_from_disk(str(folder))
 
 
 @dataclass
 class StudyImages:
-    """X-rays of one split at one size, with their labels, masks and provenance.
+    """X-rays of one split as a configuration's models see them, with masks and provenance.
 
     Attributes:
-        images: (N, 1, S, S) float in [0, 1].
-        human_masks: (N, 1, S, S) 0/1 human lung masks (zeros where there is none).
+        images: (N, 1, S, S) float in [0, 1], after the configuration's lung crop and intensity
+            standardisation.
+        unet_masks: (N, 1, S, S) 0/1 lung masks of the study's U-Net, in the same view.
+        human_masks: (N, 1, S, S) 0/1 human lung masks in the same view (zeros where none).
         has_human_mask: (N,) whether an image has a human mask.
         labels: (N,) class ids into ``class_names``.
         class_names: The split's classes.
         sources: (N,) collection of each image.
+        sites: (N,) hospital or web site of each image ("" when unknown).
         patient_ids: (N,) patient within the collection ("" when unknown).
         image_ids: (N,) path within the collection.
+        age_groups: (N,) age group ("" when unknown).
     """
 
     images: torch.Tensor
+    unet_masks: torch.Tensor
     human_masks: torch.Tensor
     has_human_mask: np.ndarray
     labels: np.ndarray
     class_names: tuple[str, ...]
     sources: np.ndarray
+    sites: np.ndarray
     patient_ids: np.ndarray
     image_ids: np.ndarray
+    age_groups: np.ndarray
 
     def select(self, rows: np.ndarray) -> StudyImages:
         """The images at ``rows`` (indices or a boolean mask)."""
@@ -170,23 +156,91 @@ class StudyImages:
         index = torch.as_tensor(rows, dtype=torch.long)
         return StudyImages(
             self.images[index],
+            self.unet_masks[index],
             self.human_masks[index],
             self.has_human_mask[rows],
             self.labels[rows],
             self.class_names,
             self.sources[rows],
+            self.sites[rows],
             self.patient_ids[rows],
             self.image_ids[rows],
+            self.age_groups[rows],
         )
 
+    def concatenate(self, other: StudyImages) -> StudyImages:
+        """These images followed by ``other``'s (of the same classes)."""
+        if other.class_names != self.class_names:
+            raise ValueError(f"classes differ: {self.class_names} and {other.class_names}")
+        tensors = ("images", "unet_masks", "human_masks")
+        return StudyImages(
+            **{
+                name: torch.cat([getattr(self, name), getattr(other, name)])
+                if name in tensors
+                else self.class_names
+                if name == "class_names"
+                else np.concatenate([getattr(self, name), getattr(other, name)])
+                for name in self.__dataclass_fields__
+            }
+        )
 
-def load_study_images(split: Dataset, image_size: int) -> StudyImages:
-    """Decode and resize a Radiography-layout split (``image``, ``mask``, ``label``) once."""
+    @property
+    def groups(self) -> list[tuple[str, str] | None]:
+        """Each image's patient, ``(source, patient id)``, for patient-level bootstraps."""
+        return [
+            (source, patient) if patient else None
+            for source, patient in zip(self.sources, self.patient_ids, strict=True)
+        ]
+
+
+def _human_mask_in_view(path: str, box: Sequence[float] | None, size: int) -> torch.Tensor:
+    """A human lung mask file cropped to ``box`` (fractions, or None) and resized to the view."""
+    mask = torch.from_numpy(np.asarray(load_image(path)) > 0.5).float()[None]
+    if box is not None:
+        height, width = mask.shape[-2:]
+        top, left, bottom, right = box
+        mask = mask[
+            :,
+            round(top * height) : max(round(bottom * height), round(top * height) + 1),
+            round(left * width) : max(round(right * width), round(left * width) + 1),
+        ]
+    return tvF.resize(mask, [size, size], tvF.InterpolationMode.NEAREST_EXACT)
+
+
+def load_study_images(
+    split: Dataset,
+    processor: ChestImageProcessor,
+    segmenter: LungSegmenter,
+    mask_cache: str | Path,
+) -> StudyImages:
+    """A Radiography-layout split decoded once, as a model with ``processor`` sees it.
+
+    Every image gets the U-Net's mask (cached in ``mask_cache``); the processor's steps up to the
+    resize (lung crop from that mask, intensity standardisation) make the view, and the human
+    masks (the split's ``mask`` column) are cropped to the same box.
+    """
+    masked = add_unet_masks(
+        DatasetDict({"study": split}),
+        segmenter,
+        Path(mask_cache) / UNET_MASK_CACHE,
+        progress=False,
+    )["study"]
+    size = int(processor.size["height"])
     prepared = preprocess_for_training(
-        DatasetDict({"study": split}), image_size=image_size, mask_column="mask"
+        DatasetDict({"study": masked}),
+        image_size=size,
+        processor=processor,
+        mask_column="mask",
+        cache_dir=mask_cache,
     )["study"]
     rows = prepared[:]
     count = len(split)
+    boxes = rows.get("lung_crop_box") or [None] * count
+    human_paths = mask_paths(masked, HUMAN_MASK_COLUMN)
+    human = torch.zeros(count, 1, size, size)
+    for row, path in enumerate(human_paths):
+        if path is not None:
+            human[row] = _human_mask_in_view(path, boxes[row], size)
 
     def column(name: str) -> np.ndarray:
         values = rows.get(name)
@@ -194,41 +248,17 @@ def load_study_images(split: Dataset, image_size: int) -> StudyImages:
 
     return StudyImages(
         images=torch.stack(rows["pixel_values"]).float() / 255.0,
-        human_masks=torch.stack(rows["lung_mask"]).float(),
-        has_human_mask=np.array(rows["mask_available"], dtype=bool),
+        unet_masks=torch.stack(rows["lung_mask"]).float(),
+        human_masks=human,
+        has_human_mask=np.array([path is not None for path in human_paths], dtype=bool),
         labels=np.array(rows["labels"], dtype=np.int64),
         class_names=tuple(split.features["label"].names),
         sources=column("source"),
+        sites=column("site"),
         patient_ids=column("patient_id"),
         image_ids=column("image_id"),
+        age_groups=column("age_group"),
     )
-
-
-class LungMasker:
-    """Lung masks from a trained lung U-Net checkpoint, for X-rays of any size.
-
-    Args:
-        checkpoint_dir: The U-Net's checkpoint folder.
-        batch_size: Images per forward pass.
-    """
-
-    def __init__(self, checkpoint_dir: str | Path, batch_size: int = 32) -> None:
-        self.model, processor = load_checkpoint(checkpoint_dir)
-        self.model.eval()
-        side = model_image_size(self.model.config, processor)
-        self.processor = processor or ChestImageProcessor(num_channels=1)
-        self.size = (side, side)
-        self.batch_size = batch_size
-
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        """(N, 1, H, W) 0/1 masks of (N, 1, H, W) X-rays in [0, 1]."""
-        masks = []
-        with torch.inference_mode():
-            for batch in images.split(self.batch_size):
-                resized = F.interpolate(batch, size=self.size, mode="bilinear", align_corners=False)
-                predicted = self.model.predict_mask(self.processor.to_model_input(resized))
-                masks.append(F.interpolate(predicted, size=images.shape[-2:], mode="nearest"))
-        return torch.cat(masks).float()
 
 
 def model_inputs(
@@ -288,15 +318,17 @@ def scores_with_intervals(
     n_resamples: int,
     seed: int,
     names: Sequence[str] = SCORED_METRICS,
+    groups: Sequence | None = None,
 ) -> dict:
     """``{"metrics": ..., "confidence_intervals": ...}`` for the defined metrics of ``names``.
 
-    Intervals are 95% percentile bootstraps over the rows (``n_resamples``, seeded).
+    Intervals are 95% percentile bootstraps (``n_resamples``, seeded) over patients where
+    ``groups`` names them, else over the rows.
     """
     metrics = classification_metrics(labels, probabilities, class_names)
     kept = [name for name in names if metrics.get(name) is not None]
     intervals = bootstrap_confidence_intervals(
-        labels, probabilities, class_names, kept, n_resamples, 0.95, seed
+        labels, probabilities, class_names, kept, n_resamples, 0.95, seed, groups=groups
     )
     return {
         "metrics": {name: metrics[name] for name in kept} | {"n_samples": metrics["n_samples"]},

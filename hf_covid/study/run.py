@@ -1,99 +1,103 @@
-"""The real-data study: train every model on the public collections, evaluate, probe, report.
+"""The real-data study, v2: an ablation from the first study's data to every shortcut mitigation.
 
-``python scripts/study.py --collections-root public_data/`` (the public collections root) runs,
-in order, for every registered model family with a ``<key>_public.yaml`` recipe
-(:func:`study_models`):
+``hf-covid study --collections-root public_data/`` runs, in order:
 
-1. the segmentation family (the lung U-Net) on the human v7labs masks;
-2. the public Radiography composition with the U-Net's mask for every image, saved to disk
-   beside the plain compositions (``<output-dir>/data/{radiography,xray_ct}``)
-   (`hf_covid.lung_masks`), so a model that takes a lung mask (the dual-channel model) cannot
-   read the class from a mask's presence;
-3. the classifiers from their recipes, each on the composition of its dataset kind; final
-   checkpoints under ``<output-dir>/models/<family key>``;
-4. every model evaluated on its patient-grouped test split with 95% bootstrap intervals, per
-   source (`hf_covid.evaluation.evaluate_checkpoint`), next to the published anchors; the U-Net
-   by Dice / IoU on held-out patients; a model taking a lung mask with human vs U-Net masks;
-   the dual-input model with both inputs, the X-ray only and the CT only;
-5. the confound probes and the explanation scores (`hf_covid.study.confounds`,
-   `hf_covid.study.explanations`), when importable;
-6. ``results.json``, figures and ``public_study.md`` into ``--docs-dir``
-   (`hf_covid.study.report`).
+1. the lung U-Net (`LUNG_UNET`) on the human v7labs masks of the ieee8023 X-rays
+   (``<output-dir>/models/lung_unet``), evaluated by Dice on held-out patients;
+2. for every configuration of :data:`~hf_covid.study.configurations.STUDY_CONFIGURATIONS` (each
+   adds one mitigation to the one before), on its composition (saved once under
+   ``<output-dir>/data/<composition>``):
 
-``--quick`` trains tiny models at 32 px for one or two epochs (CI). ``--only-analysis`` reuses
-the checkpoints and evaluations of an earlier run and redoes step 5 and 6 only. Research
-software, not a diagnostic device.
+   - the collection probe and the leave-one-source-out probes on the configuration's view of
+     the images (:mod:`hf_covid.study.confounds`; shared by configurations that show the same
+     images);
+   - every model of :data:`~hf_covid.study.configurations.ABLATION_MODELS` trained from its
+     ``<key>_public`` recipe with the configuration's settings, a full checkpoint under
+     ``<output-dir>/models/<configuration>/<model>``, evaluated on its patient-grouped test
+     split (intervals over patients, per source and per age group), with everything outside
+     the lungs blanked, and its CAMs scored against human lung masks
+     (:mod:`hf_covid.study.explanations`);
+   - the hospital films held out: each model of the configuration trained again without
+     COVID-CXNet (``<output-dir>/holdout/<configuration>/<model>``; the first composition holds
+     none, so its models are tested as they are) and tested on all of COVID-CXNet's films
+     against the adult Normal images of the adult composition's test split: adult COVID vs
+     adult Normal from a hospital it never saw, the within-study stand-in for an external set;
+3. ``results.json``, figures and ``public_study.md`` into ``--docs-dir``
+   (:mod:`hf_covid.study.report`).
+
+``--quick`` trains tiny models at 32 px for one epoch (CI). ``--only-analysis`` redoes step 3
+from an earlier run's ``results.json``. Research software, not a diagnostic device.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import importlib
 import json
-import shutil
 import sys
 import time
-import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from datasets import DatasetDict, load_from_disk
+from datasets import DatasetDict, concatenate_datasets
 
-from hf_covid.checkpoints import portable
+from hf_covid.checkpoints import load_checkpoint, portable
 from hf_covid.data.public.collections import find_collections
-from hf_covid.data.public.compose import compose_radiography, compose_xray_ct
+from hf_covid.data.public.compose import compose_radiography
 from hf_covid.data.summary import read_build_summary
 from hf_covid.evaluation import evaluate_checkpoint
-from hf_covid.lung_masks import (
-    HUMAN_MASK_COLUMN,
-    LungSegmenter,
-    add_unet_masks,
-    mask_presence,
-    with_human_masks,
-)
-from hf_covid.registry import ModelFamily, get_model_family, model_families
-from hf_covid.training.arguments import DataArguments, load_recipe, parse_arguments
+from hf_covid.evaluation.external import external_metrics
+from hf_covid.evaluation.predict import class_names_of
+from hf_covid.lung_masks import LungSegmenter
+from hf_covid.models.image_processing_chest import ChestImageProcessor
+from hf_covid.registry import get_model_family
+from hf_covid.training.arguments import load_recipe, parse_arguments
 from hf_covid.training.run import train
 
-from .probe_data import COMPOSITIONS_DIR, MODELS_DIR
-from .report import study_markdown
+from .configurations import (
+    ABLATION_MODELS,
+    ADULT_COMPOSITION,
+    LUNG_CROP_MARGIN,
+    STUDY_CONFIGURATIONS,
+    StudyConfiguration,
+)
+from .confounds import (
+    HOSPITAL_FILMS,
+    ProbeSettings,
+    collection_probe,
+    leave_one_source_out,
+    lungs_only_drop,
+    probe_settings,
+)
+from .explanations import explain_checkpoint, explanation_settings
+from .probe_data import (
+    FIGURES_DIR,
+    LUNG_UNET,
+    MODELS_DIR,
+    POSITIVE_CLASS,
+    StudyImages,
+    composition_dir,
+    load_study_images,
+    one_torch_thread,
+    predict_probabilities,
+    unet_dir,
+)
+from .report import draw_study_figures, study_markdown
 
-__all__ = ["RECIPE_SUFFIX", "main", "run_study", "study_models"]
+__all__ = ["HOLDOUT_DIR", "RECIPE_SUFFIX", "main", "run_study"]
 
 RECIPE_SUFFIX = "_public.yaml"
-"""A family takes part in the study when ``<recipes dir>/<family key>_public.yaml`` exists."""
-
+"""Each model's base recipe is ``<recipes dir>/<family key>_public.yaml``."""
+HOLDOUT_DIR = "holdout"
+"""Below the output folder: ``<configuration>/<model>`` trained without COVID-CXNet."""
 RESULTS_FILE = "results.json"
 PARTIAL_RESULTS_FILE = "results.partial.json"
 """Written after every model, so a run stopped half-way leaves what it measured."""
 DOCUMENT_FILE = "public_study.md"
-UNET_MASK_DATASET = Path(COMPOSITIONS_DIR) / "radiography_unet_masks"
-"""Below the output folder: the composition with U-Net masks the dual-channel model trains on."""
 DEFAULT_RECIPES_DIR = Path(__file__).resolve().parents[2] / "scripts" / "configs"
-QUICK_EPOCHS = {"segmentation": 2}
-"""``--quick`` epochs by task, where one is not enough to leave the initial state."""
-
-
-def study_models(recipes_dir: str | Path = DEFAULT_RECIPES_DIR) -> tuple[ModelFamily, ...]:
-    """The families that take part, in training order.
-
-    Every registered family (:func:`hf_covid.registry.model_families`) with a
-    ``<key>_public.yaml`` recipe in ``recipes_dir``; segmentation families (the lung U-Net)
-    first, since a model that takes a lung mask trains on their masks; otherwise in
-    registration order.
-    """
-    recipes_dir = Path(recipes_dir)
-    taking_part = [
-        family
-        for family in model_families()
-        if (recipes_dir / f"{family.key}{RECIPE_SUFFIX}").is_file()
-    ]
-    return tuple(sorted(taking_part, key=lambda family: family.task != "segmentation"))
 
 
 def _log(message: str) -> None:
@@ -107,164 +111,312 @@ def _loadavg() -> str | None:
         return None
 
 
-def _recipe(recipes_dir: Path, key: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    values = load_recipe(recipes_dir / f"{key}{RECIPE_SUFFIX}")
-    values.update(overrides)
-    return values
-
-
-def _quick_overrides(key: str) -> dict[str, Any]:
-    return {
-        "config_overrides": dict(get_model_family(key).tiny_config),
-        "image_size": 32,
-        "num_train_epochs": QUICK_EPOCHS.get(get_model_family(key).task, 1),
-        "per_device_train_batch_size": 16,
-        "logging_steps": 1,
-        "early_stopping_patience": 0,
-        "disable_tqdm": True,
-    }
-
-
-def _split_options(values: dict[str, Any]) -> dict[str, Any]:
-    """The composition options a recipe trains with (so evaluation sees the same test split)."""
-    names = {field.name for field in dataclasses.fields(DataArguments)}
-    data_args = DataArguments(**{name: value for name, value in values.items() if name in names})
-    return {
-        "split_ratios": tuple(data_args.split_ratios),
-        "seed": data_args.split_seed,
-        "deduplicate": data_args.deduplicate,
-        "cache_dir": data_args.cache_dir,
-    }
-
-
-def _train(values: dict[str, Any]) -> dict[str, Any]:
-    return train(*parse_arguments([], recipe=values))
-
-
-def _evaluate(checkpoint: Path, dataset, output_dir: Path, *, figures: bool = True) -> dict:
-    return evaluate_checkpoint(
-        checkpoint,
-        dataset=dataset,
-        split="test",
-        output_dir=output_dir,
-        figures=figures,
-        progress=False,
-    )
-
-
-def _data_summary(dataset: DatasetDict) -> dict[str, Any]:
-    """Rows per split, class and source, plus the composition's notes."""
-    names = dataset["train"].features["label"].names
-    source_column = "source" if "source" in dataset["train"].column_names else "xray_source"
-    per_split = {}
-    for split_name, split in dataset.items():
-        counts: dict[str, dict[str, int]] = {}
-        for label, source in zip(split["label"], split[source_column], strict=True):
-            counts.setdefault(names[label], {}).setdefault(source or "(none)", 0)
-            counts[names[label]][source or "(none)"] += 1
-        per_split[split_name] = counts
-    summary = read_build_summary(dataset)
-    return {
-        "classes": names,
-        "split_sizes": {name: len(split) for name, split in dataset.items()},
-        "per_split_class_source": per_split,
-        "notes": list(summary.notes) if summary else [],
-        "masks": dict(summary.masks) if summary else {},
-    }
-
-
-def _mask_comparison(checkpoint: Path, dataset: DatasetDict, output_dir: Path) -> dict:
-    """The dual-channel model on the test images that have a human mask: human vs U-Net mask."""
-    test = dataset["test"]
-    has_human = mask_presence(test, HUMAN_MASK_COLUMN)
-    if not has_human.any():
-        return {"n_images": 0}
-    unet = test.select(np.flatnonzero(has_human)).remove_columns(HUMAN_MASK_COLUMN)
-    human = with_human_masks(test)
-    results = {"n_images": int(has_human.sum())}
-    for name, split in (("human_masks", human), ("unet_masks", unet)):
-        evaluated = _evaluate(checkpoint, split, output_dir / name, figures=False)
-        results[name] = {
-            "metrics": evaluated["metrics"],
-            "confidence_intervals": evaluated["confidence_intervals"],
-        }
-    return results
-
-
-def _copy_figure(source: Path, docs_figures: Path, name: str) -> str | None:
-    if not source.is_file():
-        return None
-    docs_figures.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, docs_figures / name)
-    return name
-
-
-def _optional_analysis(
-    name: str, study_dir: Path, collections_root: Path, quick: bool
-) -> tuple[dict, str | None]:
-    """``run_<name>`` and ``<name>_markdown`` of ``hf_covid.study.<name>``, if importable.
-
-    A failure is recorded (``status``, ``error``) instead of raised: the trained models and
-    their evaluation are worth writing down without it, and ``--only-analysis`` retries.
-    """
-    try:
-        module = importlib.import_module(f"hf_covid.study.{name}")
-    except ImportError as error:
-        _log(f"{name}: not run ({error})")
-        return {"status": "not run", "reason": str(error)}, None
-    runner: Callable[..., dict] = getattr(module, f"run_{name}")
-    render: Callable[[dict], str] = getattr(module, f"{name}_markdown")
-    _log(f"{name}: running")
-    started = time.perf_counter()
-    try:
-        result = runner(study_dir, collections_root, quick=quick)
-    except Exception as error:  # noqa: BLE001 - any failure of the probe is reported, not fatal
-        _log(f"{name}: failed\n{traceback.format_exc()}")
-        return {"status": "failed", "reason": f"{type(error).__name__}: {error}"}, None
-    _log(f"{name}: done in {time.perf_counter() - started:.0f} s")
-    return result, render(result)
-
-
 def _save_results(results: dict[str, Any], path: Path) -> None:
     """Write ``results`` (local paths stripped) as JSON."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(portable(results), indent=1) + "\n")
 
 
-def _train_and_evaluate(
-    key: str,
-    values: dict[str, Any],
-    dataset: DatasetDict,
-    study_dir: Path,
-    docs_figures: Path,
-) -> dict[str, Any]:
-    checkpoint = study_dir / MODELS_DIR / key
+def _quick_overrides(key: str) -> dict[str, Any]:
+    family = get_model_family(key)
+    return {
+        "config_overrides": dict(family.tiny_config),
+        "image_size": 32,
+        "num_train_epochs": 2 if family.task == "segmentation" else 1,
+        "per_device_train_batch_size": 16,
+        "logging_steps": 1,
+        "early_stopping_patience": 0,
+    }
+
+
+class _Study:
+    """One run's folders, base recipes and settings (see the module docstring)."""
+
+    def __init__(
+        self, root: Path, study_dir: Path, quick: bool, recipes_dir: Path, models: Sequence[str]
+    ) -> None:
+        self.root, self.study_dir, self.quick = root, study_dir, quick
+        self.recipes_dir = recipes_dir
+        self.models = tuple(models)
+        self.probes: ProbeSettings = probe_settings(quick)
+        self.explanations = explanation_settings(quick)
+        self.cache = study_dir / "cache"
+        self._views: dict[tuple, dict[str, StudyImages]] = {}
+        self._compositions: dict[str, DatasetDict] = {}
+        self._segmenter: LungSegmenter | None = None
+
+    def recipe(self, key: str, **overrides: Any) -> dict[str, Any]:
+        values = load_recipe(self.recipes_dir / f"{key}{RECIPE_SUFFIX}")
+        values |= {
+            "data_dir": str(self.root),
+            "cache_dir": str(self.cache),
+            "report_to": "none",
+            "save_total_limit": 1,
+            "disable_tqdm": True,
+        }
+        if self.quick:
+            values |= _quick_overrides(key)
+        return values | overrides
+
+    @property
+    def segmenter(self) -> LungSegmenter:
+        if self._segmenter is None:
+            self._segmenter = LungSegmenter.from_pretrained(unet_dir(self.study_dir))
+        return self._segmenter
+
+    def composition(self, configuration: StudyConfiguration) -> DatasetDict:
+        """The configuration's composition, composed once with the first model's split options
+        (the same for every model's recipe) and saved for the probes."""
+        name = configuration.composition
+        if name not in self._compositions:
+            values = self.recipe(self.models[0])
+            _log(f"composing the public collections: {name}")
+            composed = compose_radiography(
+                self.root,
+                composition=name,
+                classes=configuration.classes,
+                split_ratios=tuple(values.get("split_ratios", (0.7, 0.15, 0.15))),
+                seed=values.get("split_seed", 42),
+                cache_dir=self.cache,
+            )
+            composed.save_to_disk(str(composition_dir(self.study_dir, name)))
+            self._compositions[name] = composed
+        return self._compositions[name]
+
+    def view_processor(self, configuration: StudyConfiguration) -> ChestImageProcessor:
+        size = int(self.recipe(self.models[0])["image_size"])
+        return ChestImageProcessor(
+            size={"height": size, "width": size},
+            lung_crop_margin=LUNG_CROP_MARGIN if configuration.lung_crop else None,
+            intensity_standardization=configuration.intensity_standardization,
+        )
+
+    def views(self, configuration: StudyConfiguration) -> dict[str, StudyImages]:
+        """The configuration's images (train with validation, validation, test) as its models
+        see them, loaded once per view."""
+        key = configuration.preprocessing_key
+        if key not in self._views:
+            composed = self.composition(configuration)
+            processor = self.view_processor(configuration)
+
+            def load(split) -> StudyImages:
+                return load_study_images(split, processor, self.segmenter, self.cache)
+
+            self._views[key] = {
+                "train": load(concatenate_datasets([composed["train"], composed["validation"]])),
+                "validation": load(composed["validation"]),
+                "test": load(composed["test"]),
+            }
+        return self._views[key]
+
+    def hospital_film_test(
+        self, configuration: StudyConfiguration
+    ) -> tuple[StudyImages, StudyImages]:
+        """The unseen-hospital test in the configuration's view: every COVID-CXNet film, and the
+        adult Normal images of the adult composition's test split (NIH, ieee8023) against
+        them, so that every configuration meets the same adult COVID vs adult Normal task."""
+        key = ("hospital films", *configuration.preprocessing_key)
+        if key not in self._views:
+            adult = self.composition(ADULT_COMPOSITION)
+            processor = self.view_processor(configuration)
+            every = concatenate_datasets(list(adult.values()))
+            films = every.select(np.flatnonzero(np.array(every["source"]) == HOSPITAL_FILMS))
+            normal = adult["test"].features["label"].names.index("Normal")
+            normals = adult["test"].select(
+                np.flatnonzero(np.array(adult["test"]["label"]) == normal)
+            )
+            self._views[key] = {
+                name: load_study_images(split, processor, self.segmenter, self.cache)
+                for name, split in (("films", films), ("normals", normals))
+            }
+        return self._views[key]["films"], self._views[key]["normals"]
+
+
+def _train_unet(study: _Study) -> dict[str, Any]:
+    """The lung U-Net on the human masks; Dice on held-out patients."""
+    _log("training the lung U-Net on the human lung masks")
     started = time.perf_counter()
-    trained = _train(values)
-    train_wall = time.perf_counter() - started
-    _log(f"{key}: trained in {train_wall:.0f} s; evaluating on the test split")
-    evaluated = _evaluate(checkpoint, dataset, study_dir / "evaluation" / key)
-    figure = _copy_figure(
-        study_dir / "evaluation" / key / "figures" / "confusion_matrix.png",
-        docs_figures,
-        f"{key}_confusion_matrix.png",
+    trained = train(
+        *parse_arguments(
+            [], recipe=study.recipe(LUNG_UNET, output_dir=str(unet_dir(study.study_dir)))
+        )
     )
     return {
-        "display_name": get_model_family(key).display_name,
-        "recipe": {
-            name: values[name]
-            for name in ("image_size", "num_train_epochs", "config_overrides", "learning_rate")
-            if name in values
+        "train_wall_s": round(time.perf_counter() - started, 1),
+        "test": {
+            "metrics": trained["metrics"],
+            "confidence_intervals": trained["confidence_intervals"],
         },
-        "train_wall_s": round(train_wall, 1),
-        "training": trained["training"],
+        "interval_unit": trained.get("interval_unit"),
         "dataset": trained["dataset"],
+    }
+
+
+def _hospital_film_scores(
+    checkpoint: Path, films: StudyImages, controls: StudyImages, settings: ProbeSettings
+) -> dict:
+    """A checkpoint on COVID-CXNet's films against adult Normal images, the way an external
+    evaluation scores a COVID/ + Normal/ folder (COVID sensitivity, specificity and ROC-AUC of
+    COVID vs Normal, :func:`~hf_covid.evaluation.external.external_metrics`), with intervals
+    over patients."""
+    model, processor = load_checkpoint(checkpoint)
+    class_names = class_names_of(model.config)
+    labels = np.array(
+        [class_names.index(POSITIVE_CLASS)] * len(films.labels)
+        + [class_names.index(controls.class_names[i]) for i in controls.labels]
+    )
+    images = torch.cat([films.images, controls.images])
+    masks = torch.cat([films.unet_masks, controls.unet_masks])
+    probabilities = predict_probabilities(model, processor, images, masks)
+    scores = external_metrics(
+        labels,
+        probabilities,
+        class_names,
+        n_resamples=settings.n_resamples,
+        seed=settings.seed,
+        groups=[*films.groups, *controls.groups],
+    )
+    return {"n_films": len(films.labels), "n_controls": len(controls.labels), **scores}
+
+
+COMPOSITION_OPTIONS = ("composition", "class_map", "age_groups")
+"""Recipe options that choose a composition: dropped when a model trains on a saved dataset."""
+
+
+def _train_model(
+    study: _Study, configuration: StudyConfiguration, key: str, output_dir: Path, data_dir=None
+) -> float:
+    """Train one model of a configuration (on ``data_dir``, a saved dataset, when given);
+    returns the training wall time in seconds."""
+    family = get_model_family(key)
+    overrides = configuration.recipe_overrides(
+        unet_dir(study.study_dir), "lung_mask" in family.input_names
+    )
+    if data_dir is not None:
+        overrides = {k: v for k, v in overrides.items() if k not in COMPOSITION_OPTIONS}
+        overrides["data_dir"] = str(data_dir)
+    values = study.recipe(key, output_dir=str(output_dir), **overrides)
+    started = time.perf_counter()
+    train(*parse_arguments([], recipe=values))
+    return round(time.perf_counter() - started, 1)
+
+
+def _without_hospital_films(study: _Study, configuration: StudyConfiguration) -> Path:
+    """The configuration's composition with COVID-CXNet removed from train and validation,
+    saved once (the held-out-hospital models train on it)."""
+    folder = composition_dir(
+        study.study_dir, f"{configuration.composition}_without_{HOSPITAL_FILMS}"
+    )
+    if not folder.is_dir():
+        composed = study.composition(configuration)
+        kept = DatasetDict(
+            {
+                name: split.filter(lambda source: source != HOSPITAL_FILMS, input_columns="source")
+                if name != "test"
+                else split
+                for name, split in composed.items()
+            }
+        )
+        summary = read_build_summary(composed)
+        if summary is not None:
+            summary.notes.append(
+                f"{HOSPITAL_FILMS} removed from the train and validation splits: its hospital "
+                "films are held out as an unseen hospital."
+            )
+            for split in kept.values():
+                split.info.description = summary.to_json()
+        kept.save_to_disk(str(folder))
+    return folder
+
+
+def _evaluate_model(
+    study: _Study,
+    configuration: StudyConfiguration,
+    key: str,
+    checkpoint: Path,
+    views: dict[str, StudyImages],
+) -> dict[str, Any]:
+    """Internal test metrics, the lungs-only drop and the explanation scores of one model."""
+    evaluated = evaluate_checkpoint(
+        checkpoint,
+        dataset=study.composition(configuration),
+        split="test",
+        output_dir=study.study_dir / "evaluation" / configuration.key / key,
+        figures=not study.quick,
+        progress=False,
+        n_resamples=study.probes.n_resamples,
+    )
+    figure = study.study_dir / FIGURES_DIR / f"explanations_{configuration.key}_{key}.png"
+    return {
         "test": {
             name: evaluated.get(name)
-            for name in ("metrics", "confidence_intervals", "per_source", "modalities")
+            for name in (
+                "metrics",
+                "confidence_intervals",
+                "interval_unit",
+                "per_source",
+                "per_age_group",
+                "masks",
+            )
         },
-        "confusion_matrix_figure": figure,
+        "lungs_only": lungs_only_drop(key, checkpoint, views["test"], study.probes),
+        "explanations": explain_checkpoint(
+            key, checkpoint, views["test"], study.explanations, figure
+        ),
     }
+
+
+def _run_configuration(study: _Study, configuration: StudyConfiguration, shared: dict) -> dict:
+    """Probes, models and held-out hospital films of one configuration."""
+    _log(f"configuration {configuration.key}: {configuration.adds}")
+    composed = study.composition(configuration)
+    summary = read_build_summary(composed)
+    views = study.views(configuration)
+    films, normals = study.hospital_film_test(configuration)
+    in_composition = HOSPITAL_FILMS in set(views["train"].sources)
+    view_key = configuration.preprocessing_key
+    if view_key not in shared:
+        with one_torch_thread():
+            shared[view_key] = {
+                "view_of": configuration.key,
+                "collection_probe": collection_probe(views, study.probes),
+                "leave_one_source_out": leave_one_source_out(
+                    views["train"], views["test"], study.probes, None if in_composition else films
+                ),
+            }
+    entry: dict[str, Any] = {
+        "key": configuration.key,
+        "title": configuration.title,
+        "adds": configuration.adds,
+        "composition": configuration.composition,
+        "data": {
+            "split_sizes": {name: len(split) for name, split in composed.items()},
+            "classes": composed["train"].features["label"].names,
+            "strata": summary.strata if summary else [],
+            "notes": summary.notes if summary else [],
+        },
+        **shared[view_key],
+        "models": {},
+    }
+    for key in study.models:
+        checkpoint = study.study_dir / MODELS_DIR / configuration.key / key
+        _log(f"{configuration.key}: training {key}")
+        wall = _train_model(study, configuration, key, checkpoint)
+        model: dict[str, Any] = {"display_name": get_model_family(key).display_name}
+        model["train_wall_s"] = wall
+        with one_torch_thread():
+            model |= _evaluate_model(study, configuration, key, checkpoint, views)
+        held_out = checkpoint
+        if in_composition:
+            held_out = study.study_dir / HOLDOUT_DIR / configuration.key / key
+            _log(f"{configuration.key}: training {key} without {HOSPITAL_FILMS}")
+            model["hospital_films_train_wall_s"] = _train_model(
+                study, configuration, key, held_out, _without_hospital_films(study, configuration)
+            )
+        with one_torch_thread():
+            model["hospital_films"] = _hospital_film_scores(held_out, films, normals, study.probes)
+        entry["models"][key] = model
+    return entry
 
 
 def run_study(
@@ -275,202 +427,133 @@ def run_study(
     quick: bool = False,
     only_analysis: bool = False,
     recipes_dir: str | Path = DEFAULT_RECIPES_DIR,
+    configurations: Sequence[str] | None = None,
+    models: Sequence[str] = ABLATION_MODELS,
 ) -> dict[str, Any]:
     """Run the study (see the module docstring) and return what ``results.json`` holds.
 
     Args:
         collections_root: The public collections side by side (``ieee8023/``, ``kermany/``,
-            ``covid_ct/``); never written to.
-        output_dir: Checkpoints, evaluations, caches (``models/<key>``, ``evaluation/<key>``).
-        docs_dir: Where ``public_study.md``, ``public_study/results.json`` and the figures go.
-        quick: Tiny models at 32 px, one or two epochs (CI).
-        only_analysis: Reuse the checkpoints and evaluations of an earlier run in
-            ``output_dir`` (its ``results.json``); redo the confounds, explanations and document.
-        recipes_dir: The folder of the ``*_public.yaml`` recipes.
+            ``covid_ct/``, ``nih_chestxray14/``, ``covid_cxnet/``); never written to.
+        output_dir: Checkpoints, evaluations, caches, figures.
+        docs_dir: Where ``public_study.md``, ``public_study/results.json`` and the charts go.
+        quick: Tiny models at 32 px, one epoch, tiny probes (CI).
+        only_analysis: Rewrite the document and charts from an earlier run's ``results.json``.
+        recipes_dir: The folder of the ``<key>_public.yaml`` recipes.
+        configurations: Keys of the configurations to run (default: all, in order).
+        models: The model families each configuration trains.
 
     Raises:
-        FileNotFoundError: no public collection below ``collections_root``, a recipe missing,
+        FileNotFoundError: a collection a configuration needs is missing, a recipe is missing,
             or no earlier run for ``only_analysis``.
         ValueError: ``output_dir`` or ``docs_dir`` inside ``collections_root``.
     """
     root = Path(collections_root).expanduser().resolve()
     study_dir = Path(output_dir).expanduser().resolve()
     docs_dir = Path(docs_dir).expanduser().resolve()
-    recipes_dir = Path(recipes_dir)
-    found = find_collections(root)
-    if not found:
-        raise FileNotFoundError(
-            f"no public collection below '{root}': expected ieee8023/, kermany/ and covid_ct/ "
-            "side by side"
-        )
     for folder in (study_dir, docs_dir):
         if folder == root or root in folder.parents:
             raise ValueError(f"'{folder}' is inside the collections root '{root}'; pick another")
-    docs_figures = docs_dir / "public_study"
-    started = time.perf_counter()
-    study_results_file = study_dir / RESULTS_FILE
+    chosen = [c for c in STUDY_CONFIGURATIONS if configurations is None or c.key in configurations]
+    results_file = study_dir / RESULTS_FILE
     if only_analysis:
-        if not study_results_file.is_file():
+        if not results_file.is_file():
             raise FileNotFoundError(f"--only-analysis: no earlier run in '{study_dir}'")
-        results = json.loads(study_results_file.read_text())
+        results = json.loads(results_file.read_text())
     else:
-        results = _train_everything(root, study_dir, docs_figures, quick, recipes_dir)
-        _save_results(results, study_results_file)
-    for name in ("confounds", "explanations"):
-        result, markdown = _optional_analysis(name, study_dir, root, quick)
-        results[name] = result
-        results[f"{name}_markdown"] = markdown
-    # Charts only: the explanation overlays show the collections' X-rays, whose licences
-    # (NC, ND, none stated) keep them out of a repository; they stay under <output-dir>/figures.
-    charts = (results["confounds"] or {}).get("figures") or {}
-    results["analysis_figures"] = [
-        _copy_figure(study_dir / "figures" / name, docs_figures, name)
-        for name in sorted(charts.values())
-    ]
-    results["study"]["collections_found"] = sorted(found)
-    results["study"]["analysis_wall_s"] = round(time.perf_counter() - started, 1)
-    results["study"]["only_analysis"] = only_analysis
+        missing = sorted(
+            {"ieee8023", "kermany", "nih_chestxray14", "covid_cxnet"} - set(find_collections(root))
+        )
+        if missing:
+            raise FileNotFoundError(
+                f"the study needs the collections {missing} below '{root}' (side by side with "
+                "the others); see docs/public_training.md"
+            )
+        results = _train_everything(root, study_dir, quick, Path(recipes_dir), chosen, models)
     results["study"]["loadavg_end"] = _loadavg()
+    results["figures"] = draw_study_figures(results, docs_dir / "public_study")
     results = portable(results)
-    _save_results(results, study_results_file)
-    _save_results(results, docs_figures / RESULTS_FILE)
+    _save_results(results, results_file)
+    _save_results(results, docs_dir / "public_study" / RESULTS_FILE)
     (docs_dir / DOCUMENT_FILE).write_text(study_markdown(results))
-    _log(f"wrote {docs_dir / DOCUMENT_FILE} and {docs_figures / RESULTS_FILE}")
+    _log(f"wrote {docs_dir / DOCUMENT_FILE} and {docs_dir / 'public_study' / RESULTS_FILE}")
     return results
 
 
 def _train_everything(
-    root: Path, study_dir: Path, docs_figures: Path, quick: bool, recipes_dir: Path
+    root: Path,
+    study_dir: Path,
+    quick: bool,
+    recipes_dir: Path,
+    configurations: Sequence[StudyConfiguration],
+    models: Sequence[str],
 ) -> dict[str, Any]:
     started = time.perf_counter()
+    study = _Study(root, study_dir, quick, recipes_dir, models)
     results: dict[str, Any] = {
         "study": {
             "started_utc": f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S}",
             "quick": quick,
             "loadavg_start": _loadavg(),
             "collections_root": root.name,
+            "collections_found": sorted(find_collections(root)),
             "torch_threads": torch.get_num_threads(),
+            "models": list(models),
         },
-        "models": {},
+        "unet": _train_unet(study),
+        "configurations": [],
     }
-    common = {
-        "data_dir": str(root),
-        "cache_dir": str(study_dir / "cache"),
-        "report_to": "none",
-        "save_total_limit": 1,
-    }
-    families = study_models(recipes_dir)
-    recipes = {
-        family.key: _recipe(
-            recipes_dir,
-            family.key,
-            common
-            | {"output_dir": str(study_dir / MODELS_DIR / family.key)}
-            | (_quick_overrides(family.key) if quick else {}),
-        )
-        for family in families
-    }
-    compositions = _compose(root, families, recipes, study_dir)
-    results["data"] = {kind: _data_summary(composed) for kind, composed in compositions.items()}
-    segmenters = [family.key for family in families if family.task == "segmentation"]
-    unet_masks = None
-    for index, family in enumerate(families, start=1):
-        key = family.key
-        _log(f"({index}/{len(families)}) training {key}")
-        values, dataset = recipes[key], compositions[family.dataset_kind]
-        takes_mask = "lung_mask" in family.input_names
-        if takes_mask:
-            if not segmenters:
-                raise FileNotFoundError(
-                    f"{key} takes a lung mask but no segmentation family has a recipe in "
-                    f"'{recipes_dir}'"
-                )
-            if unet_masks is None:
-                segmenter_dir = study_dir / MODELS_DIR / segmenters[0]
-                unet_masks = _unet_mask_dataset(dataset, segmenter_dir, study_dir, quick)
-            dataset = unet_masks
-            values = values | {"data_dir": str(study_dir / UNET_MASK_DATASET)}
-        results["models"][key] = _train_and_evaluate(key, values, dataset, study_dir, docs_figures)
-        if takes_mask:
-            _log(f"{key}: human vs U-Net masks on the test images that have both")
-            results["models"][key]["mask_comparison"] = _mask_comparison(
-                study_dir / MODELS_DIR / key, dataset, study_dir / "evaluation" / f"{key}_masks"
-            )
+    shared: dict = {}
+    for configuration in configurations:
+        results["configurations"].append(_run_configuration(study, configuration, shared))
         _save_results(results, study_dir / PARTIAL_RESULTS_FILE)
-    if unet_masks is not None:
-        results["data"][UNET_MASK_DATASET.name] = _data_summary(unet_masks)
-    results["study"]["training_wall_s"] = round(time.perf_counter() - started, 1)
+    results["study"]["wall_s"] = round(time.perf_counter() - started, 1)
     return results
-
-
-def _compose(
-    root: Path, families: Sequence[ModelFamily], recipes: dict[str, dict], study_dir: Path
-) -> dict[str, DatasetDict]:
-    """One composition per dataset kind of ``families``, with the split options (and, for the
-    Radiography layout, the classes) of the first classifier's recipe of that kind (else the
-    first family's); saved under ``<study_dir>/data/<kind>`` for the probes."""
-    first_recipe: dict[str, dict] = {}
-    for family in sorted(families, key=lambda family: family.task != "classification"):
-        first_recipe.setdefault(family.dataset_kind, recipes[family.key])
-    compositions = {}
-    for kind, values in first_recipe.items():
-        _log(f"composing the public collections in the {kind} layout")
-        if kind == "xray_ct":
-            composed = compose_xray_ct(root, **_split_options(values))
-        else:
-            composed = compose_radiography(
-                root, classes=values.get("classes"), **_split_options(values)
-            )
-        composed.save_to_disk(str(study_dir / COMPOSITIONS_DIR / kind))
-        compositions[kind] = composed
-    return compositions
-
-
-def _unet_mask_dataset(
-    dataset: DatasetDict, segmenter_dir: Path, study_dir: Path, quick: bool
-) -> DatasetDict:
-    """The composition with the trained U-Net's mask for every image, saved and reloaded."""
-    _log("lung U-Net masks for every image of the Radiography composition")
-    segmenter = LungSegmenter.from_pretrained(segmenter_dir)
-    target = study_dir / UNET_MASK_DATASET
-    masked = add_unet_masks(
-        dataset, segmenter, study_dir / COMPOSITIONS_DIR / "unet_masks", progress=not quick
-    )
-    if target.exists():
-        shutil.rmtree(target)
-    masked.save_to_disk(str(target))
-    return load_from_disk(str(target))
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description="Train and evaluate every hf_covid model on the public collections, measure "
-        "the confounds, write docs/public_study.md. Research software, not a diagnostic device.",
+        description="The ablation study on the public collections: every configuration's models "
+        "trained, evaluated and probed for shortcuts; writes docs/public_study.md. Research "
+        "software, not a diagnostic device.",
     )
     parser.add_argument(
         "--collections-root",
         required=True,
-        help="Folder with ieee8023/, kermany/ and covid_ct/ side by side (never written to).",
+        help="Folder with ieee8023/, kermany/, covid_ct/, nih_chestxray14/ and covid_cxnet/ side "
+        "by side (never written to).",
     )
     parser.add_argument(
         "--output-dir",
         default="outputs/study",
-        help="Checkpoints (models/<key>), evaluations and caches (default: outputs/study).",
+        help="Checkpoints (models/lung_unet, models/<configuration>/<model>), evaluations, "
+        "caches and figures (default: outputs/study).",
     )
     parser.add_argument(
         "--docs-dir",
         default=None,
-        help="Where public_study.md and public_study/ (results.json, figures) go "
-        "(default: <output-dir>/docs; the committed run uses docs/).",
+        help="Where public_study.md and public_study/ (results.json, charts) go (default: "
+        "<output-dir>/docs; the committed run uses docs/).",
     )
     parser.add_argument("--quick", action="store_true", help="Tiny models, 32 px (CI).")
     parser.add_argument(
         "--only-analysis",
         action="store_true",
-        help="Reuse the checkpoints of an earlier run; redo the probes and the document.",
+        help="Rewrite the document and charts from an earlier run's results.json.",
     )
     parser.add_argument(
-        "--recipes-dir", default=str(DEFAULT_RECIPES_DIR), help="Folder of *_public.yaml."
+        "--configurations",
+        nargs="+",
+        default=None,
+        metavar="KEY",
+        help="Configurations to run (default: all): "
+        + ", ".join(c.key for c in STUDY_CONFIGURATIONS),
+    )
+    parser.add_argument(
+        "--models", nargs="+", default=list(ABLATION_MODELS), help="Model families to train."
+    )
+    parser.add_argument(
+        "--recipes-dir", default=str(DEFAULT_RECIPES_DIR), help="Folder of <key>_public.yaml."
     )
     parser.add_argument(
         "--num-threads",
@@ -496,13 +579,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             quick=args.quick,
             only_analysis=args.only_analysis,
             recipes_dir=args.recipes_dir,
+            configurations=args.configurations,
+            models=args.models,
         )
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError, KeyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    study = results["study"]
-    what = "analysis" if args.only_analysis else "study"
-    _log(
-        f"{what} done in {study['analysis_wall_s']:.0f} s (training: {study.get('training_wall_s')} s)"
-    )
+    _log(f"study done in {results['study'].get('wall_s')} s")
     return 0

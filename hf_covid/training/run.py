@@ -33,7 +33,7 @@ from hf_covid.checkpoints import (
     save_model_and_processor,
 )
 from hf_covid.evaluation.metrics import segmentation_metrics
-from hf_covid.evaluation.predict import summarize_predictions
+from hf_covid.evaluation.predict import patient_groups, summarize_predictions
 from hf_covid.lung_masks import LungSegmenter
 from hf_covid.models.image_processing_chest import ChestImageProcessor
 from hf_covid.registry import get_model_family
@@ -92,7 +92,10 @@ def train(
         predictions = segmentation_metrics(test.predictions, test.label_ids, per_image=True)
     else:
         predictions = {"labels": test.label_ids, "probabilities": test.predictions}
-    summary = summarize_predictions(predictions, list(data.class_names), confidence=CONFIDENCE)
+    groups = patient_groups(data.splits["test"].with_format(None))
+    summary = summarize_predictions(
+        predictions, list(data.class_names), confidence=CONFIDENCE, groups=groups
+    )
     results = EvaluationResults(
         model_type=trainer.model.config.model_type,
         task=family.pipeline_tag,
@@ -101,6 +104,7 @@ def train(
         metrics=summary["metrics"] | {"loss": test.metrics.get("test_loss")},
         confidence_intervals=summary["confidence_intervals"],
         confidence=CONFIDENCE,
+        interval_unit="image" if groups is None else "patient",
         dataset=data.record,
         training={
             **_training_summary(trainer, training_args, train_output, train_seconds),
