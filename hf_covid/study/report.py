@@ -33,6 +33,17 @@ PUBLISHED_ANCHORS: dict[str, dict[str, Any]] = {
         "what": "COVID-CT slices, F1 0.85 and AUC 0.94",
         "reference": "Yang et al. 2020, COVID-CT-Dataset, arXiv:2003.13865",
     },
+    "covidx_3_class": {
+        "dataset_kind": "radiography",
+        "task": "classification",
+        "metric": "accuracy / covid_sensitivity",
+        "value": {"accuracy": 0.933, "covid_sensitivity": 0.91},
+        "what": "COVIDx test split (COVIDx3: 100 normal, 100 pneumonia, 100 COVID-19), "
+        "COVIDNet-CXR3-B: 3-class accuracy 93.3%, COVID-19 sensitivity 91.0%",
+        "reference": "Wang, Lin and Wong 2020, COVID-Net, Scientific Reports 10:19549 "
+        "(github.com/lindawangg/COVID-Net, README results and docs/models.md)",
+        "data": "covidx",
+    },
     "lung_segmentation": {
         "dataset_kind": "radiography",
         "task": "segmentation",

@@ -2,37 +2,48 @@
 
 One documented builder per collection, in the torchxrayvision manner (each module's docstring
 says where the data comes from, its licence, its classes and what is wrong with it):
-`build_ieee8023_dataset`, `build_kermany_dataset`, `build_covid_ct_dataset`. `compose_radiography`
+`build_ieee8023_dataset`, `build_kermany_dataset`, `build_covid_ct_dataset`, `build_rsna_dataset`
+and `build_covidx_dataset` (COVID-Net's benchmark, with its published split). `compose_radiography`
 and `compose_xray_ct` join them into the two layouts the models train on; `prepare_public_data`
-writes those layouts as folders; `check_publishable` and `license_counts` guard and describe a
-push to the Hub. Research software: none of this makes a data set fit for clinical use.
+writes those layouts as folders; `check_publishable` and `license_counts` guard and describe a push to the Hub.
+Research software: none of this makes a data set fit for clinical use.
 """
 
 from .collections import PUBLIC_COLLECTIONS, find_collections, get_collection
 from .common import (
     CATEGORY_DESCRIPTIONS,
     CollectionScan,
+    DownloadFile,
+    DownloadSource,
     PublicCollection,
     PublicImage,
     public_features,
 )
 from .covid_ct import COVID_CT_CATEGORIES, build_covid_ct_dataset
+from .covidx import COVIDX_CATEGORIES, build_covidx_dataset
 from .ieee8023 import FRONTAL_VIEWS, IEEE8023_CATEGORIES, build_ieee8023_dataset, classify_finding
 from .kermany import KERMANY_CATEGORIES, build_kermany_dataset, kermany_patient_id
+from .rsna import RSNA_CATEGORIES, build_rsna_dataset
 
 __all__ = [
     "CATEGORY_DESCRIPTIONS",
+    "COVIDX_CATEGORIES",
     "COVID_CT_CATEGORIES",
     "FRONTAL_VIEWS",
     "IEEE8023_CATEGORIES",
     "KERMANY_CATEGORIES",
     "PUBLIC_COLLECTIONS",
+    "RSNA_CATEGORIES",
     "CollectionScan",
+    "DownloadFile",
+    "DownloadSource",
     "PublicCollection",
     "PublicImage",
     "build_covid_ct_dataset",
+    "build_covidx_dataset",
     "build_ieee8023_dataset",
     "build_kermany_dataset",
+    "build_rsna_dataset",
     "classify_finding",
     "find_collections",
     "get_collection",

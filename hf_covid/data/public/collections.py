@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 
-from . import covid_ct, ieee8023, kermany
+from . import covid_ct, covidx, ieee8023, kermany, rsna
 from .common import PublicCollection
 
 __all__ = ["PUBLIC_COLLECTIONS", "find_collections", "get_collection"]
@@ -23,6 +23,8 @@ PUBLIC_COLLECTIONS: Mapping[str, PublicCollection] = MappingProxyType(
             ieee8023.COLLECTION,
             kermany.COLLECTION,
             covid_ct.COLLECTION,
+            rsna.COLLECTION,
+            covidx.COLLECTION,
         )
     }
 )

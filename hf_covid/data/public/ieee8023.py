@@ -30,7 +30,6 @@ collections often are children; very few non-COVID images.
 
 from __future__ import annotations
 
-import csv
 import logging
 import re
 from collections import Counter
@@ -54,6 +53,7 @@ from .common import (
     locate_collection,
     make_public_image,
 )
+from .tables import absent_files_note, read_csv_rows
 
 __all__ = [
     "FRONTAL_VIEWS",
@@ -122,17 +122,6 @@ def classify_finding(finding: str) -> str | None:
     return "other"
 
 
-def _read_metadata(metadata_file: Path) -> list[dict[str, str]]:
-    with metadata_file.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        missing = [name for name in REQUIRED_COLUMNS if name not in (reader.fieldnames or ())]
-        if missing:
-            raise ValueError(
-                f"'{metadata_file}' lacks the column(s) {missing} (found {reader.fieldnames})"
-            )
-        return [{key: (value or "").strip() for key, value in row.items() if key} for row in reader]
-
-
 def _patient_sort_key(patient: str) -> tuple[bool, int, str]:
     """Numbers first, in numeric order, then other ids."""
     return (not patient.isdigit(), int(patient) if patient.isdigit() else 0, patient)
@@ -195,7 +184,7 @@ def scan_ieee8023(
         raise ValueError(f"modality must be {XRAY!r}, {CT!r} or None (both), got {modality!r}")
     root = locate_collection(root, FOLDER_NAMES, is_collection, TITLE)
     cache = DatasetCache(root, cache_dir)
-    rows = _read_metadata(root / METADATA_FILE)
+    rows = read_csv_rows(root / METADATA_FILE, REQUIRED_COLUMNS)
     merged, notes = _merged_patient_ids(rows)
     allowed_views = (
         None if views is None else {*views, *([LATERAL_VIEW] if include_lateral else [])}
@@ -204,6 +193,7 @@ def scan_ieee8023(
     excluded: Counter[str] = Counter()
     selected: list[tuple[dict[str, str], str]] = []
     seen_files: set[str] = set()
+    absent: list[str] = []
     image_folder = root / "images"
     present = (
         {path.name for path in list_folder(image_folder)[0]} if image_folder.is_dir() else set()
@@ -228,20 +218,17 @@ def scan_ieee8023(
             )
             excluded[reason] += 1
         elif row["filename"] not in present:
-            excluded["listed in metadata.csv but absent from images/"] += 1
+            absent.append(row["filename"])
         else:
             selected.append((row, category))
     referenced = {row["filename"] for row in rows}
     unreferenced = len(present - referenced)
     if unreferenced:
         excluded["in images/ but not in metadata.csv"] += unreferenced
-    if excluded.get("listed in metadata.csv but absent from images/"):
-        logger.warning(
-            "%s: %d file(s) listed in metadata.csv are absent from %s and were left out",
-            TITLE,
-            excluded["listed in metadata.csv but absent from images/"],
-            image_folder,
-        )
+    if absent:
+        excluded["listed in metadata.csv but absent from images/"] = len(absent)
+        notes.append(absent_files_note("ieee8023", METADATA_FILE, "images/", absent))
+        logger.warning("%s", notes[-1])
 
     masks = {}
     if (root / "masks").is_dir():
