@@ -25,6 +25,7 @@ _LAZY_EXPORTS: dict[str, str] = {
     "build_ieee8023_dataset": "hf_covid.data.public",
     "build_kermany_dataset": "hf_covid.data.public",
     "build_rsna_dataset": "hf_covid.data.public",
+    "download_collection": "hf_covid.data.public.download",
     "compose_radiography": "hf_covid.data.public.compose",
     "compose_xray_ct": "hf_covid.data.public.compose",
     "prepare_public_data": "hf_covid.data.public.prepare",

@@ -5,7 +5,8 @@ says where the data comes from, its licence, its classes and what is wrong with 
 `build_ieee8023_dataset`, `build_kermany_dataset`, `build_covid_ct_dataset`, `build_rsna_dataset`
 and `build_covidx_dataset` (COVID-Net's benchmark, with its published split). `compose_radiography`
 and `compose_xray_ct` join them into the two layouts the models train on; `prepare_public_data`
-writes those layouts as folders; `check_publishable` and `license_counts` guard and describe a push to the Hub.
+writes those layouts as folders; `download_collection` (``hf-covid download``) fetches the openly
+downloadable ones; `check_publishable` and `license_counts` guard and describe a push to the Hub.
 Research software: none of this makes a data set fit for clinical use.
 """
 
@@ -21,6 +22,7 @@ from .common import (
 )
 from .covid_ct import COVID_CT_CATEGORIES, build_covid_ct_dataset
 from .covidx import COVIDX_CATEGORIES, build_covidx_dataset
+from .download import download_collection
 from .ieee8023 import FRONTAL_VIEWS, IEEE8023_CATEGORIES, build_ieee8023_dataset, classify_finding
 from .kermany import KERMANY_CATEGORIES, build_kermany_dataset, kermany_patient_id
 from .rsna import RSNA_CATEGORIES, build_rsna_dataset
@@ -45,6 +47,7 @@ __all__ = [
     "build_kermany_dataset",
     "build_rsna_dataset",
     "classify_finding",
+    "download_collection",
     "find_collections",
     "get_collection",
     "kermany_patient_id",

@@ -45,6 +45,8 @@ from .common import (
     CT,
     XRAY,
     CollectionScan,
+    DownloadFile,
+    DownloadSource,
     PublicCollection,
     PublicImage,
     ScanOptions,
@@ -335,6 +337,21 @@ def _scan_for_composition(root: Path, options: ScanOptions) -> CollectionScan:
     )
 
 
+DOWNLOAD_COMMIT = "6a4242344473ccb5ed0d2148d8c7bfb1691e4ed8"
+"""The commit of the upstream repository that ``hf-covid download ieee8023`` fetches."""
+DOWNLOAD = DownloadSource(
+    folder="ieee8023",
+    files=(
+        DownloadFile(
+            url=f"{URL}/archive/{DOWNLOAD_COMMIT}.zip",
+            name=f"covid-chestxray-dataset-{DOWNLOAD_COMMIT[:12]}.zip",
+            strip_components=1,
+            members=(METADATA_FILE, "images/", "README.md", "SCHEMA.md"),
+        ),
+    ),
+    checksums="none published: GitHub makes the archive of the pinned commit on request",
+)
+
 COLLECTION = PublicCollection(
     name=SOURCE,
     title=TITLE,
@@ -348,4 +365,5 @@ COLLECTION = PublicCollection(
     build=build_ieee8023_dataset,
     summary="COVID-19 and other pneumonia X-rays and CT crops, mostly figures from papers and web "
     "sites; adults; v7labs human lung masks",
+    download=DOWNLOAD,
 )
