@@ -1,4 +1,4 @@
-"""The RSNA and COVIDx builders and their records.
+"""The RSNA and COVIDx builders, their records and ``hf-covid prepare --list``.
 
 Every test builds a tiny tree in the official layout in ``tmp_path``: RSNA around the real CR
 DICOM of ``tests/fixtures/dicom`` plus DICOMs written here with pydicom, COVIDx with label files
@@ -19,10 +19,12 @@ import pytest
 from chest_trees import random_image, write_dicom
 from PIL import Image
 
+from hf_covid import cli
 from hf_covid.data.public import build_covidx_dataset, build_rsna_dataset
 from hf_covid.data.public.collections import PUBLIC_COLLECTIONS, find_collections
 from hf_covid.data.public.common import CATEGORY_DESCRIPTIONS, ScanOptions
 from hf_covid.data.public.covidx import read_covidx_label_file
+from hf_covid.data.public.prepare import describe_collections
 from hf_covid.data.public.rsna import RSNA_EXTRA_FEATURES, rsna_age_years
 from hf_covid.data.summary import read_build_summary
 from hf_covid.study.report import HEADLINE, PUBLISHED_ANCHORS
@@ -328,3 +330,27 @@ def test_find_collections_finds_rsna_and_covidx_below_a_root(collections_root):
         "rsna": collections_root / "rsna",
         "covidx": collections_root / "covidx",
     }
+
+
+def test_prepare_list_prints_every_record(capsys):
+    assert cli.main(["prepare", "--list"]) == 0
+    text = capsys.readouterr().out
+    for name, record in PUBLIC_COLLECTIONS.items():
+        assert f"{name}: {record.title}\n  licence: {record.license}\n" in text
+        assert ", ".join(f"{folder}/" for folder in record.folder_names) in text
+        assert record.summary in text
+    assert "hf-covid download kermany --to ROOT (into ROOT/kermany/; checksums: SHA-256" in text
+    assert "by hand (login or licence click): 'hf-covid download rsna' says how" in text
+
+
+def test_a_record_without_download_is_listed_as_by_hand():
+    record = PUBLIC_COLLECTIONS["kermany"]
+    without = type(record)(**{**vars(record), "download": None})
+    assert f"get it: by hand from {record.url}\n" in describe_collections([without])
+
+
+def test_prepare_without_root_or_list_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["prepare", "--output", "out"])
+    assert exit_info.value.code == 2
+    assert "or give --list" in capsys.readouterr().err
