@@ -231,12 +231,13 @@ def test_a_server_error_names_the_url_and_the_status(server, tmp_path):
         download_source("ieee8023", _github_source(base), tmp_path, progress=False)
 
 
-def test_tar_gz_archives_md5_and_a_gzipped_table_as_nih_serves_them(server, tmp_path):
+def test_tar_gz_md5_a_gzipped_table_and_a_plain_file_each_land_in_their_folder(server, tmp_path):
     state, base = server
     archive = _tar_gz({"images/00000001_000.png": b"png bytes"})
     table = b"Image Index,Finding Labels\n00000001_000.png,No Finding\n"
     state.files["/static/one.gz"] = archive
     state.files["/data/Data_Entry_2017_v2020.csv.gz"] = gzip.compress(table)
+    state.files["/lists/test_list.txt"] = b"00000001_000.png\n"
     source = DownloadSource(
         folder="nih_chestxray14",
         files=(
@@ -250,11 +251,18 @@ def test_tar_gz_archives_md5_and_a_gzipped_table_as_nih_serves_them(server, tmp_
                 url=f"{base}/data/Data_Entry_2017_v2020.csv.gz",
                 name="Data_Entry_2017_v2020.csv.gz",
             ),
+            DownloadFile(url=f"{base}/lists/test_list.txt", name="test_list.txt", target="lists"),
         ),
     )
     folder = download_source("nih_chestxray14", source, tmp_path, progress=False)
     assert (folder / "images_001" / "images" / "00000001_000.png").read_bytes() == b"png bytes"
     assert (folder / "Data_Entry_2017_v2020.csv").read_bytes() == table
+    assert (folder / "lists" / "test_list.txt").read_bytes() == b"00000001_000.png\n"
+    assert sorted(p.name for p in folder.rglob("*") if p.is_file()) == [
+        "00000001_000.png",
+        "Data_Entry_2017_v2020.csv",
+        "test_list.txt",
+    ]  # no temporary file left behind
 
 
 def test_a_download_finished_but_not_unpacked_is_unpacked_without_fetching(server, tmp_path):

@@ -30,7 +30,6 @@ import hashlib
 import http.client
 import json
 import os
-import shutil
 import sys
 import time
 import urllib.error
@@ -52,6 +51,7 @@ __all__ = [
     "DOWNLOAD_STATE_FOLDER",
     "ChecksumMismatchError",
     "DownloadError",
+    "FetchedFile",
     "ManualDownloadError",
     "download_collection",
     "download_source",
@@ -148,7 +148,9 @@ def download_sources() -> dict[str, DownloadSource]:
 
 
 @dataclass(frozen=True)
-class _Fetched:
+class FetchedFile:
+    """A finished download: its size in bytes and ``"<algorithm>:<hex>"`` checksum."""
+
     size: int
     checksum: str
 
@@ -163,13 +165,9 @@ def _digest(checksum: str | None) -> tuple[str, str | None]:
     return algorithm, expected.lower()
 
 
-def _new_digest(algorithm: str):
-    """A hash object; the checksums check integrity, not secrets (FIPS builds allow MD5 so)."""
-    return hashlib.new(algorithm, usedforsecurity=False)
-
-
 def _hash_of(path: Path, algorithm: str):
-    digest = _new_digest(algorithm)
+    # The checksums check integrity, not secrets (FIPS builds allow MD5 so).
+    digest = hashlib.new(algorithm, usedforsecurity=False)
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(CHUNK_SIZE), b""):
             digest.update(block)
@@ -218,10 +216,9 @@ def _expected_total(response, offset: int) -> tuple[int, int | None]:
     return 0, int(length) if length and length.isdigit() else None
 
 
-def _copy_body(response, handle: BinaryIO, digest, bar: tqdm) -> None:
+def _copy_body(response, handle: BinaryIO, bar: tqdm) -> None:
     while block := response.read(CHUNK_SIZE):
         handle.write(block)
-        digest.update(block)
         bar.update(len(block))
 
 
@@ -233,7 +230,7 @@ def fetch(
     retries: int = 3,
     timeout: float = 60.0,
     progress: bool = True,
-) -> _Fetched:
+) -> FetchedFile:
     """Download ``url`` to ``destination``, resuming ``destination.part`` where it stopped.
 
     Args:
@@ -264,7 +261,6 @@ def fetch(
             break
         with response:
             start, total = _expected_total(response, offset)
-            digest = _hash_of(part, algorithm) if start else _new_digest(algorithm)
             with (
                 part.open("ab" if start else "wb") as handle,
                 tqdm(
@@ -277,7 +273,7 @@ def fetch(
                 ) as bar,
             ):
                 try:
-                    _copy_body(response, handle, digest, bar)
+                    _copy_body(response, handle, bar)
                 except (OSError, http.client.HTTPException) as error:  # cut, reset, timed out
                     cut = error
                 else:
@@ -305,7 +301,15 @@ def fetch(
             f"{expected}; the file was removed (a corrupt or changed download)"
         )
     _sync_rename(part, destination)
-    return _Fetched(size=size, checksum=f"{algorithm}:{found}")
+    return FetchedFile(size=size, checksum=f"{algorithm}:{found}")
+
+
+def _placed(folder: Path, file: DownloadFile) -> Path:
+    """What a file becomes in the collection folder: its folder (archives) or the file."""
+    target = folder / file.target
+    if file.name.lower().endswith(ARCHIVE_SUFFIXES):
+        return target
+    return target / (file.name[: -len(".gz")] if file.name.lower().endswith(".gz") else file.name)
 
 
 def _place(downloaded: Path, folder: Path, file: DownloadFile, progress: bool) -> None:
@@ -322,20 +326,9 @@ def _place(downloaded: Path, folder: Path, file: DownloadFile, progress: bool) -
         )
         return
     target.mkdir(parents=True, exist_ok=True)
-    if lower.endswith(".gz"):
-        with gzip.open(downloaded, "rb") as source:
-            write_file(source, target / file.name[: -len(".gz")])
-    else:
-        shutil.copyfile(downloaded, target / f".{file.name}.part")
-        os.replace(target / f".{file.name}.part", target / file.name)
-
-
-def _placed(folder: Path, file: DownloadFile) -> Path:
-    """What a file becomes in the collection folder: its folder (archives) or the file."""
-    target = folder / file.target
-    if file.name.lower().endswith(ARCHIVE_SUFFIXES):
-        return target
-    return target / (file.name[: -len(".gz")] if file.name.lower().endswith(".gz") else file.name)
+    opener = gzip.open if lower.endswith(".gz") else open
+    with opener(downloaded, "rb") as source:
+        write_file(source, _placed(folder, file))
 
 
 def _marker(state: Path, file: DownloadFile) -> Path:
@@ -355,7 +348,7 @@ def _is_complete(state: Path, folder: Path, file: DownloadFile) -> bool:
     )
 
 
-def _finished_download(downloaded: Path, file: DownloadFile) -> _Fetched | None:
+def _finished_download(downloaded: Path, file: DownloadFile) -> FetchedFile | None:
     """A download finished in an earlier run but not laid out, if whole (else removed)."""
     if not downloaded.is_file():
         return None
@@ -364,7 +357,7 @@ def _finished_download(downloaded: Path, file: DownloadFile) -> _Fetched | None:
     if expected is not None and found != expected:
         downloaded.unlink()
         return None
-    return _Fetched(size=downloaded.stat().st_size, checksum=f"{algorithm}:{found}")
+    return FetchedFile(size=downloaded.stat().st_size, checksum=f"{algorithm}:{found}")
 
 
 def download_source(
