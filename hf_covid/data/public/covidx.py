@@ -5,14 +5,14 @@ detection of COVID-19 cases from chest X-ray images", Scientific Reports 10:1954
 https://github.com/lindawangg/COVID-Net (``docs/COVIDx.md``, label files in ``labels/``). COVIDx
 is not a collection of its own but a fixed selection, by patient, from others: ieee8023
 (``cohen``), Figure1 (``fig1``), Actualmed (``actmed``), the COVID-19 Radiography Database's SIRM
-images (``sirm``), RSNA (``rsna``) and, from COVIDx8 on, RICORD (``ricord``), BIMCV and
-Stony Brook (``stonybrook``). Its label files list one image per line::
+images (``sirm``), RSNA (``rsna``) and, in later versions, RICORD (``ricord``), BIMCV and
+Stony Brook. Its label files list one image per line::
 
     <patient id> <file name> <class> [<data source>]
 
-with the class ``normal``, ``pneumonia`` or ``COVID-19`` (COVIDx 3-8A, CXR-3A), ``positive`` or
-``negative`` (COVIDx 7B-9B, CXR-2, CXR-3B, CXR-4), or ``viral`` / ``bacteria`` (the first
-version, without the data source). Layout (the Kaggle download ``andyczhao/covidx-cxr2``, or what
+with the class ``normal``, ``pneumonia`` or ``COVID-19`` (COVIDx up to 5, the A versions),
+``positive`` or ``negative`` (the B versions from COVIDx7B, the Kaggle COVIDx CXR downloads), or
+``viral`` / ``bacteria`` (the first version, which has no data source field). Layout (the Kaggle download ``andyczhao/covidx-cxr2``, or what
 COVID-Net's scripts write)::
 
     <root>/train.txt, test.txt [, val.txt]     or train_COVIDx9A.txt, train_split.txt, ...,
@@ -33,11 +33,11 @@ counted and named in the build summary, never dropped silently.
 
 What is wrong with it: COVID-19 images and controls come from different sources (COVID-19 from
 paper figures, SIRM and RICORD; normal and pneumonia almost all from RSNA, i.e. NIH), so the
-source confounds the class; the test split of COVIDx 3-5 holds only 100 COVID-19 images (from
-few patients), which makes the published sensitivities coarse; the versions differ (the test
-split changed with COVIDx8 and CXR-3), so a number is only comparable on the same label files;
-some patient ids appear in both the train and test lists of some versions (the summary counts
-them). COVID-Net's published numbers for its test split are among the study's published anchors.
+source confounds the class; the test split of COVIDx 3-5 holds only 100 images per class, which
+makes the published sensitivities coarse (one image is 1%); the test split changed over the
+versions, so a number is only comparable on the same label files; a patient id in both the train
+and the test list would leak, and the summary counts any. COVID-Net's published numbers for its
+test split are among the study's published anchors.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ NIH's patient ids are gone), so a split grouped by it can put one person's follo
 splits (near-duplicates are still kept together); a DICOM without PatientID is its own patient,
 counted in the summary. ``Lung Opacity`` is a reader's impression of possible pneumonia, not a
 diagnosis; ``No Lung Opacity / Not Normal`` pools every other finding (devices, effusion, nodules,
-...). A few header ages are impossible (148-155 years): above 120 they are taken as unknown. The
+...). A few header ages are impossible (over 140 years): above 120 they are taken as unknown. The
 images are NIH's 8-bit PNGs wrapped in DICOM again (lossy JPEG, no acquisition parameters), and
 the same pictures are in NIH ChestX-ray14 under other names: a composition with NIH finds them as
 near-duplicates.
