@@ -264,6 +264,8 @@ class EvaluationResults(_JsonRecord):
         per_age_group: Age group -> short metric set, where the data names age groups.
         masks: Where the lung masks a mask-reading or lung-cropping model got came from, or
             None when it needed none.
+        published: The published number such work reports on this kind of data
+            (`hf_covid.evaluation.anchors`), set beside the results, or None.
         modalities: Dual-input model: input combination -> metrics, intervals, inputs used.
         figures: Figure name -> path relative to the results file.
         hub_commit_url: Where the checkpoint was pushed, if it was.
@@ -284,6 +286,7 @@ class EvaluationResults(_JsonRecord):
     per_source: dict[str, dict[str, Any]] | None = None
     per_age_group: dict[str, dict[str, Any]] | None = None
     masks: str | None = None
+    published: dict[str, Any] | None = None
     modalities: dict[str, dict[str, Any]] | None = None
     figures: dict[str, str] = field(default_factory=dict)
     hub_commit_url: str | None = None

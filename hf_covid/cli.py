@@ -77,6 +77,10 @@ SUBCOMMANDS: Mapping[str, Subcommand] = MappingProxyType(
             "hf_covid.data.public.prepare:main",
             "write the Radiography and X-ray + CT layouts from public image collections",
         ),
+        "download": Subcommand(
+            "hf_covid.data.public.download:main",
+            "download public collections and lay them out as the builders expect",
+        ),
         "study": Subcommand(
             "hf_covid.study.run:main",
             "the real-data study: train and evaluate every model on the public collections, "

@@ -5,19 +5,29 @@ intercept) gives modality units, Hounsfield units for CT, and the VOI LUT or win
 named window or the full stored range maps them to [0, 1]; MONOCHROME1 is inverted. Before any
 pixel is decoded, the size in the header and, for compressed transfer syntaxes, the size each
 JPEG / JPEG-LS / JPEG 2000 frame declares are checked against the `InputPolicy`.
+`read_dicom_header` reads chosen header elements without the pixels (the collection builders
+take patient id, age, sex and view from it, and nothing else).
 """
 
 from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
 from .luminance import LUMA_WEIGHTS
 from .validation import InputPolicy
 
-__all__ = ["DICOM_SUFFIXES", "NAMED_WINDOWS", "DicomReadError", "looks_like_dicom", "read_dicom"]
+__all__ = [
+    "DICOM_SUFFIXES",
+    "NAMED_WINDOWS",
+    "DicomReadError",
+    "looks_like_dicom",
+    "read_dicom",
+    "read_dicom_header",
+]
 
 NAMED_WINDOWS: dict[str, tuple[float, float]] = {
     "lung": (-600.0, 1500.0),
@@ -27,6 +37,11 @@ NAMED_WINDOWS: dict[str, tuple[float, float]] = {
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 """File name endings of DICOM files (many DICOM files have none: the header says so)."""
+
+
+_PYDICOM_MISSING = (
+    "reading DICOM needs pydicom, which is not installed: pip install 'hf_covid[dicom]'"
+)
 
 
 class DicomReadError(ValueError):
@@ -64,9 +79,7 @@ def read_dicom(
         import pydicom
         from pydicom.pixels import apply_modality_lut, get_decoder, pixel_array
     except ImportError:
-        raise DicomReadError(
-            "reading DICOM needs pydicom, which is not installed: pip install 'hf_covid[dicom]'",
-        ) from None
+        raise DicomReadError(_PYDICOM_MISSING) from None
 
     try:
         dataset = pydicom.dcmread(io.BytesIO(data), force=True)
@@ -135,6 +148,33 @@ def read_dicom(
     if photometric == "MONOCHROME1":
         scaled = 1.0 - scaled
     return scaled.astype(np.float32)
+
+
+def read_dicom_header(path: str | Path, keywords: Sequence[str]) -> dict[str, str]:
+    """The header elements ``keywords`` of a DICOM file as stripped strings, pixels not read.
+
+    Args:
+        path: The file.
+        keywords: DICOM keywords (``"PatientID"``, ``"PatientAge"``, ``"ViewPosition"``).
+
+    Returns:
+        Keyword -> value; "" where the element is absent or empty.
+
+    Raises:
+        DicomReadError: pydicom is missing or the header cannot be read (naming the file).
+    """
+    try:
+        # pydicom is optional (the "dicom" extra): imported when a DICOM header is read.
+        import pydicom
+    except ImportError:
+        raise DicomReadError(_PYDICOM_MISSING) from None
+    try:
+        dataset = pydicom.dcmread(
+            path, stop_before_pixels=True, specific_tags=list(keywords), force=True
+        )
+        return {keyword: str(dataset.get(keyword, "") or "").strip() for keyword in keywords}
+    except Exception as error:  # pydicom raises many exception types for corrupt files
+        raise DicomReadError(f"'{path}': DICOM header cannot be read ({error})") from None
 
 
 def _check_encapsulated_frames(

@@ -25,6 +25,7 @@ from hf_covid.data.summary import read_build_summary
 from hf_covid.data.xray_ct import PAIRING_DESCRIPTIONS
 from hf_covid.registry import ModelFamily, get_model_family
 
+from .anchors import published_anchor
 from .external import evaluate_external_model, is_external_folder
 from .figures import draw_evaluation_figures
 from .inputs import load_evaluation_split, prepare_inputs, run_build_options
@@ -167,6 +168,9 @@ def evaluate_checkpoint(
         dataset=_evaluated_dataset(family, raw, data_dir, settings["image_size"]),
         checkpoint=str(checkpoint),
         masks=settings["masks"],
+        published=published_anchor(
+            family.dataset_kind, family.task, getattr(read_build_summary(raw), "kind", None)
+        ),
         **summarize_predictions(predictions, class_names, groups=groups, **summary),
     )
 

@@ -208,22 +208,31 @@ def write_report(results: Mapping, path: str | Path) -> Path:
         lines.append(
             f"- X-ray/CT pairing: **{dataset['pairing']}**. {dataset.get('pairing_note') or ''}"
         )
-    sample = "images" if external else "test images"
+    unit = "patients" if results.get("interval_unit") == "patient" else "images"
     lines += [
         f"- Intervals: {percent}% percentile bootstrap over {results.get('n_resamples')} "
-        f"resamples of the {sample} (stratified by class for classification).",
-        "- Research software, evaluated on the data above; not a medical device.",
-        "",
+        f"resamples of the {unit} (every image of a drawn patient with it; stratified by class "
+        "for classification).",
     ]
+    if results.get("masks"):
+        lines.append(f"- Lung masks: {results['masks']}.")
+    published = results.get("published")
+    if published:
+        lines.append(
+            f"- Published for comparison (other data, other models): {published['what']} "
+            f"({published['reference']})."
+        )
+    lines += ["- Research software, evaluated on the data above; not a medical device.", ""]
     lines += (_external_sections if external else _classification_sections)(results, percent)
     if results.get("modalities"):
         lines += ["", "## Inputs used by the dual-input model", ""]
         lines += _group_table(
             {name: value["metrics"] for name, value in results["modalities"].items()}, "Inputs"
         )
-    if results.get("per_source"):
-        lines += ["", "## Per source", ""]
-        lines += _group_table(results["per_source"], "Source")
+    for field, title in (("per_source", "Source"), ("per_age_group", "Age group")):
+        if results.get(field):
+            lines += ["", f"## Per {title.lower()}", ""]
+            lines += _group_table(results[field], title)
     if results.get("figures"):
         lines += ["", "## Figures", ""]
         lines += [

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from hf_covid.evaluation.anchors import PUBLISHED_ANCHORS
 from hf_covid.evaluation.report import markdown_table
 
 from .confounds_report import (
@@ -23,37 +24,7 @@ from .confounds_report import (
     reads_the_collection,
 )
 
-__all__ = ["PUBLISHED_ANCHORS", "draw_study_figures", "study_markdown"]
-
-PUBLISHED_ANCHORS: dict[str, dict[str, Any]] = {
-    "radiography_3_class": {
-        "dataset_kind": "radiography",
-        "task": "classification",
-        "metric": "accuracy",
-        "value": 0.979,
-        "what": "3-class accuracy (COVID-19 / viral pneumonia / normal)",
-        "reference": "Chowdhury et al. 2020, IEEE Access 8:132665 (COVID-19 Radiography "
-        "Database: adult COVID-19 images against pediatric Kermany controls)",
-    },
-    "covid_ct": {
-        "dataset_kind": "xray_ct",
-        "task": "classification",
-        "metric": "f1 / roc_auc (CT)",
-        "value": {"f1": 0.85, "roc_auc": 0.94},
-        "what": "COVID-CT slices, F1 0.85 and AUC 0.94",
-        "reference": "Yang et al. 2020, COVID-CT-Dataset, arXiv:2003.13865",
-    },
-    "lung_segmentation": {
-        "dataset_kind": "radiography",
-        "task": "segmentation",
-        "metric": "dice",
-        "value": 0.969,
-        "what": "lung segmentation Dice on their masks",
-        "reference": "Rahman et al. 2021, Computers in Biology and Medicine 132:104319",
-    },
-}
-"""The published numbers the study sets its results beside, each for the models of one dataset
-kind and task (:class:`hf_covid.registry.ModelFamily` fields)."""
+__all__ = ["draw_study_figures", "study_markdown"]
 
 DISCLAIMER = (
     "> **Research software, not a diagnostic device.** These models were trained on a few "

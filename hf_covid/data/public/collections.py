@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 
-from . import covid_ct, covid_cxnet, ieee8023, kermany, nih_chestxray14
+from . import covid_ct, covid_cxnet, covidx, ieee8023, kermany, nih_chestxray14, rsna
 from .common import PublicCollection
 
 __all__ = ["PUBLIC_COLLECTIONS", "find_collections", "get_collection"]
@@ -25,6 +25,8 @@ PUBLIC_COLLECTIONS: Mapping[str, PublicCollection] = MappingProxyType(
             covid_ct.COLLECTION,
             nih_chestxray14.COLLECTION,
             covid_cxnet.COLLECTION,
+            rsna.COLLECTION,
+            covidx.COLLECTION,
         )
     }
 )

@@ -29,6 +29,8 @@ __all__ = [
     "CATEGORY_DESCRIPTIONS",
     "ADULT_AGE",
     "CollectionScan",
+    "DownloadFile",
+    "DownloadSource",
     "PublicCollection",
     "PublicImage",
     "ScanOptions",
@@ -50,8 +52,10 @@ CATEGORY_DESCRIPTIONS: dict[str, str] = {
     "bacterial": "bacterial pneumonia (Streptococcus, Klebsiella, Legionella, ...)",
     "fungal": "fungal pneumonia (Pneumocystis, Aspergillus, ...)",
     "other": "another or unspecified finding (ARDS, lipoid pneumonia, 'Pneumonia')",
-    "pneumonia": "pneumonia of unstated cause (NIH's text-mined 'Pneumonia' label, often with "
-    "infiltration, atelectasis, edema or effusion)",
+    "pneumonia": "pneumonia other than COVID-19 of unstated cause (NIH's text-mined 'Pneumonia' "
+    "label, often with infiltration, atelectasis, edema or effusion; COVIDx 'pneumonia')",
+    "lung_opacity": "lung opacity suggestive of pneumonia, with boxes (RSNA 'Lung Opacity')",
+    "not_normal": "no lung opacity but not normal either (RSNA 'No Lung Opacity / Not Normal')",
 }
 """The categories a collection builder labels its images with (its ClassLabel names), also the
 names a composition's ``class_map`` refers to as ``"<collection>:<category>"``."""
@@ -261,6 +265,56 @@ class ScanOptions:
 
 
 @dataclass(frozen=True)
+class DownloadFile:
+    """One file of a collection's download, and where it goes.
+
+    Archives (``.zip``, ``.tar``, ``.tar.gz``, ``.tgz``) are unpacked into ``target``, a ``.gz``
+    file is decompressed into it, any other file is placed in it as ``name``.
+
+    Attributes:
+        url: Where the host serves it.
+        name: The file's name while downloaded.
+        checksum: ``"sha256:<hex>"`` or ``"md5:<hex>"`` as the host publishes it, or None where
+            it publishes none (the download is then only checked for its length).
+        target: Folder below the collection folder ("" for the collection folder itself).
+        strip_components: Leading path parts of every archive member dropped (1 for a GitHub
+            archive, whose members sit in ``<repository>-<commit>/``).
+        members: Archive paths kept (after stripping): a path or a folder prefix ending in
+            ``/``; empty keeps every member.
+    """
+
+    url: str
+    name: str
+    checksum: str | None = None
+    target: str = ""
+    strip_components: int = 0
+    members: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DownloadSource:
+    """How ``hf-covid download`` gets a collection: its files, or where to get it by hand.
+
+    Attributes:
+        folder: The collection's folder below a collections root (one its builder finds).
+        files: What to fetch; empty for a collection behind a login or a licence click.
+        checksums: What the host publishes to check the files against, in a sentence.
+        instructions: For a collection that cannot be fetched: where and how to get it and where
+            to put it, with ``{root}`` standing for the collections root.
+    """
+
+    folder: str
+    files: tuple[DownloadFile, ...] = ()
+    checksums: str = ""
+    instructions: str = ""
+
+    @property
+    def manual(self) -> bool:
+        """Whether the collection must be fetched by hand (no open download)."""
+        return not self.files
+
+
+@dataclass(frozen=True)
 class PublicCollection:
     """Everything the toolkit knows about one public collection (one record per collection).
 
@@ -280,6 +334,7 @@ class PublicCollection:
         scan: ``scan(root, options) -> CollectionScan`` with a `ScanOptions`.
         build: The collection's documented ``build_*_dataset`` function.
         summary: One line on what it holds and what is wrong with it (listings).
+        download: How ``hf-covid download`` gets it, or None where the toolkit does not know.
     """
 
     name: str
@@ -293,6 +348,7 @@ class PublicCollection:
     scan: Callable[[Path, ScanOptions], CollectionScan]
     build: Callable[..., DatasetDict]
     summary: str
+    download: DownloadSource | None = None
 
     def locate(self, collections_root: str | Path) -> Path | None:
         """The collection's folder directly below ``collections_root``, or None."""

@@ -37,6 +37,8 @@ from ..splits import DEFAULT_SPLIT_RATIOS
 from .common import (
     CT,
     CollectionScan,
+    DownloadFile,
+    DownloadSource,
     PublicCollection,
     ScanOptions,
     build_collection_dataset,
@@ -249,6 +251,30 @@ def _scan_for_composition(root: Path, options: ScanOptions) -> CollectionScan:
     return scan_covid_ct(root, **options.file_options)
 
 
+DOWNLOAD_COMMIT = "0c83254a43230de176489a9b4e3ac12e23b0df53"
+"""The commit of the upstream repository whose files ``hf-covid download covid_ct`` fetches."""
+_RAW = f"https://github.com/UCSD-AI4H/COVID-CT/raw/{DOWNLOAD_COMMIT}"
+DOWNLOAD = DownloadSource(
+    folder="covid_ct",
+    files=(
+        *(
+            DownloadFile(url=f"{_RAW}/Images-processed/{folder}.zip", name=f"{folder}.zip")
+            for folder in ("CT_COVID", "CT_NonCOVID")
+        ),
+        DownloadFile(url=f"{_RAW}/{METADATA_NAMES[0]}", name=METADATA_NAMES[0]),
+        *(
+            DownloadFile(
+                url=f"{_RAW}/{SPLIT_FOLDER}/{kind}/{split}CT_{kind}.txt",
+                name=f"{split}CT_{kind}.txt",
+                target=f"{SPLIT_FOLDER}/{kind}",
+            )
+            for kind in ("COVID", "NonCOVID")
+            for split in _SPLIT_PREFIXES
+        ),
+    ),
+    checksums="none published: files of the pinned commit of the GitHub repository",
+)
+
 COLLECTION = PublicCollection(
     name=SOURCE,
     title=TITLE,
@@ -261,4 +287,5 @@ COLLECTION = PublicCollection(
     scan=_scan_for_composition,
     build=build_covid_ct_dataset,
     summary="COVID and non-COVID CT slices cropped from paper figures (no Hounsfield units)",
+    download=DOWNLOAD,
 )

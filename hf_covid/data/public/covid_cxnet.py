@@ -25,7 +25,6 @@ of other collections and are not read.
 
 from __future__ import annotations
 
-import csv
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,6 +36,8 @@ from ..splits import DEFAULT_SPLIT_RATIOS
 from .common import (
     XRAY,
     CollectionScan,
+    DownloadFile,
+    DownloadSource,
     PublicCollection,
     PublicImage,
     ScanOptions,
@@ -48,6 +49,7 @@ from .common import (
     parse_age,
     site_of_url,
 )
+from .tables import read_csv_rows
 
 __all__ = ["COVID_CXNET_CATEGORIES", "build_covid_cxnet_dataset", "scan_covid_cxnet"]
 
@@ -79,16 +81,6 @@ def _site(url: str) -> str:
     return site
 
 
-def _read_metadata(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        found = list(reader.fieldnames or ())
-        missing = [name for name in REQUIRED_COLUMNS if name not in found]
-        if missing:
-            raise ValueError(f"'{path}' lacks the column(s) {missing} (found {found})")
-        return [{key: (value or "").strip() for key, value in row.items() if key} for row in reader]
-
-
 def scan_covid_cxnet(
     root: str | Path,
     *,
@@ -105,7 +97,7 @@ def scan_covid_cxnet(
     root = locate_collection(
         root, FOLDER_NAMES, is_collection, f"{TITLE} ({METADATA_FILE} and {IMAGE_FOLDER}/)"
     )
-    rows = _read_metadata(root / METADATA_FILE)
+    rows = read_csv_rows(root / METADATA_FILE, REQUIRED_COLUMNS)
     present = {path.name: path for path in list_folder(root / IMAGE_FOLDER)[0]}
     cache = DatasetCache(root, cache_dir)
     excluded: Counter[str] = Counter()
@@ -213,6 +205,23 @@ def _scan_for_composition(root: Path, options: ScanOptions) -> CollectionScan:
     return scan_covid_cxnet(root, **options.file_options)
 
 
+_COVID_CXNET_COMMIT = "3ade488b3828705706fc5f58c0667421d8b04a01"
+DOWNLOAD = DownloadSource(
+    folder="covid_cxnet",
+    files=(
+        DownloadFile(
+            url=f"https://github.com/armiro/COVID-CXNet/archive/{_COVID_CXNET_COMMIT}.zip",
+            name=f"COVID-CXNet-{_COVID_CXNET_COMMIT[:12]}.zip",
+            strip_components=1,
+            members=("chest_xray_images/covid19/", "metadata.csv", "LICENSE"),
+        ),
+    ),
+    checksums="none published: GitHub makes the archive of the pinned commit on request "
+    "(repository MIT; the images CC BY 4.0 per the authors' figshare deposit "
+    "10.6084/m9.figshare.12580328)",
+)
+
+
 COLLECTION = PublicCollection(
     name=SOURCE,
     title=TITLE,
@@ -226,4 +235,5 @@ COLLECTION = PublicCollection(
     build=build_covid_cxnet_dataset,
     summary="COVID-19 X-rays; its @ChestImaging subset is PCR-positive hospital films of adults "
     "in Spain, the rest copies other collections",
+    download=DOWNLOAD,
 )

@@ -30,7 +30,6 @@ collections often are children; very few non-COVID images.
 
 from __future__ import annotations
 
-import csv
 import logging
 import re
 from collections import Counter
@@ -46,6 +45,8 @@ from .common import (
     CT,
     XRAY,
     CollectionScan,
+    DownloadFile,
+    DownloadSource,
     PublicCollection,
     PublicImage,
     ScanOptions,
@@ -57,6 +58,7 @@ from .common import (
     parse_age,
     site_of_url,
 )
+from .tables import absent_files_note, read_csv_rows
 
 __all__ = [
     "FRONTAL_VIEWS",
@@ -126,17 +128,6 @@ def classify_finding(finding: str) -> str | None:
     return "other"
 
 
-def _read_metadata(metadata_file: Path) -> list[dict[str, str]]:
-    with metadata_file.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        missing = [name for name in REQUIRED_COLUMNS if name not in (reader.fieldnames or ())]
-        if missing:
-            raise ValueError(
-                f"'{metadata_file}' lacks the column(s) {missing} (found {reader.fieldnames})"
-            )
-        return [{key: (value or "").strip() for key, value in row.items() if key} for row in reader]
-
-
 def _patient_sort_key(patient: str) -> tuple[bool, int, str]:
     """Numbers first, in numeric order, then other ids."""
     return (not patient.isdigit(), int(patient) if patient.isdigit() else 0, patient)
@@ -199,7 +190,7 @@ def scan_ieee8023(
         raise ValueError(f"modality must be {XRAY!r}, {CT!r} or None (both), got {modality!r}")
     root = locate_collection(root, FOLDER_NAMES, is_collection, TITLE)
     cache = DatasetCache(root, cache_dir)
-    rows = _read_metadata(root / METADATA_FILE)
+    rows = read_csv_rows(root / METADATA_FILE, REQUIRED_COLUMNS)
     merged, notes = _merged_patient_ids(rows)
     allowed_views = (
         None if views is None else {*views, *([LATERAL_VIEW] if include_lateral else [])}
@@ -208,6 +199,7 @@ def scan_ieee8023(
     excluded: Counter[str] = Counter()
     selected: list[tuple[dict[str, str], str]] = []
     seen_files: set[str] = set()
+    absent: list[str] = []
     image_folder = root / "images"
     present = (
         {path.name for path in list_folder(image_folder)[0]} if image_folder.is_dir() else set()
@@ -232,20 +224,17 @@ def scan_ieee8023(
             )
             excluded[reason] += 1
         elif row["filename"] not in present:
-            excluded["listed in metadata.csv but absent from images/"] += 1
+            absent.append(row["filename"])
         else:
             selected.append((row, category))
     referenced = {row["filename"] for row in rows}
     unreferenced = len(present - referenced)
     if unreferenced:
         excluded["in images/ but not in metadata.csv"] += unreferenced
-    if excluded.get("listed in metadata.csv but absent from images/"):
-        logger.warning(
-            "%s: %d file(s) listed in metadata.csv are absent from %s and were left out",
-            TITLE,
-            excluded["listed in metadata.csv but absent from images/"],
-            image_folder,
-        )
+    if absent:
+        excluded["listed in metadata.csv but absent from images/"] = len(absent)
+        notes.append(absent_files_note("ieee8023", METADATA_FILE, "images/", absent))
+        logger.warning("%s", notes[-1])
 
     masks = {}
     if (root / "masks").is_dir():
@@ -359,6 +348,21 @@ def _scan_for_composition(root: Path, options: ScanOptions) -> CollectionScan:
     )
 
 
+DOWNLOAD_COMMIT = "6a4242344473ccb5ed0d2148d8c7bfb1691e4ed8"
+"""The commit of the upstream repository that ``hf-covid download ieee8023`` fetches."""
+DOWNLOAD = DownloadSource(
+    folder="ieee8023",
+    files=(
+        DownloadFile(
+            url=f"{URL}/archive/{DOWNLOAD_COMMIT}.zip",
+            name=f"covid-chestxray-dataset-{DOWNLOAD_COMMIT[:12]}.zip",
+            strip_components=1,
+            members=(METADATA_FILE, "images/", "README.md", "SCHEMA.md"),
+        ),
+    ),
+    checksums="none published: GitHub makes the archive of the pinned commit on request",
+)
+
 COLLECTION = PublicCollection(
     name=SOURCE,
     title=TITLE,
@@ -372,4 +376,5 @@ COLLECTION = PublicCollection(
     build=build_ieee8023_dataset,
     summary="COVID-19 and other pneumonia X-rays and CT crops, mostly figures from papers and web "
     "sites; adults; v7labs human lung masks",
+    download=DOWNLOAD,
 )

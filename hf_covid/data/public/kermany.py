@@ -34,6 +34,8 @@ from ..splits import DEFAULT_SPLIT_RATIOS
 from .common import (
     XRAY,
     CollectionScan,
+    DownloadFile,
+    DownloadSource,
     PublicCollection,
     ScanOptions,
     build_collection_dataset,
@@ -185,6 +187,20 @@ def _scan_for_composition(root: Path, options: ScanOptions) -> CollectionScan:
     return scan_kermany(root, **options.file_options)
 
 
+DOWNLOAD = DownloadSource(
+    folder="kermany",
+    files=(
+        DownloadFile(
+            url="https://data.mendeley.com/public-files/datasets/rscbjbr9sj/files/"
+            "f12eaf6d-6023-432f-acc9-80c9d7393433/file_downloaded",
+            name="ChestXRay2017.zip",
+            # The SHA-256 of ChestXRay2017.zip that other download scripts verify it against.
+            checksum="sha256:13efc055629733dbab07877f8b3c9f81097840dbcdaa326a8542322c2281ce36",
+        ),
+    ),
+    checksums="SHA-256 of ChestXRay2017.zip, Mendeley Data version 2 (a version never changes)",
+)
+
 COLLECTION = PublicCollection(
     name=SOURCE,
     title=TITLE,
@@ -198,4 +214,5 @@ COLLECTION = PublicCollection(
     build=build_kermany_dataset,
     summary="normal, bacterial and viral pneumonia X-rays of children aged 1-5 from one hospital "
     "(Guangzhou)",
+    download=DOWNLOAD,
 )

@@ -36,7 +36,6 @@ table are impossible (over 120): they are counted and treated as unknown.
 
 from __future__ import annotations
 
-import csv
 import logging
 from collections import Counter
 from collections.abc import Sequence
@@ -50,6 +49,8 @@ from ..splits import DEFAULT_SPLIT_RATIOS, SPLIT_NAMES, plan_splits, validate_sp
 from .common import (
     XRAY,
     CollectionScan,
+    DownloadFile,
+    DownloadSource,
     PublicCollection,
     PublicImage,
     ScanOptions,
@@ -60,6 +61,7 @@ from .common import (
     make_public_image,
     parse_age,
 )
+from .tables import read_csv_rows
 
 __all__ = [
     "EXPERT_FINDINGS",
@@ -142,19 +144,6 @@ def is_collection(folder: Path) -> bool:
     return _find_table(folder, TABLE_NAMES) is not None
 
 
-def _read_rows(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        found = [name.strip() for name in reader.fieldnames or ()]
-        missing = [name for name in required if name not in found]
-        if missing:
-            raise ValueError(f"'{path}' lacks the column(s) {missing} (found {found})")
-        return [
-            {key.strip(): (value or "").strip() for key, value in row.items() if key}
-            for row in reader
-        ]
-
-
 def _image_files(root: Path) -> dict[str, Path]:
     """File name -> path of every image in ``images/`` and ``images_*/images/`` (or
     ``images_*/`` when an archive was unpacked without its inner folder)."""
@@ -186,7 +175,7 @@ def _expert_labels(root: Path) -> dict[str, dict[str, str]]:
     path = _find_table(root, EXPERT_TABLE_NAMES)
     if path is None:
         return {}
-    rows = _read_rows(path, ("Image Index", *EXPERT_FINDINGS))
+    rows = read_csv_rows(path, ("Image Index", *EXPERT_FINDINGS))
     return {row["Image Index"]: {f: row[f] for f in EXPERT_FINDINGS} for row in rows}
 
 
@@ -214,7 +203,7 @@ def scan_nih_chestxray14(
         root, FOLDER_NAMES, is_collection, f"{TITLE} ({' or '.join(TABLE_NAMES)})"
     )
     table = _find_table(root, TABLE_NAMES)
-    rows = _read_rows(table, REQUIRED_COLUMNS)
+    rows = read_csv_rows(table, REQUIRED_COLUMNS)
     files = _image_files(root)
     experts = _expert_labels(root)
     official = _official_split(root)
@@ -411,6 +400,49 @@ def _scan_for_composition(root: Path, options: ScanOptions) -> CollectionScan:
     return scan_nih_chestxray14(root, **options.file_options)
 
 
+_NIH_ARCHIVES = (
+    ("vfk49d74nhbxq3nqjg0900w5nvkorp5c", "fe8ed0a6961412fddcbb3603c11b3698"),
+    ("i28rlmbvmfjbl8p2n3ril0pptcmcu9d1", "ab07a2d7cbe6f65ddd97b4ed7bde10bf"),
+    ("f1t00wrtdk94satdfb9olcolqx20z2jp", "2301d03bde4c246388bad3876965d574"),
+    ("0aowwzs5lhjrceb3qp67ahp0rd1l1etg", "9f1b7f5aae01b13f4bc8e2c44a4b8ef6"),
+    ("v5e3goj22zr6h8tzualxfsqlqaygfbsn", "1861f3cd0ef7734df8104f2b0309023b"),
+    ("asi7ikud9jwnkrnkj99jnpfkjdes7l6l", "456b53a8b351afd92a35bc41444c58c8"),
+    ("jn1b4mw4n6lnh74ovmcjb8y48h8xj07n", "1075121ea20a137b87f290d6a4a5965e"),
+    ("tvpxmn7qyrgl0w8wfh9kqfjskv6nmm1j", "b61f34cec3aa69f295fbb593cbd9d443"),
+    ("upyy3ml7qdumlgk2rfcvlb9k6gvqq2pj", "442a3caa61ae9b64e61c561294d1e183"),
+    ("l6nilvfa9cg3s28tqv1qc1olm3gnz54p", "09ec81c4c31e32858ad8cf965c494b74"),
+    ("hhq8fkdgvcari67vfhs7ppg2w6ni4jze", "499aefc67207a5a97692424cf5dbeed5"),
+    ("ioqwiy20ihqwyr8pf4c24eazhh281pbu", "dc9fda1757c2de0032b63347a7d2895c"),
+)
+"""NIH's Box links of ``images_001.tar.gz`` ... ``images_012.tar.gz`` (its ``batch_download_zips.py``)
+and the MD5 sums NIH lists for them in the same Box folder."""
+_TORCHXRAYVISION_COMMIT = "f4087a0b0d0cdc6a5877fb5456965b6d29adb1e5"
+DOWNLOAD = DownloadSource(
+    folder="nih_chestxray14",
+    files=(
+        *(
+            DownloadFile(
+                url=f"https://nihcc.box.com/shared/static/{key}.gz",
+                name=f"images_{number:03d}.tar.gz",
+                checksum=f"md5:{md5}",
+                target=f"images_{number:03d}",
+            )
+            for number, (key, md5) in enumerate(_NIH_ARCHIVES, start=1)
+        ),
+        # NIH serves its table only through the Box web page; torchxrayvision (Apache-2.0)
+        # keeps NIH's file unchanged, gzipped.
+        DownloadFile(
+            url="https://raw.githubusercontent.com/mlmed/torchxrayvision/"
+            f"{_TORCHXRAYVISION_COMMIT}/torchxrayvision/data/Data_Entry_2017_v2020.csv.gz",
+            name="Data_Entry_2017_v2020.csv.gz",
+        ),
+    ),
+    checksums="MD5 of each image archive as NIH lists them; none for the table (a GitHub "
+    "file of a pinned commit); train_val_list.txt and test_list.txt are on NIH's Box page "
+    "(https://nihcc.app.box.com/v/ChestXray-NIHCC) only: put them in the folder by hand",
+)
+
+
 COLLECTION = PublicCollection(
     name=SOURCE,
     title=TITLE,
@@ -424,4 +456,5 @@ COLLECTION = PublicCollection(
     build=build_nih_chestxray14_dataset,
     summary="frontal X-rays of adults and children from one US hospital; 14 text-mined findings "
     "and 'No Finding'; the adult controls of the study",
+    download=DOWNLOAD,
 )

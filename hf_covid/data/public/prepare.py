@@ -23,6 +23,7 @@ standing for the public collections root::
     hf-covid prepare public_data/ --output data/public_layouts
     hf-covid prepare public_data/ --output out \\
         --class-map '{"Lung_Opacity": ["ieee8023:bacterial", "ieee8023:fungal"]}'
+    hf-covid prepare --list      # every collection: licence, how to get it, folder names
 
 Many of these images carry non-commercial, no-derivatives or no stated licence (see
 ``provenance.csv``): keep what this writes for research use and do not redistribute it.
@@ -48,14 +49,15 @@ from tqdm.auto import tqdm
 from ..io import load_image
 from ..synthetic.files import write_workbook
 from ..xray_ct import MODALITY_NAMES
-from .collections import get_collection
-from .common import PublicImage
+from .collections import PUBLIC_COLLECTIONS, get_collection
+from .common import PublicCollection, PublicImage
 from .compose import MODALITY_KEYS, select_radiography_images, select_xray_ct_images
 
 __all__ = [
     "LAYOUTS",
     "PROVENANCE_COLUMNS",
     "PreparedData",
+    "describe_collections",
     "main",
     "parse_arguments",
     "prepare_public_data",
@@ -301,6 +303,37 @@ def prepare_public_data(
     )
 
 
+def _how_to_get(record: PublicCollection) -> str:
+    if record.download is None:
+        return f"by hand from {record.url}"
+    if record.download.manual:
+        return f"by hand (login or licence click): 'hf-covid download {record.name}' says how"
+    return (
+        f"hf-covid download {record.name} --to ROOT (into ROOT/{record.download.folder}/; "
+        f"checksums: {record.download.checksums})"
+    )
+
+
+def describe_collections(records: Sequence[PublicCollection] | None = None) -> str:
+    """Every collection record as text: name, title, licence, how to get it, folders, summary.
+
+    Args:
+        records: The records to describe (default: every one of `PUBLIC_COLLECTIONS`).
+    """
+    blocks = []
+    for record in PUBLIC_COLLECTIONS.values() if records is None else records:
+        folders = ", ".join(f"{name}/" for name in record.folder_names)
+        blocks.append(
+            f"{record.name}: {record.title}\n"
+            f"  licence: {record.license}\n"
+            f"  get it: {_how_to_get(record)}\n"
+            f"  folders below a collections root: {folders}\n"
+            f"  {record.summary}\n"
+            f"  {record.url}"
+        )
+    return "\n\n".join(blocks)
+
+
 def _class_map(text: str) -> dict[str, list[str]]:
     """``--class-map``: a JSON object of Radiography class -> ``collection:category`` names."""
     try:
@@ -319,9 +352,17 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "public collections (research use only: see provenance.csv for the licences)."
     )
     parser.add_argument(
-        "collections", type=Path, help="the public collections root (upstream folders side by side)"
+        "collections",
+        type=Path,
+        nargs="?",
+        help="the public collections root (upstream folders side by side)",
     )
-    parser.add_argument("--output", type=Path, required=True, help="folder to write")
+    parser.add_argument("--output", type=Path, help="folder to write (required unless --list)")
+    parser.add_argument(
+        "--list",
+        action="store_true",
+        help="list every known collection (licence, how to get it, folder names) and exit",
+    )
     parser.add_argument("--layouts", nargs="+", choices=LAYOUTS, default=list(LAYOUTS))
     parser.add_argument("--classes", nargs="+", help="Radiography classes (default: those filled)")
     parser.add_argument(
@@ -336,7 +377,10 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--overwrite", action="store_true", help="replace layouts already written")
     parser.add_argument("--skip-bad-images", action="store_true", help="skip unreadable files")
     parser.add_argument("--cache-dir", type=Path, help="scan cache (default: the datasets cache)")
-    return parser.parse_args(argv)
+    arguments = parser.parse_args(argv)
+    if not arguments.list and (arguments.collections is None or arguments.output is None):
+        parser.error("the collections root and --output are required (or give --list)")
+    return arguments
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -347,6 +391,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         is unreadable or a layout is already written.
     """
     arguments = parse_arguments(argv)
+    if arguments.list:
+        print(describe_collections())
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         prepared = prepare_public_data(
