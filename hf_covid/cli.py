@@ -9,7 +9,7 @@ function that the matching ``scripts/*.py`` wrapper calls, so ``hf-covid train -
 
     hf-covid --help
     hf-covid synth --output outputs/demo/data --images-per-class 50
-    hf-covid train scripts/configs/cnn_lstm_synthetic.yaml --data_dir outputs/demo/data/radiography
+    hf-covid train cnn_lstm_synthetic --data_dir outputs/demo/data/radiography
     hf-covid evaluate outputs/demo/checkpoints/cnn_lstm --data_dir outputs/demo/data/radiography
 """
 

@@ -70,7 +70,7 @@ def test_train_help_is_the_training_parser(capsys):
 
 @pytest.mark.parametrize(
     ("name", "option"),
-    [("prepare", "--class-map"), ("study", "--recipes-dir"), ("export-data", "--format")],
+    [("prepare", "--class-map"), ("study", "--recipe"), ("export-data", "--format")],
 )
 def test_subcommand_help_prints_its_options(name, option, capsys):
     with pytest.raises(SystemExit) as exit_info:

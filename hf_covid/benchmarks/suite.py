@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from ..data.synthetic import generate_radiography, generate_xray_ct
-from ..registry import get_model_family
+from ..registry import get_model_family, model_families
 from .app_latency import measure_app_endpoints
 from .cuda import NO_CUDA_NOTE, resnet50_training_throughput
 from .data_pipeline import compare_data_pipelines
@@ -22,10 +22,27 @@ from .inference_speed import compare_inference_variants, inference_variants
 from .onnx_runtime import compare_onnx_to_eager
 from .training_loop import compare_training_loops
 
-__all__ = ["CASES", "BenchmarkSettings", "machine_info", "prepare_phantom_data", "run_benchmarks"]
+__all__ = [
+    "CASES",
+    "BenchmarkSettings",
+    "machine_info",
+    "one_family_per_exporter",
+    "prepare_phantom_data",
+    "run_benchmarks",
+]
 
 CASES: tuple[str, ...] = ("data", "training", "inference", "onnx", "app", "cuda")
 """The benchmark cases, in the order they run."""
+
+
+def one_family_per_exporter() -> tuple[str, ...]:
+    """The first registered family with a demo recipe of each ONNX exporter, by key (the quick
+    run's onnx case: every export path, once)."""
+    chosen: dict[str, str] = {}
+    for family in model_families():
+        if "demo" in family.recipes:
+            chosen.setdefault(family.onnx_exporter, family.key)
+    return tuple(chosen.values())
 
 
 @dataclass
@@ -90,8 +107,7 @@ class BenchmarkSettings:
             "latency_repeats": 5,
             "throughput_repeats": 1,
             "compile": False,
-            # One model per exporter (torch.export; TorchScript for the dual-input model).
-            "onnx_models": ("dual_channel", "dual_input"),
+            "onnx_models": one_family_per_exporter(),
             "app_requests": 2,
             "xray_ct_images_per_class": 8,
             "resnet50_batch_size": 32,
@@ -150,7 +166,6 @@ def prepare_phantom_data(data_dir: Path, settings: BenchmarkSettings) -> dict[st
 def run_benchmarks(
     settings: BenchmarkSettings,
     *,
-    configs_dir: str | Path,
     app_file: str | Path,
     work_dir: str | Path,
     data_dir: str | Path | None = None,
@@ -160,12 +175,11 @@ def run_benchmarks(
 ) -> dict[str, Any]:
     """Run every benchmark case against its baseline in this process.
 
-    Every registered model family is timed, from its demo recipe
-    (``<configs_dir>/<key>_synthetic.yaml``) and on the phantom set of its dataset kind.
+    Every registered model family with a demo recipe (``recipes["demo"]`` of its record) is
+    timed, from that recipe and on the phantom set of its dataset kind.
 
     Args:
         settings: Sizes and repeats.
-        configs_dir: Folder of the demo recipes (``scripts/configs``).
         app_file: ``spaces_app/app.py``.
         work_dir: Scratch folder (generated data, datasets cache, random checkpoints).
         data_dir: Folder with ``radiography/`` and ``xray_ct/`` phantom sets (generated there
@@ -180,7 +194,7 @@ def run_benchmarks(
         case not run is absent, a case that cannot run here holds a ``note``.
     """
     work_dir = Path(work_dir)
-    recipes = load_demo_recipes(configs_dir)
+    recipes = load_demo_recipes()
     results: dict[str, Any] = {"settings": asdict(settings), "machine": machine_info()}
     cuda = torch.cuda.is_available()
     progress("preparing the phantom data")

@@ -406,7 +406,7 @@ def study_markdown(results: Mapping[str, Any]) -> str:
         *_table(
             ["model", "image size", "epochs run", "widths", "training (s)"], _recipe_rows(models)
         ),
-        f"The {_classifier_count(models)} classifiers (`scripts/configs/*_public.yaml`) train on "
+        f"The {_classifier_count(models)} classifiers (`hf_covid/recipes/*_public.yaml`) train on "
         "96 px inputs with "
         "half the channel widths of the 224 px recipes, 6-8 epochs with early stopping on the "
         "validation macro F1; the U-Net on 64 px (its masks are resized to each image, and the "
@@ -419,7 +419,7 @@ def study_markdown(results: Mapping[str, Any]) -> str:
         "basic-block ResNet from random init because nothing can be downloaded here (the "
         "'transfer learning' in its name is its family's; `pretrained: microsoft/resnet-50` "
         "keeps the real `from_pretrained` path). On a GPU the 224 px recipes "
-        "(`scripts/configs/<model>.yaml`) would change: 224 px inputs, full widths, the "
+        "(`hf_covid/recipes/<model>.yaml`) would change: 224 px inputs, full widths, the "
         "ImageNet-pretrained ResNet-50, 30 epochs, a 224-256 px U-Net. That would likely raise "
         "every internal number without removing the confound, because the collections differ "
         "in ways a bigger model sees even better.",
@@ -435,8 +435,7 @@ def study_markdown(results: Mapping[str, Any]) -> str:
         "```bash",
         "python scripts/study.py --collections-root public_data/ "
         "--output-dir /tmp/study --docs-dir docs",
-        "python scripts/train.py scripts/configs/cnn_lstm_public.yaml "
-        "--data_dir public_data/   # one model alone",
+        "python scripts/train.py cnn_lstm_public --data_dir public_data/   # one model alone",
         "```",
         "",
         "Numbers are in `public_study/results.json`. The images are licence-restricted (many "

@@ -1,8 +1,8 @@
 """The real-data study: train every model on the public collections, evaluate, probe, report.
 
 ``python scripts/study.py --collections-root public_data/`` (the public collections root) runs,
-in order, for every registered model family with a ``<key>_public.yaml`` recipe
-(:func:`study_models`):
+in order, for every registered model family whose record names a ``study`` recipe
+(:func:`study_models`; ``--recipe KEY=RECIPE`` chooses the families and recipes instead):
 
 1. the segmentation family (the lung U-Net) on the human v7labs masks;
 2. the public Radiography composition with the U-Net's mask for every image, saved to disk
@@ -35,7 +35,7 @@ import shutil
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -50,17 +50,17 @@ from hf_covid.data.summary import read_build_summary
 from hf_covid.evaluation import evaluate_checkpoint
 from hf_covid.lung_masks import HUMAN_MASK_COLUMN, LungSegmenter, add_unet_masks, with_human_masks
 from hf_covid.registry import ModelFamily, get_model_family, model_families
-from hf_covid.training.arguments import DataArguments, load_recipe, parse_arguments
+from hf_covid.training.arguments import DataArguments, checked_recipe, parse_arguments
 from hf_covid.training.data import mask_presence
 from hf_covid.training.run import train
 
 from .probe_data import COMPOSITIONS_DIR, MODELS_DIR
 from .report import study_markdown
 
-__all__ = ["RECIPE_SUFFIX", "main", "run_study", "study_models"]
+__all__ = ["STUDY_RECIPE", "main", "run_study", "study_models", "study_recipes"]
 
-RECIPE_SUFFIX = "_public.yaml"
-"""A family takes part in the study when ``<recipes dir>/<family key>_public.yaml`` exists."""
+STUDY_RECIPE = "study"
+"""The recipe purpose (:data:`hf_covid.registry.RECIPE_PURPOSES`) a family takes part with."""
 
 RESULTS_FILE = "results.json"
 PARTIAL_RESULTS_FILE = "results.partial.json"
@@ -68,25 +68,36 @@ PARTIAL_RESULTS_FILE = "results.partial.json"
 DOCUMENT_FILE = "public_study.md"
 UNET_MASK_DATASET = Path(COMPOSITIONS_DIR) / "radiography_unet_masks"
 """Below the output folder: the composition with U-Net masks the dual-channel model trains on."""
-DEFAULT_RECIPES_DIR = Path(__file__).resolve().parents[2] / "scripts" / "configs"
 QUICK_EPOCHS = {"segmentation": 2}
 """``--quick`` epochs by task, where one is not enough to leave the initial state."""
 
 
-def study_models(recipes_dir: str | Path = DEFAULT_RECIPES_DIR) -> tuple[ModelFamily, ...]:
-    """The families that take part, in training order.
+def study_recipes(recipes: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Family key -> the recipe (a packaged recipe's name or a YAML path) it trains with.
 
-    Every registered family (:func:`hf_covid.registry.model_families`) with a
-    ``<key>_public.yaml`` recipe in ``recipes_dir``; segmentation families (the lung U-Net)
-    first, since a model that takes a lung mask trains on their masks; otherwise in
-    registration order.
+    Args:
+        recipes: Family key -> recipe: exactly these families take part, with these recipes
+            (e.g. the variants of an ablation). None: every registered family whose record
+            names a ``study`` recipe (:attr:`hf_covid.registry.ModelFamily.recipes`), with it.
+
+    Raises:
+        KeyError: an unknown family.
     """
-    recipes_dir = Path(recipes_dir)
-    taking_part = [
-        family
-        for family in model_families()
-        if (recipes_dir / f"{family.key}{RECIPE_SUFFIX}").is_file()
-    ]
+    if recipes is None:
+        return {
+            family.key: family.recipes[STUDY_RECIPE]
+            for family in model_families()
+            if STUDY_RECIPE in family.recipes
+        }
+    return {get_model_family(key).key: recipe for key, recipe in recipes.items()}
+
+
+def study_models(recipes: Mapping[str, str] | None = None) -> tuple[ModelFamily, ...]:
+    """The families that take part (:func:`study_recipes`), in training order: segmentation
+    families (the lung U-Net) first, since a model that takes a lung mask trains on their masks;
+    otherwise in registration order."""
+    chosen = study_recipes(recipes)
+    taking_part = [family for family in model_families() if family.key in chosen]
     return tuple(sorted(taking_part, key=lambda family: family.task != "segmentation"))
 
 
@@ -101,8 +112,8 @@ def _loadavg() -> str | None:
         return None
 
 
-def _recipe(recipes_dir: Path, key: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    values = load_recipe(recipes_dir / f"{key}{RECIPE_SUFFIX}")
+def _recipe(recipe: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    values = checked_recipe(recipe)
     values.update(overrides)
     return values
 
@@ -268,7 +279,7 @@ def run_study(
     *,
     quick: bool = False,
     only_analysis: bool = False,
-    recipes_dir: str | Path = DEFAULT_RECIPES_DIR,
+    recipes: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Run the study (see the module docstring) and return what ``results.json`` holds.
 
@@ -280,17 +291,18 @@ def run_study(
         quick: Tiny models at 32 px, one or two epochs (CI).
         only_analysis: Reuse the checkpoints and evaluations of an earlier run in
             ``output_dir`` (its ``results.json``); redo the confounds, explanations and document.
-        recipes_dir: The folder of the ``*_public.yaml`` recipes.
+        recipes: Family key -> recipe of the families that take part (:func:`study_recipes`;
+            None: the ``study`` recipe of every family that has one).
 
     Raises:
-        FileNotFoundError: no public collection below ``collections_root``, a recipe missing,
-            or no earlier run for ``only_analysis``.
+        FileNotFoundError: no public collection below ``collections_root``, or no earlier run
+            for ``only_analysis``.
+        ConfigurationError: a recipe that does not exist or does not fit.
         ValueError: ``output_dir`` or ``docs_dir`` inside ``collections_root``.
     """
     root = Path(collections_root).expanduser().resolve()
     study_dir = Path(output_dir).expanduser().resolve()
     docs_dir = Path(docs_dir).expanduser().resolve()
-    recipes_dir = Path(recipes_dir)
     found = find_collections(root)
     if not found:
         raise FileNotFoundError(
@@ -308,7 +320,7 @@ def run_study(
             raise FileNotFoundError(f"--only-analysis: no earlier run in '{study_dir}'")
         results = json.loads(study_results_file.read_text())
     else:
-        results = _train_everything(root, study_dir, docs_figures, quick, recipes_dir)
+        results = _train_everything(root, study_dir, docs_figures, quick, study_recipes(recipes))
         _save_results(results, study_results_file)
     for name in ("confounds", "explanations"):
         result, markdown = _optional_analysis(name, study_dir, root, quick)
@@ -334,7 +346,7 @@ def run_study(
 
 
 def _train_everything(
-    root: Path, study_dir: Path, docs_figures: Path, quick: bool, recipes_dir: Path
+    root: Path, study_dir: Path, docs_figures: Path, quick: bool, chosen: dict[str, str]
 ) -> dict[str, Any]:
     started = time.perf_counter()
     results: dict[str, Any] = {
@@ -353,11 +365,10 @@ def _train_everything(
         "report_to": "none",
         "save_total_limit": 1,
     }
-    families = study_models(recipes_dir)
+    families = study_models(chosen)
     recipes = {
         family.key: _recipe(
-            recipes_dir,
-            family.key,
+            chosen[family.key],
             common
             | {"output_dir": str(study_dir / MODELS_DIR / family.key)}
             | (_quick_overrides(family.key) if quick else {}),
@@ -376,8 +387,7 @@ def _train_everything(
         if takes_mask:
             if not segmenters:
                 raise FileNotFoundError(
-                    f"{key} takes a lung mask but no segmentation family has a recipe in "
-                    f"'{recipes_dir}'"
+                    f"{key} takes a lung mask but no segmentation family takes part"
                 )
             if unet_masks is None:
                 segmenter_dir = study_dir / MODELS_DIR / segmenters[0]
@@ -464,7 +474,12 @@ def _parser() -> argparse.ArgumentParser:
         help="Reuse the checkpoints of an earlier run; redo the probes and the document.",
     )
     parser.add_argument(
-        "--recipes-dir", default=str(DEFAULT_RECIPES_DIR), help="Folder of *_public.yaml."
+        "--recipe",
+        action="append",
+        metavar="KEY=RECIPE",
+        help="A family and the recipe (a packaged recipe's name or a YAML file) it trains with, "
+        "e.g. cnn_lstm=cnn_lstm_public; repeat for each family that takes part (default: every "
+        "family whose registry record names a study recipe, with it).",
     )
     parser.add_argument(
         "--num-threads",
@@ -482,6 +497,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     docs_dir = args.docs_dir or str(Path(args.output_dir) / "docs")
+    recipes = None
+    if args.recipe:
+        pairs = [choice.partition("=") for choice in args.recipe]
+        if any(not key or not recipe for key, _, recipe in pairs):
+            print(f"error: --recipe takes KEY=RECIPE, got {args.recipe}", file=sys.stderr)
+            return 2
+        recipes = {key: recipe for key, _, recipe in pairs}
     try:
         results = run_study(
             args.collections_root,
@@ -489,9 +511,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             docs_dir,
             quick=args.quick,
             only_analysis=args.only_analysis,
-            recipes_dir=args.recipes_dir,
+            recipes=recipes,
         )
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, KeyError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     study = results["study"]

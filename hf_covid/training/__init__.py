@@ -3,13 +3,12 @@
 One entry point, :func:`train`, serves every registered model family::
 
     from hf_covid.training import train_from_recipe
-    results = train_from_recipe("scripts/configs/cnn_lstm_synthetic.yaml",
-                                {"data_dir": "outputs/demo/data/radiography"})
+    results = train_from_recipe("cnn_lstm_synthetic", {"data_dir": "outputs/demo/data/radiography"})
 
 ``scripts/train.py`` is a thin command line over :func:`main`. It runs as a plain Python process or
 under ``accelerate launch`` / ``torchrun`` (data parallelism; only the main process writes files).
 
-Modules: :mod:`.arguments` (dataclasses, recipes, parsing), :mod:`.data` (model, processor,
+Modules: :mod:`.arguments` (dataclasses, checked recipes, parsing), :mod:`.data` (model, processor,
 collators, dataset), :mod:`.trainer` (``ChestTrainer``, metrics, resumption, ``build_trainer``),
 :mod:`.run` (train, write the checkpoint, command line), :mod:`.overhead` (Trainer against a plain
 loop).
@@ -21,7 +20,7 @@ from .arguments import (
     ConfigurationError,
     DataArguments,
     ModelArguments,
-    load_recipe,
+    checked_recipe,
     parse_arguments,
 )
 from .data import (
@@ -58,11 +57,11 @@ __all__ = [
     "build_image_processor",
     "build_model",
     "build_trainer",
+    "checked_recipe",
     "class_weights_from_labels",
     "format_summary",
     "is_complete_checkpoint",
     "latest_checkpoint",
-    "load_recipe",
     "load_training_data",
     "main",
     "make_compute_metrics",

@@ -42,7 +42,7 @@ from .arguments import (
     ConfigurationError,
     DataArguments,
     ModelArguments,
-    load_recipe,
+    checked_recipe,
     parse_arguments,
 )
 from .trainer import ChestTrainer, build_trainer, remove_stale_checkpoints, resolve_resume
@@ -252,16 +252,16 @@ def format_summary(results: dict[str, Any], output_dir: str | Path) -> str:
 def train_from_recipe(
     recipe: str | Path, overrides: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """Train from a YAML recipe with some values replaced (e.g. ``data_dir``, ``output_dir``).
+    """Train from a recipe with some values replaced (e.g. ``data_dir``, ``output_dir``).
 
     Args:
-        recipe: path of a recipe in ``scripts/configs/``.
+        recipe: a packaged recipe's name (``cnn_lstm_synthetic``) or a YAML file's path.
         overrides: argument names and values that replace the recipe's.
 
     Returns:
         What :func:`train` returns.
     """
-    values = load_recipe(recipe)
+    values = checked_recipe(recipe)
     values.update(overrides or {})
     return train(*parse_arguments([], recipe=values))
 
