@@ -37,7 +37,6 @@ from hf_covid import registry
 from hf_covid.data import build_radiography_dataset, generate_radiography, preprocess_for_training
 from hf_covid.data.pipeline import ChestBatchCollator
 from hf_covid.evaluation import evaluate_checkpoint
-from hf_covid.inference import ChestPredictor, load_predictor
 from hf_covid.models.configuration_common import ChestClassifierConfig
 from hf_covid.models.image_processing_chest import ChestImageProcessor
 from hf_covid.models.layers import (
@@ -47,6 +46,7 @@ from hf_covid.models.layers import (
     global_average_pool,
 )
 from hf_covid.registry import ModelFamily, register_model_family
+from hf_covid.serving import ChestPredictor, load_predictor
 from hf_covid.training import parse_arguments
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -416,7 +416,7 @@ def test_importing_hf_covid_loads_the_registry_and_models_only():
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'datasets', 'matplotlib', "
         "'gradio', 'evaluate', 'onnx', 'pydicom'})); "
         "print(sorted(m for m in sys.modules if m.startswith('hf_covid.') "
-        "and not m.startswith(('hf_covid.models', 'hf_covid.registry', 'hf_covid._lazy'))))"
+        "and not m.startswith(('hf_covid.models', 'hf_covid.registry', 'hf_covid.recipes', 'hf_covid._lazy'))))"
     )
     output = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True

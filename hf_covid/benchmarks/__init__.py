@@ -6,7 +6,9 @@ Not part of the library: nothing in ``hf_covid`` imports this package.
 - :mod:`~hf_covid.benchmarks.training_loop`: HF Trainer against a plain PyTorch loop.
 - :mod:`~hf_covid.benchmarks.inference_speed`: eager against channels_last / torch.compile.
 - :mod:`~hf_covid.benchmarks.onnx_runtime`: onnxruntime against eager PyTorch on the CPU.
-- :mod:`~hf_covid.benchmarks.app_latency`: each app tab through ``gradio_client``.
+- :mod:`~hf_covid.benchmarks.app_latency`: each app tab through ``gradio_client``
+  (:mod:`~.app_client`: concurrent clients of a running app).
+- :mod:`~hf_covid.benchmarks.model_stats`: parameters, FLOPs and training-step time.
 - :mod:`~hf_covid.benchmarks.cuda`: ResNet-50 training next to NVIDIA's A100 figure.
 - :mod:`~hf_covid.benchmarks.suite`: settings and the run; :mod:`~.report`: Markdown;
   :mod:`~.run`: the command line (:func:`main`).
