@@ -231,7 +231,7 @@ class RunRecord(_JsonRecord):
 
 @dataclass
 class EvaluationResults(_JsonRecord):
-    """``eval_results.json``, in one layout whether training or ``evaluate.py`` wrote it.
+    """``eval_results.json``, in one layout whether training or ``hf-covid evaluate`` wrote it.
 
     Attributes:
         model_type: ``config.model_type`` of the evaluated model.

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import re
 import sys
+from pathlib import Path
 from types import MappingProxyType
 
 import pytest
@@ -125,3 +127,12 @@ def test_a_missing_optional_dependency_names_the_extra(monkeypatch, capsys, tmp_
     error = capsys.readouterr().err
     assert "needs the 'app' extra" in error and "pip install 'hf_covid[app]'" in error
     assert "gradio_is_not_installed_here" in error
+
+
+def test_no_script_shadows_a_package_it_could_import():
+    """``python scripts/x.py`` puts ``scripts/`` first on ``sys.path``: a script named like an
+    installed or standard module (``evaluate.py``) would be imported instead of it."""
+    scripts = Path(__file__).resolve().parents[1] / "scripts"
+    taken = set(importlib.metadata.packages_distributions()) | set(sys.stdlib_module_names)
+    assert {"evaluate", "datasets", "json"} <= taken
+    assert sorted(path.name for path in scripts.glob("*.py") if path.stem in taken) == []
