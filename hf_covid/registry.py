@@ -130,7 +130,6 @@ dataset at full size; ``demo``, the synthetic phantoms (the demo, the benchmarks
 
 ONNX_EXPORTERS: tuple[str, ...] = ("dynamo", "torchscript")
 """The torch ONNX exporters (:mod:`hf_covid.export`): torch.export-based, or TorchScript."""
-
 MODALITY_FLAGS: Mapping[str, str] = MappingProxyType(
     {"pixel_values": "xray_available", "ct_pixel_values": "ct_available"}
 )
@@ -161,9 +160,8 @@ class ModelFamily:
         base_model_class: The bare model registered for ``AutoModel``, or None.
         processor_options: ``ChestImageProcessor`` settings besides the size (ResNet: 3 channels
             and ImageNet normalisation).
-        recipes: Purpose (:data:`RECIPE_PURPOSES`) -> the recipe that serves it, a packaged
-            recipe's name or a YAML path (:mod:`hf_covid.recipes`). A family may have more
-            recipes than these; these are the ones the demo, the benchmarks and the study run.
+        recipes: Purpose (:data:`RECIPE_PURPOSES`) -> its recipe, a packaged recipe's name or a
+            YAML path (:mod:`hf_covid.recipes`): the ones the toolkit runs (a family may have more).
         onnx_exporter: The exporter that handles the model (:data:`ONNX_EXPORTERS`):
             ``"torchscript"`` where torch.export cannot trace its ``forward``.
         onnx_dynamic_width: Whether an ONNX export may leave the image width dynamic (False

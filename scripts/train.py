@@ -14,12 +14,12 @@ alone starts one process unless MPI is set up). Only the main process writes the
 
 Every field of hf_covid.training.ModelArguments, DataArguments and ChestTrainingArguments (which
 extends transformers.TrainingArguments) is an option; run with --help for the list. Same as
-``hf-covid train`` (:func:`hf_covid.training.run.main`).
+``hf-covid train`` (:func:`hf_covid.training.command.main`).
 """
 
 import sys
 
-from hf_covid.training.run import main
+from hf_covid.training.command import main
 
 if __name__ == "__main__":
     sys.exit(main())

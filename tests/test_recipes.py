@@ -13,14 +13,12 @@ from hf_covid.training import ConfigurationError, parse_arguments
 
 
 def test_every_recipe_a_family_names_exists_and_trains_that_family():
-    named = 0
+    assert get_model_family("cnn_lstm").recipes["demo"] == "cnn_lstm_synthetic"
     for family in model_families():
         assert set(family.recipes) <= set(RECIPE_PURPOSES), family.key
         for purpose, recipe in family.recipes.items():
             model_args, _, _ = parse_arguments([recipe, "--output_dir", "out"])
             assert get_model_family(model_args.model_type) is family, (family.key, purpose)
-            named += 1
-    assert named == 3 * len(model_families())  # the built-in families: full, demo and study
 
 
 def test_every_packaged_recipe_names_a_registered_family():

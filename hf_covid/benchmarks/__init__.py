@@ -2,6 +2,7 @@
 
 Not part of the library: nothing in ``hf_covid`` imports this package.
 
+- :mod:`~hf_covid.benchmarks.startup`: each command's start-up against the import it cannot avoid.
 - :mod:`~hf_covid.benchmarks.data_pipeline`: preprocessed pipeline against PIL open + resize.
 - :mod:`~hf_covid.benchmarks.training_loop`: HF Trainer against a plain PyTorch loop.
 - :mod:`~hf_covid.benchmarks.inference_speed`: eager against channels_last / torch.compile.
@@ -26,6 +27,7 @@ from .inference_speed import compare_inference_variants, compare_to_baseline, me
 from .onnx_runtime import compare_onnx_to_eager, measure_onnx_inference
 from .report import results_markdown
 from .run import main
+from .startup import STARTUP_RATIOS, measure_startup, startup_commands
 from .suite import CASES, BenchmarkSettings, machine_info, run_benchmarks
 from .training_loop import compare_training_loops
 
@@ -33,6 +35,7 @@ __all__ = [
     "CASES",
     "NO_CUDA_NOTE",
     "RESNET50_A100_REFERENCE",
+    "STARTUP_RATIOS",
     "BenchmarkSettings",
     "NaiveImageFolderDataset",
     "build_demo_model",
@@ -49,8 +52,10 @@ __all__ = [
     "measure_dataloader_throughput",
     "measure_inference",
     "measure_onnx_inference",
+    "measure_startup",
     "resnet50_training_throughput",
     "results_markdown",
     "run_benchmarks",
     "save_random_checkpoints",
+    "startup_commands",
 ]

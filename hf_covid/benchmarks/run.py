@@ -31,7 +31,8 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The benchmark command line (see the module docstring)."""
     parser = argparse.ArgumentParser(
         description="Benchmark every hf_covid case against its baseline in one run; write JSON "
-        "and Markdown. Cases: data (preprocessed pipeline against PIL open + resize every "
+        "and Markdown. Cases: startup (each command in fresh processes against the import it "
+        "cannot avoid), data (preprocessed pipeline against PIL open + resize every "
         "epoch), training (HF Trainer against a plain PyTorch loop), inference (eager against "
         "channels_last and torch.compile), onnx (onnxruntime against eager PyTorch), app "
         "(end-to-end latency per tab through gradio_client) and, on a CUDA device, bf16 + channels_last against fp32 and ResNet-50 "

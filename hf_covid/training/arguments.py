@@ -25,7 +25,7 @@ from transformers import HfArgumentParser, TrainingArguments
 from transformers.integrations import INTEGRATION_TO_CALLBACK, get_available_reporting_integrations
 
 from hf_covid.recipes import RecipeError, load_recipe
-from hf_covid.registry import get_model_family, list_models
+from hf_covid.registry import DATASET_KINDS, get_model_family, list_models, model_families
 
 __all__ = [
     "ARGUMENT_CLASSES",
@@ -101,8 +101,12 @@ class DataArguments:
     data_dir: str | None = field(
         default=None,
         metadata={
-            "help": "Dataset root: the COVID-19 Radiography Database layout for cnn_lstm, "
-            "dual_channel, resnet and lung_unet; the X-ray + CT layout for dual_input."
+            "help": "Dataset root in the layout of the model's dataset kind ("
+            + "; ".join(
+                f"{kind.name} for {', '.join(f.key for f in model_families() if f.dataset_kind == key)}"
+                for key, kind in DATASET_KINDS.items()
+            )
+            + "), a public collections root, or a dataset saved with save_to_disk."
         },
     )
     classes: list[str] | None = field(
