@@ -59,8 +59,8 @@ _LAZY_EXPORTS: dict[str, str] = {
     # Training, evaluation, serving, explanations and publishing.
     "train": "hf_covid.training",
     "evaluate_checkpoint": "hf_covid.evaluation",
-    "ChestPredictor": "hf_covid.inference",
-    "load_predictor": "hf_covid.inference",
+    "ChestPredictor": "hf_covid.serving",
+    "load_predictor": "hf_covid.serving",
     "GradCAM": "hf_covid.explain",
     "push_checkpoint": "hf_covid.hub",
 }

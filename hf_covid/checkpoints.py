@@ -8,9 +8,10 @@ JSON records are dataclasses written and read back by the same code; the data th
 :class:`DatasetRecord` built from the dataset's build summary, never parsed out of prose. No
 record holds an absolute local path (:func:`portable`) nor a Hub token.
 
-:func:`resolve_checkpoint` turns "a folder or a Hub id" into a local folder and
-:func:`load_checkpoint` loads its model (by the Auto class of its registered family) and image
-processor; evaluation, inference and the Hub code all use these two.
+:func:`resolve_checkpoint` turns "a folder, or a Hub id at a revision" (:class:`CheckpointSource`,
+``"org/name@revision"``) into a local folder and :func:`load_checkpoint` loads its model (by the
+Auto class of its registered family) and image processor; evaluation, serving, the app and the
+Hub code all use these two.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ __all__ = [
     "RUN_RECORD_FILE",
     "TRAINER_STATE_FILE",
     "WEIGHT_FILES",
+    "CheckpointSource",
     "DatasetRecord",
     "EvaluationResults",
     "RunRecord",
@@ -243,7 +245,7 @@ class RunRecord(_JsonRecord):
 
 @dataclass
 class EvaluationResults(_JsonRecord):
-    """``eval_results.json``, in one layout whether training or ``evaluate.py`` wrote it.
+    """``eval_results.json``, in one layout whether training or ``hf-covid evaluate`` wrote it.
 
     Attributes:
         model_type: ``config.model_type`` of the evaluated model.
@@ -318,22 +320,62 @@ def is_complete_checkpoint_folder(folder: str | Path) -> bool:
     )
 
 
-def resolve_checkpoint(checkpoint: str | Path) -> Path:
-    """A local checkpoint folder: ``checkpoint`` itself, or a Hub repository downloaded.
+@dataclass(frozen=True)
+class CheckpointSource:
+    """Where a checkpoint comes from: a local folder, or a Hub id at an optional revision.
+
+    Attributes:
+        location: A local checkpoint folder or a Hub model id.
+        revision: The Hub revision (commit hash, branch or tag) to pin; None for a folder, or the
+            repository's default branch.
+    """
+
+    location: str
+    revision: str | None = None
+
+    @classmethod
+    def parse(cls, text: str | os.PathLike) -> CheckpointSource:
+        """``"folder"``, ``"org/name"`` or ``"org/name@revision"`` as a source (an existing path
+        with an ``@`` in it stays a path)."""
+        text = str(text)
+        location, at, revision = text.rpartition("@")
+        if at and is_hub_id(location) and revision and not Path(text).exists():
+            return cls(location, revision)
+        return cls(text)
+
+    def __str__(self) -> str:
+        return f"{self.location}@{self.revision}" if self.revision else self.location
+
+
+def resolve_checkpoint(
+    checkpoint: str | os.PathLike | CheckpointSource, *, revision: str | None = None
+) -> Path:
+    """A local checkpoint folder: ``checkpoint`` itself, or a Hub repository downloaded (once,
+    into the Hub cache) at its revision.
+
+    Args:
+        checkpoint: A folder, a Hub id, ``"org/name@revision"`` or a :class:`CheckpointSource`.
+        revision: The Hub revision to pin, for a Hub id given without one.
 
     Raises:
-        FileNotFoundError: the folder lacks ``config.json`` or safetensors weights, or the path
-            is neither a folder nor a Hub repository id.
+        FileNotFoundError: the folder lacks ``config.json`` or safetensors weights, the path is
+            neither a folder nor a Hub repository id, or the download failed.
+        ValueError: two different revisions (in ``checkpoint`` and ``revision``).
     """
-    path = Path(checkpoint).expanduser()
+    if not isinstance(checkpoint, CheckpointSource):
+        checkpoint = CheckpointSource.parse(checkpoint)
+    if revision is not None and checkpoint.revision not in (None, revision):
+        raise ValueError(f"checkpoint '{checkpoint}' given with another revision, {revision!r}")
+    source = CheckpointSource(checkpoint.location, checkpoint.revision or revision)
+    path = Path(source.location).expanduser()
     if not path.exists():
-        if not is_hub_id(str(checkpoint)):
-            raise FileNotFoundError(f"checkpoint '{checkpoint}' is neither a folder nor a Hub id")
+        if not is_hub_id(source.location):
+            raise FileNotFoundError(f"checkpoint '{source}' is neither a folder nor a Hub id")
         try:
-            path = Path(snapshot_download(str(checkpoint)))
-        except Exception as error:  # offline, unknown repository, no access
+            path = Path(snapshot_download(source.location, revision=source.revision))
+        except Exception as error:  # offline, unknown repository or revision, no access
             raise FileNotFoundError(
-                f"could not download checkpoint '{checkpoint}' from the Hub: {error}"
+                f"could not download checkpoint '{source}' from the Hub: {error}"
             ) from error
     if not path.is_dir():
         raise FileNotFoundError(f"checkpoint '{path}' is not a folder")
@@ -393,8 +435,10 @@ def save_model_and_processor(
     return folder
 
 
-def load_checkpoint(checkpoint: str | Path) -> tuple[PreTrainedModel, Any | None]:
-    """The model of a checkpoint folder or Hub id, and its image processor.
+def load_checkpoint(
+    checkpoint: str | os.PathLike | CheckpointSource, *, revision: str | None = None
+) -> tuple[PreTrainedModel, Any | None]:
+    """The model of a checkpoint folder or Hub id (at ``revision``), and its image processor.
 
     The model loads with the Auto class of its registered family (safetensors only); our own
     ``ChestImageProcessor`` is used directly, so no remote code runs for it, and the stock
@@ -408,7 +452,7 @@ def load_checkpoint(checkpoint: str | Path) -> tuple[PreTrainedModel, Any | None
         FileNotFoundError: see :func:`resolve_checkpoint`.
         KeyError: the checkpoint's ``model_type`` is no registered family.
     """
-    path = resolve_checkpoint(checkpoint)
+    path = resolve_checkpoint(checkpoint, revision=revision)
     family = get_model_family(AutoConfig.from_pretrained(path).model_type)
     model = family.auto_model_class.from_pretrained(path, use_safetensors=True)
     processor = None

@@ -15,7 +15,7 @@ from pathlib import Path
 from .checkpoints import EVAL_RESULTS_FILE, is_complete_checkpoint_folder
 from .data.synthetic import generate_all
 from .evaluation import evaluate_checkpoint
-from .registry import get_model_family, list_models
+from .registry import get_model_family, model_families
 from .training import train_from_recipe
 
 __all__ = [
@@ -31,9 +31,11 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DEMO_MODELS: tuple[str, ...] = tuple(list_models())
-"""Demo checkpoints: every registered family, each trained from
-``<recipes>/<name>_synthetic.yaml`` on the phantoms of its dataset kind
+DEMO_MODELS: tuple[str, ...] = tuple(
+    family.key for family in model_families() if "demo" in family.recipes
+)
+"""Demo checkpoints: every registered family with a demo recipe (``recipes["demo"]`` of its
+record), each trained from it on the phantoms of its dataset kind
 (``<output_dir>/data/<dataset_kind>``)."""
 
 
@@ -43,7 +45,6 @@ class DemoSettings:
 
     Attributes:
         output_dir: root of everything the demo writes (``data/``, ``checkpoints/``).
-        recipes_dir: folder holding the ``*_synthetic.yaml`` recipes.
         images_per_class: phantoms per class and layout.
         seed: seed of the phantoms and of training.
         models: which demo models to train, evaluate and serve.
@@ -54,7 +55,6 @@ class DemoSettings:
     """
 
     output_dir: Path = Path("outputs/demo")
-    recipes_dir: Path = Path("scripts/configs")
     images_per_class: int = 200
     seed: int = 0
     models: Sequence[str] = DEMO_MODELS
@@ -88,7 +88,7 @@ def make_demo_data(settings: DemoSettings) -> Path:
 
 
 def train_demo_models(settings: DemoSettings) -> dict[str, Path]:
-    """Train each demo model from its synthetic recipe; return the checkpoint folders."""
+    """Train each demo model from its demo recipe; return the checkpoint folders."""
     folders = {}
     for name in settings.models:
         folder = settings.checkpoints_dir / name
@@ -97,10 +97,11 @@ def train_demo_models(settings: DemoSettings) -> dict[str, Path]:
             print(f"[train] reusing {folder}")
             continue
         print(f"[train] {name} -> {folder}")
+        family = get_model_family(name)
         train_from_recipe(
-            settings.recipes_dir / f"{name}_synthetic.yaml",
+            family.recipes["demo"],
             {
-                "data_dir": str(settings.data_dir / get_model_family(name).dataset_kind),
+                "data_dir": str(settings.data_dir / family.dataset_kind),
                 "output_dir": str(folder),
                 "seed": settings.seed,
             },

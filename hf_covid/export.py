@@ -9,15 +9,18 @@ batch axis and, where the model allows it, dynamic height and width. Beside it g
 exporter, opset, axes and the difference to PyTorch measured after export), so that the folder
 describes itself. :func:`verify_onnx` runs onnxruntime and compares with PyTorch.
 
-Exporters: the torch.export-based exporter (``torch.onnx.export(..., dynamo=True)``, the default
-since torch 2.9; the TorchScript one is deprecated) exports four of the five models. It cannot
-trace the dual-input model, whose ``forward`` checks the availability flags with a Python ``if``
-on tensor values ("neither an X-ray nor a CT"); that model goes through the TorchScript exporter,
-which evaluates the check once on the all-available example and leaves it out of the graph
-(:func:`onnx_inputs` makes the same check before a run). The TorchScript exporter in turn cannot
-export the CNN+LSTM with any dynamic axis (its adaptive row pooling). The CNN+LSTM keeps a fixed
-width: ``AdaptiveAvgPool2d((None, sequence_width))`` is exported as a pooling kernel computed from
-the example's width, so only its batch and height (the LSTM's sequence length) are dynamic.
+Exporters: each family's record names the exporter that handles it
+(:attr:`hf_covid.registry.ModelFamily.onnx_exporter`) and whether its width may stay dynamic
+(:attr:`~hf_covid.registry.ModelFamily.onnx_dynamic_width`). The torch.export-based exporter
+(``torch.onnx.export(..., dynamo=True)``, the default since torch 2.9; the TorchScript one is
+deprecated) exports four of the five models. It cannot trace the dual-input model, whose
+``forward`` checks the availability flags with a Python ``if`` on tensor values ("neither an
+X-ray nor a CT"); that model goes through the TorchScript exporter, which evaluates the check
+once on the all-available example and leaves it out of the graph (:func:`onnx_inputs` makes the
+same check before a run). The TorchScript exporter in turn cannot export the CNN+LSTM with any
+dynamic axis (its adaptive row pooling). The CNN+LSTM keeps a fixed width:
+``AdaptiveAvgPool2d((None, sequence_width))`` is exported as a pooling kernel computed from the
+example's width, so only its batch and height (the LSTM's sequence length) are dynamic.
 
 The dual-input graph always takes all four inputs: for a missing modality, :func:`onnx_inputs`
 passes zeros of the other image's shape with its flag False, which gives the same logits as
@@ -49,12 +52,11 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from .evaluation import load_checkpoint
-from .registry import get_model_family
+from .checkpoints import load_checkpoint
+from .registry import MODALITY_FLAGS, example_inputs, get_model_family
 
 __all__ = [
     "EXPORT_INFO_FILE_NAME",
-    "MODALITY_FLAGS",
     "ONNX_FILE_NAME",
     "OnnxExport",
     "default_exporter",
@@ -71,18 +73,8 @@ ONNX_FILE_NAME = "model.onnx"
 EXPORT_INFO_FILE_NAME = "onnx_export.json"
 """File beside the graph describing the export (:class:`OnnxExport`)."""
 
-MODALITY_FLAGS: Mapping[str, str] = {
-    "pixel_values": "xray_available",
-    "ct_pixel_values": "ct_available",
-}
-"""Each image input of the dual-input model and the flag input saying which samples have it."""
-
 Exporter = Literal["dynamo", "torchscript"]
 
-# torch.export cannot trace the dual-input forward's data-dependent availability check.
-_TORCHSCRIPT_MODEL_TYPES = frozenset({"covid_dual_input"})
-# AdaptiveAvgPool2d((None, sequence_width)) is exported with a kernel fixed by the traced width.
-_STATIC_WIDTH_MODEL_TYPES = frozenset({"covid_cnn_lstm"})
 # Outputs exported when the model returns them, in this order.
 _OUTPUT_NAMES = ("logits", "modalities_used")
 # Own height/width axis names for inputs whose size may differ from the X-ray's.
@@ -150,8 +142,8 @@ def _import_optional(name: str, purpose: str) -> ModuleType:
 
 
 def default_exporter(model_type: str) -> Exporter:
-    """The exporter that handles ``model_type`` (see the module docstring for why)."""
-    return "torchscript" if model_type in _TORCHSCRIPT_MODEL_TYPES else "dynamo"
+    """The exporter that handles ``model_type``: its family's ``onnx_exporter``."""
+    return get_model_family(model_type).onnx_exporter
 
 
 class _OnnxForward(nn.Module):
@@ -173,20 +165,9 @@ class _OnnxForward(nn.Module):
 def _example_inputs(
     model: PreTrainedModel, batch_size: int, height: int, width: int
 ) -> dict[str, torch.Tensor]:
-    """Random inputs for every name the model's family feeds its ``forward``."""
+    """Seeded random inputs for every name the model's family feeds its ``forward``."""
     generator = torch.Generator().manual_seed(0)
-    channels = model.config.num_channels
-    inputs = {}
-    for name in get_model_family(model.config.model_type).input_names:
-        if name in MODALITY_FLAGS.values():
-            inputs[name] = torch.ones(batch_size, dtype=torch.bool)
-        elif name == "lung_mask":
-            inputs[name] = (
-                torch.rand(batch_size, 1, height, width, generator=generator) > 0.5
-            ).float()
-        else:
-            inputs[name] = torch.rand(batch_size, channels, height, width, generator=generator)
-    return inputs
+    return example_inputs(model.config, batch_size, height, width=width, generator=generator)
 
 
 def _dynamic_axes(
@@ -202,7 +183,7 @@ def _dynamic_axes(
         if tensor.ndim == 4 and dynamic_image_size:
             prefix = _AXIS_PREFIXES.get(name, "")
             named[2] = f"{prefix}height"
-            if model_type not in _STATIC_WIDTH_MODEL_TYPES:
+            if get_model_family(model_type).onnx_dynamic_width:
                 named[3] = f"{prefix}width"
         axes[name] = named
     return axes

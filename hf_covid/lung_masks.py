@@ -23,10 +23,15 @@ from PIL import Image as PILImage
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
-from .checkpoints import LUNG_SEGMENTER_FOLDER, load_checkpoint, resolve_checkpoint
+from .checkpoints import (
+    LUNG_SEGMENTER_FOLDER,
+    CheckpointSource,
+    load_checkpoint,
+    resolve_checkpoint,
+)
 from .data.io import load_image
+from .data.resize import resize_image
 from .data.summary import read_build_summary
-from .serving.images import resize_image
 
 __all__ = [
     "HUMAN_MASK_COLUMN",
@@ -53,8 +58,8 @@ class LungSegmenter:
         self.image_processor = image_processor
 
     @classmethod
-    def from_pretrained(cls, path_or_repo: str | os.PathLike) -> LungSegmenter:
-        """Load the U-Net and its processor from a checkpoint folder or Hub id."""
+    def from_pretrained(cls, path_or_repo: str | os.PathLike | CheckpointSource) -> LungSegmenter:
+        """Load the U-Net and its processor from a checkpoint folder or Hub id (at a revision)."""
         return cls(*load_checkpoint(path_or_repo))
 
     @cached_property

@@ -15,6 +15,7 @@ example (a synthetic phantom X-ray, pushed with the card). Nothing here calls
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.resources
 import io
 import json
@@ -48,6 +49,7 @@ __all__ = [
     "TEMPLATE_DIR",
     "WIDGET_EXAMPLE_FILE",
     "card_template",
+    "library_url",
     "num_parameters",
     "render_model_card",
     "widget_example_png",
@@ -122,6 +124,16 @@ def _size_text(size: Any) -> str | None:
     if isinstance(size, int):
         return f"{size}x{size}"
     return None
+
+
+def library_url() -> str | None:
+    """The project's home page, from the installed package's metadata (``[project.urls]``)."""
+    try:
+        urls = importlib.metadata.metadata("hf_covid").get_all("Project-URL") or []
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
+        return None
+    pages = dict(entry.split(", ", 1) for entry in urls if ", " in entry)
+    return pages.get("Homepage") or next(iter(pages.values()), None)
 
 
 def card_template(name: str) -> str:
@@ -349,7 +361,8 @@ def _model_card_context(folder: Path, repo_id: str | None) -> tuple[ModelCardDat
         "dataset_kind": dataset_kind,
         "dataset_name": dataset_name,
         "synthetic": synthetic,
-        "pairing": record.pairing if record and dataset_kind == "xray_ct" else None,
+        "pairing": record.pairing if record else None,
+        "pairing_note": record.pairing_note if record else None,
         "split_sizes": record.split_sizes if record else {},
         "duplicates_removed": None,  # near-duplicates are kept in one split, never removed
         "training_rows": _training_rows(
@@ -368,6 +381,7 @@ def _model_card_context(folder: Path, repo_id: str | None) -> tuple[ModelCardDat
             path.relative_to(folder).as_posix() for path in folder.glob(f"{FIGURES_DIR}/*.png")
         ),
         "license": "Apache-2.0",
+        "library_url": library_url(),
     }
     return card_data, context
 

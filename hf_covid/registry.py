@@ -3,7 +3,8 @@
 Training, evaluation, inference, the Hub cards, the app, the demo, the benchmarks, the model
 statistics and the tests learn what a model is from its :class:`ModelFamily` record: its name, its
 config and model classes, the Auto class that loads it, its task, the dataset it trains on, the
-inputs its collator must produce, its card summary and a tiny configuration for tests. Adding a
+inputs its collator must produce, its card summary, a tiny configuration for tests, its recipes,
+how it exports to ONNX and (where the model class does not say) its Grad-CAM layers. Adding a
 model is one :func:`register_model_family` call plus its configuration and modeling files;
 registering also registers the family with the transformers Auto classes, so a saved folder loads
 with ``AutoModelForImageClassification.from_pretrained`` once ``hf_covid`` is imported.
@@ -24,11 +25,13 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
+import torch
 import transformers
 from transformers import (
     AutoConfig,
     AutoImageProcessor,
     AutoModel,
+    PreTrainedConfig,
     PreTrainedModel,
     ViTImageProcessor,
 )
@@ -37,11 +40,16 @@ from transformers.pipelines import PIPELINE_REGISTRY
 
 from . import models
 from .models.labels import BINARY_LABELS, LUNG_MASK_LABELS, RADIOGRAPHY_LABELS, label_maps
+from .recipes import recipe_path
 
 __all__ = [
     "DATASET_KINDS",
+    "MODALITY_FLAGS",
+    "ONNX_EXPORTERS",
+    "RECIPE_PURPOSES",
     "DatasetKind",
     "ModelFamily",
+    "example_inputs",
     "get_dataset_kind",
     "get_model_family",
     "list_models",
@@ -115,6 +123,18 @@ def get_dataset_kind(key: str) -> DatasetKind:
 ModelBuilder = Callable[..., PreTrainedModel]
 """``build(labels, config_overrides, *, pretrained, freeze_backbone) -> model``."""
 
+RECIPE_PURPOSES: tuple[str, ...] = ("full", "demo", "study")
+"""What the toolkit runs a family's recipes for (:attr:`ModelFamily.recipes`): ``full``, the real
+dataset at full size; ``demo``, the synthetic phantoms (the demo, the benchmarks, the tests);
+``study``, the public collections (the real-data study, :mod:`hf_covid.study`)."""
+
+ONNX_EXPORTERS: tuple[str, ...] = ("dynamo", "torchscript")
+"""The torch ONNX exporters (:mod:`hf_covid.export`): torch.export-based, or TorchScript."""
+MODALITY_FLAGS: Mapping[str, str] = MappingProxyType(
+    {"pixel_values": "xray_available", "ct_pixel_values": "ct_available"}
+)
+"""Each image input of a multi-modal model and the flag input saying which samples have it."""
+
 
 @dataclass(frozen=True)
 class ModelFamily:
@@ -125,7 +145,7 @@ class ModelFamily:
             demo and the app's model slot.
         model_type: ``config.model_type`` of its checkpoints (``"covid_cnn_lstm"``).
         display_name: How the app, cards and reports name it (``"CNN + LSTM"``).
-        config_class: Its ``PretrainedConfig`` subclass.
+        config_class: Its ``PreTrainedConfig`` subclass.
         model_class: Its task model (``PreTrainedModel``) class.
         auto_class: Name of the transformers Auto class that loads it.
         task: ``"classification"`` or ``"segmentation"``.
@@ -140,6 +160,14 @@ class ModelFamily:
         base_model_class: The bare model registered for ``AutoModel``, or None.
         processor_options: ``ChestImageProcessor`` settings besides the size (ResNet: 3 channels
             and ImageNet normalisation).
+        recipes: Purpose (:data:`RECIPE_PURPOSES`) -> its recipe, a packaged recipe's name or a
+            YAML path (:mod:`hf_covid.recipes`): the ones the toolkit runs (a family may have more).
+        onnx_exporter: The exporter that handles the model (:data:`ONNX_EXPORTERS`):
+            ``"torchscript"`` where torch.export cannot trace its ``forward``.
+        onnx_dynamic_width: Whether an ONNX export may leave the image width dynamic (False
+            where the graph fixes it, e.g. adaptive pooling to a fixed number of columns).
+        gradcam_layers: ``config -> {branch: module name}``, the default Grad-CAM layers, for a
+            model class that does not name them in ``gradcam_target_layers`` (ResNet).
     """
 
     key: str
@@ -157,6 +185,10 @@ class ModelFamily:
     build: ModelBuilder | None = None
     base_model_class: type | None = None
     processor_options: Mapping[str, Any] = field(default_factory=dict)
+    recipes: Mapping[str, str] = field(default_factory=dict)
+    onnx_exporter: Literal["dynamo", "torchscript"] = "dynamo"
+    onnx_dynamic_width: bool = True
+    gradcam_layers: Callable[[PreTrainedConfig], Mapping[str, str]] | None = None
 
     def __post_init__(self) -> None:
         if self.task not in ("classification", "segmentation"):
@@ -169,6 +201,19 @@ class ModelFamily:
             raise ValueError(
                 f"model family {self.key!r}: transformers has no Auto class {self.auto_class!r}"
             )
+        if self.onnx_exporter not in ONNX_EXPORTERS:
+            raise ValueError(
+                f"model family {self.key!r}: onnx_exporter must be one of {ONNX_EXPORTERS}, "
+                f"got {self.onnx_exporter!r}"
+            )
+        unknown = set(self.recipes) - set(RECIPE_PURPOSES)
+        if unknown:
+            raise ValueError(
+                f"model family {self.key!r}: recipe purposes {sorted(unknown)} are none of "
+                f"{RECIPE_PURPOSES}"
+            )
+        for recipe in self.recipes.values():
+            recipe_path(recipe)  # a family names recipes that exist
 
     @property
     def dataset(self) -> DatasetKind:
@@ -259,6 +304,49 @@ class ModelFamily:
     def tiny_model(self, labels: Sequence[str] | None = None) -> PreTrainedModel:
         """A randomly initialised model of :attr:`tiny_config` (tests and benchmarks)."""
         return self.build_model(labels, self.tiny_config)
+
+
+def example_inputs(
+    config: PreTrainedConfig,
+    batch_size: int = 1,
+    image_size: int = 224,
+    labels: bool = False,
+    *,
+    width: int | None = None,
+    generator: torch.Generator | None = None,
+) -> dict[str, torch.Tensor]:
+    """Random inputs of the names and shapes that the model ``config`` describes takes.
+
+    The names are those of its family's :attr:`ModelFamily.input_names`; every image is present
+    (availability flags all True). Used for model statistics, benchmarks, the ONNX export and
+    the tests.
+
+    Args:
+        config: A config of any registered model family.
+        batch_size: Images per batch.
+        image_size: Height (and width, unless ``width`` is given).
+        labels: Add ``labels`` (class indices, or masks for segmentation models) so that the
+            forward computes a loss.
+        width: Width, when it differs from the height.
+        generator: Random generator of the values (default: torch's global one).
+    """
+    family = get_model_family(config.model_type)
+    height, width = image_size, width or image_size
+    inputs = {}
+    for name in family.input_names:
+        if name in MODALITY_FLAGS.values():
+            inputs[name] = torch.ones(batch_size, dtype=torch.bool)
+        elif name == "lung_mask":
+            mask = torch.rand(batch_size, 1, height, width, generator=generator)
+            inputs[name] = (mask > 0.5).float()
+        else:
+            shape = (batch_size, config.num_channels, height, width)
+            inputs[name] = torch.rand(shape, generator=generator)
+    if labels and family.task == "segmentation":
+        inputs["labels"] = torch.randint(0, 2, (batch_size, height, width), generator=generator)
+    elif labels:
+        inputs["labels"] = torch.randint(0, config.num_labels, (batch_size,), generator=generator)
+    return inputs
 
 
 _REGISTRY: dict[str, ModelFamily] = {}
@@ -356,6 +444,11 @@ def model_families() -> tuple[ModelFamily, ...]:
     return _families()
 
 
+def _resnet_gradcam_layers(config: PreTrainedConfig) -> dict[str, str]:
+    """transformers' ResNet: its last encoder stage."""
+    return {"image": f"resnet.encoder.stages.{len(config.depths) - 1}"}
+
+
 def _build_resnet(
     labels: Sequence[str],
     config_overrides: Mapping[str, Any],
@@ -386,13 +479,19 @@ register_model_family(
         target="labels",
         card_summary=(
             "Two convolutional branches, one for a chest X-ray and one for a chest CT slice, "
-            "whose pooled features are fused and classified as COVID or Non-COVID. Trained with "
+            "whose pooled features are fused and classified. Trained with "
             "modality dropout it accepts either image alone, and its output (`modalities_used`) "
             "says which images it used."
         ),
         tiny_config=MappingProxyType(
             {"widths": [4, 8], "classifier_hidden_sizes": [8], "fusion_hidden_size": 8}
         ),
+        recipes={
+            "full": "dual_input",
+            "demo": "dual_input_synthetic",
+            "study": "dual_input_public",
+        },
+        onnx_exporter="torchscript",  # torch.export cannot trace its availability check
     )
 )
 register_model_family(
@@ -410,8 +509,7 @@ register_model_family(
         target="labels",
         card_summary=(
             "A convolutional feature extractor whose last feature map is read row by row, top to "
-            "bottom, as a sequence by a (bidirectional) LSTM; its output is classified into the "
-            "four classes of the COVID-19 Radiography Database."
+            "bottom, as a sequence by a (bidirectional) LSTM, whose output is classified."
         ),
         tiny_config=MappingProxyType(
             {
@@ -421,6 +519,8 @@ register_model_family(
                 "classifier_hidden_sizes": [8],
             }
         ),
+        recipes={"full": "cnn_lstm", "demo": "cnn_lstm_synthetic", "study": "cnn_lstm_public"},
+        onnx_dynamic_width=False,  # adaptive pooling to a fixed number of columns
     )
 )
 register_model_family(
@@ -438,9 +538,14 @@ register_model_family(
         target="labels",
         card_summary=(
             "A convolutional network that takes the chest X-ray and its lung mask as two input "
-            "channels, so that it can weigh evidence inside the lungs; four classes."
+            "channels, so that it can weigh evidence inside the lungs."
         ),
         tiny_config=MappingProxyType({"widths": [4, 8], "classifier_hidden_sizes": [8]}),
+        recipes={
+            "full": "dual_channel",
+            "demo": "dual_channel_synthetic",
+            "study": "dual_channel_public",
+        },
     )
 )
 register_model_family(
@@ -471,6 +576,8 @@ register_model_family(
                 "image_std": list(IMAGENET_DEFAULT_STD),
             }
         ),
+        recipes={"full": "resnet", "demo": "resnet_synthetic", "study": "resnet_public"},
+        gradcam_layers=_resnet_gradcam_layers,
     )
 )
 register_model_family(
@@ -491,5 +598,6 @@ register_model_family(
             "background). Its masks feed the dual-channel classifier and the lung overlays."
         ),
         tiny_config=MappingProxyType({"widths": [4, 8], "convs_per_block": 1}),
+        recipes={"full": "lung_unet", "demo": "lung_unet_synthetic", "study": "lung_unet_public"},
     )
 )

@@ -36,7 +36,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_demo(
         DemoSettings(
             output_dir=arguments.output_dir,
-            recipes_dir=Path(__file__).resolve().parent / "configs",
             images_per_class=arguments.images_per_class,
             seed=arguments.seed,
             models=arguments.models,

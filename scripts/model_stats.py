@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from hf_covid.models.stats import example_inputs, model_complexity, training_step_time
-from hf_covid.registry import get_model_family, list_models
+from hf_covid.benchmarks.model_stats import model_complexity, training_step_time
+from hf_covid.registry import example_inputs, get_model_family, list_models
 
 # Default configurations, randomly initialised (ResNet: the ResNet-50 architecture, no download).
 

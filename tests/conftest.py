@@ -1,4 +1,10 @@
-"""Test isolation: offline Hub, private caches, one torch thread, fixed seeds."""
+"""Test isolation: offline Hub, private caches, one torch thread, fixed seeds.
+
+Every test starts from seed 0, and so does every fixture shared by several tests (module, class,
+package or session scope): such a fixture runs before its first test's own seeding, in whatever
+order xdist hands the tests out, so it is seeded when it is set up (``pytest_fixture_setup``)
+and the random weights and data it makes do not depend on which test asked first.
+"""
 
 from __future__ import annotations
 
@@ -31,9 +37,22 @@ import torch  # noqa: E402
 torch.set_num_threads(1)
 
 
+def seed_everything(seed: int = 0) -> None:
+    """Seed Python's, numpy's and torch's global generators."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
 @pytest.fixture(autouse=True)
 def _seed_everything():
-    random.seed(0)
-    np.random.seed(0)
-    torch.manual_seed(0)
+    seed_everything()
     yield
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef, request):
+    """Seed before a shared fixture's body runs (after the fixtures it depends on)."""
+    if fixturedef.scope != "function":
+        seed_everything()
+    return (yield)

@@ -28,12 +28,13 @@ from gradio_client.exceptions import AppError
 from PIL import Image
 
 from hf_covid.app import AppConfig, build_app, parse_arguments, read_models_file
-from hf_covid.app.text import PHANTOM_WARNING
+from hf_covid.app.text import PHANTOM_WARNING, model_summary
 from hf_covid.benchmarks.app_latency import serve_app_file
-from hf_covid.checkpoints import DatasetRecord, EvaluationResults, RunRecord
+from hf_covid.checkpoints import CheckpointSource, DatasetRecord, EvaluationResults, RunRecord
+from hf_covid.data.xray_ct import PAIRING_DESCRIPTIONS
 from hf_covid.models.labels import BINARY_LABELS, RADIOGRAPHY_LABELS
 from hf_covid.registry import list_models
-from hf_covid.serving.served import CheckpointSource
+from hf_covid.serving import read_provenance
 
 TINY_LIMITS = {"max_image_pixels": 1_000_000, "max_file_size": "1mb"}
 
@@ -95,7 +96,7 @@ def test_chest_xray_endpoint_returns_label_overlays_and_feature_maps(client, ima
 
     assert label["label"] in RADIOGRAPHY_LABELS
     assert {item["label"] for item in label["confidences"]} == set(RADIOGRAPHY_LABELS)
-    assert "made by the lung U-Net" in summary
+    assert "made by the Lung U-Net" in summary
     assert "**Input check (X-ray)" in summary
     assert "**Trained on:** unknown" in summary  # the tiny checkpoints have no run record
     assert Path(cam).stat().st_size > 0 and Path(mask).stat().st_size > 0
@@ -116,7 +117,7 @@ def test_chest_xray_endpoint_uses_an_uploaded_mask(client, images):
 
 def test_xray_ct_endpoint_says_which_inputs_it_used(client, images):
     label, summary, xray_cam, ct_cam, _ = client.predict(
-        None, handle_file(images["ct"]), api_name="/predict_xray_ct"
+        "dual_input", None, handle_file(images["ct"]), api_name="/predict_xray_ct"
     )
 
     assert label["label"] in BINARY_LABELS
@@ -124,7 +125,10 @@ def test_xray_ct_endpoint_says_which_inputs_it_used(client, images):
     assert xray_cam is None and Path(ct_cam).is_file()
 
     _, summary, xray_cam, ct_cam, _ = client.predict(
-        handle_file(images["xray"]), handle_file(images["ct"]), api_name="/predict_xray_ct"
+        "dual_input",
+        handle_file(images["xray"]),
+        handle_file(images["ct"]),
+        api_name="/predict_xray_ct",
     )
     assert "**Inputs used:** X-ray, CT" in summary
     assert Path(xray_cam).is_file() and Path(ct_cam).is_file()
@@ -218,8 +222,9 @@ def test_missing_checkpoint_disables_its_choice_with_a_visible_note(checkpoints,
     served = dict(checkpoints, resnet=str(tmp_path / "no_resnet"), dual_input=str(tmp_path / "x"))
     demo = build_app(AppConfig(checkpoints=served)).demo
 
-    (radio,) = [block for block in demo.blocks.values() if isinstance(block, gr.Radio)]
-    assert [value for _, value in radio.choices] == ["cnn_lstm", "dual_channel"]
+    xray_ct, chest = [block for block in demo.blocks.values() if isinstance(block, gr.Radio)]
+    assert xray_ct.choices == [] and xray_ct.value is None
+    assert [value for _, value in chest.choices] == ["cnn_lstm", "dual_channel"]
     notes = markdown_texts(demo)
     assert "ResNet (transfer learning) is not available: no checkpoint folder at" in notes
     assert "Dual-input CNN (X-ray + CT) is not available" in notes
@@ -262,6 +267,21 @@ def write_run_records(folder: Path, *, synthetic: bool, sources: dict[str, int])
     ).save(folder / "eval_results.json")
 
 
+@pytest.mark.parametrize("pairing", ["label", "patient"])
+def test_the_provenance_says_the_pairing_the_data_record_gives(tmp_path, pairing):
+    note = PAIRING_DESCRIPTIONS[pairing]
+    dataset = DatasetRecord(kind="xray_ct", name="X-ray + CT", pairing=pairing, pairing_note=note)
+    RunRecord(model={"model_type": "covid_dual_input"}, dataset=dataset).save(
+        tmp_path / "training_config.json"
+    )
+    provenance = read_provenance(tmp_path)
+
+    assert provenance.pairing == note
+    assert f"**X-ray/CT pairing:** {note}" in model_summary(provenance)
+    other = PAIRING_DESCRIPTIONS["patient" if pairing == "label" else "label"]
+    assert other not in "\n".join(model_summary(provenance))
+
+
 @pytest.mark.parametrize(
     ("synthetic", "sources", "trained_on", "warned"),
     [
@@ -275,7 +295,7 @@ def test_each_prediction_says_what_the_model_was_trained_on_and_its_test_metrics
     checkpoints = build_tiny_checkpoints(tmp_path / "checkpoints")
     write_run_records(Path(checkpoints["cnn_lstm"]), synthetic=synthetic, sources=sources)
     app = build_app(AppConfig(checkpoints=checkpoints, **TINY_LIMITS))
-    _, summary, *_ = app.handlers.predict_chest_xray("cnn_lstm", str(images["xray"]), None)
+    _, summary, *_ = app.handlers.predict("radiography", "cnn_lstm", str(images["xray"]), None)
 
     assert f"**Trained on:** {trained_on}" in summary
     assert "Accuracy 0.900 (95% CI 0.840-0.950)" in summary and "F1 (macro) 0.850" in summary
@@ -295,7 +315,7 @@ def test_input_check_flags_a_ct_slice_in_the_xray_slot(checkpoints, tmp_path):
     path = tmp_path / "ct.png"
     Image.fromarray(ct).save(path)
     app = build_app(AppConfig(checkpoints=checkpoints, **TINY_LIMITS))
-    _, summary, *_ = app.handlers.predict_chest_xray("cnn_lstm", str(path), None)
+    _, summary, *_ = app.handlers.predict("radiography", "cnn_lstm", str(path), None)
 
     assert "**Input check (X-ray): this upload does not look right**" in summary
 

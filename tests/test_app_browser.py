@@ -92,7 +92,7 @@ def test_browser_uploads_an_xray_and_shows_the_predicted_label(page, served, tmp
 
     label = page.locator("#chest_label [data-testid=label-output-value]")
     expect(label).to_have_text(LABEL_PATTERN, timeout=30_000)
-    expect(page.locator("#chest_cam img")).to_be_visible()
+    expect(page.locator("#chest_xray_cam img")).to_be_visible()
     expect(page.locator("#chest_mask_overlay img")).to_be_visible()
     assert label.inner_text().strip() in RADIOGRAPHY_LABELS
     expect(page.locator("#chest_summary")).to_contain_text("Trained on")

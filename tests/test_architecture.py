@@ -19,7 +19,8 @@ import importlib.metadata
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from itertools import chain
 from pathlib import Path
 from types import MappingProxyType
 
@@ -34,10 +35,10 @@ from transformers.modeling_outputs import ImageClassifierOutputWithNoAttention
 
 import hf_covid
 from hf_covid import registry
+from hf_covid._layers import LAYERS, Layer
 from hf_covid.data import build_radiography_dataset, generate_radiography, preprocess_for_training
 from hf_covid.data.pipeline import ChestBatchCollator
 from hf_covid.evaluation import evaluate_checkpoint
-from hf_covid.inference import ChestPredictor, load_predictor
 from hf_covid.models.configuration_common import ChestClassifierConfig
 from hf_covid.models.image_processing_chest import ChestImageProcessor
 from hf_covid.models.layers import (
@@ -47,7 +48,9 @@ from hf_covid.models.layers import (
     global_average_pool,
 )
 from hf_covid.registry import ModelFamily, register_model_family
+from hf_covid.serving import ChestPredictor, load_predictor
 from hf_covid.training import parse_arguments
+from hf_covid_cli import SUBCOMMANDS
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 PACKAGE = REPOSITORY / "hf_covid"
@@ -264,8 +267,11 @@ def _module_name(path: Path) -> str:
 
 
 MODULES: dict[str, Path] = {
-    _module_name(path): path for path in sorted(PACKAGE.rglob("*.py")) if "__pycache__" not in path.parts
-}  # fmt: skip
+    _module_name(path): path
+    for path in [*sorted(PACKAGE.rglob("*.py")), REPOSITORY / "hf_covid_cli.py"]
+    if "__pycache__" not in path.parts
+}
+"""Every module of the package, and the console script's module beside it."""
 PUBLIC_MODULES = [name for name in MODULES if not any(p.startswith("_") for p in name.split("."))]
 
 
@@ -278,30 +284,65 @@ def _imported_module(module: str, path: Path, node: ast.ImportFrom) -> str:
     return ".".join([*package, *([node.module] if node.module else [])])
 
 
-def _module_level_imports(module: str, path: Path) -> set[str]:
-    """Modules that ``module`` imports when it is imported (function and class bodies left out);
-    ``from hf_covid.x import y`` counts as ``hf_covid.x.y`` when that is a module."""
-    imported = set()
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    statements = [
-        node
-        for top in tree.body
-        if not isinstance(top, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
-        for node in ast.walk(top)
-    ]
-    for node in statements:
+def _nodes(tree: ast.AST, deferred: bool = False) -> Iterator[tuple[ast.AST, bool]]:
+    """Every node below ``tree``, with whether it runs only when a function is called."""
+    for child in ast.iter_child_nodes(tree):
+        inner = deferred or isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
+        yield child, inner
+        yield from _nodes(child, inner)
+
+
+def _named_modules(value: ast.AST) -> list[str]:
+    """The module a string names: ``"hf_covid.x"``, ``"hf_covid.x:main"``, or an f-string's
+    constant package prefix (``f"hf_covid.study.{name}"`` -> ``hf_covid.study``)."""
+    if isinstance(value, ast.Constant) and isinstance(value.value, str):
+        return [value.value.partition(":")[0]]
+    if isinstance(value, ast.JoinedStr) and isinstance(getattr(value.values[0], "value", 0), str):
+        return [value.values[0].value.rpartition(".")[0]]
+    return []
+
+
+def _imports(module: str, source: str) -> dict[str, bool]:
+    """Every module that ``module`` imports -> whether it does so only when a function runs.
+
+    Counted: import statements (``from hf_covid.x import y`` counts as ``hf_covid.x.y`` when that
+    is a module), and as deferred the names in ``importlib.import_module(...)``, in a lazy
+    export table (``_LAZY_EXPORTS``) and in the console script's ``Subcommand(...)`` rows.
+    """
+    path = MODULES.get(module, Path(f"{module.replace('.', '/')}.py"))
+    found: dict[str, bool] = {}
+
+    def add(names: list[str], deferred: bool) -> None:
+        for name in names:
+            found[name] = found.get(name, True) and deferred
+
+    for node, deferred in _nodes(ast.parse(source)):
         if isinstance(node, ast.Import):
-            imported |= {alias.name for alias in node.names}
+            add([alias.name for alias in node.names], deferred)
         elif isinstance(node, ast.ImportFrom):
             target = _imported_module(module, path, node)
             submodules = {f"{target}.{alias.name}" for alias in node.names} & MODULES.keys()
-            imported |= submodules if len(submodules) == len(node.names) else {target, *submodules}
-    return imported
+            add([*submodules, *([] if len(submodules) == len(node.names) else [target])], deferred)
+        elif isinstance(node, ast.Call) and node.args:
+            callee = getattr(node.func, "attr", getattr(node.func, "id", None))
+            if callee in ("import_module", "Subcommand"):
+                add(_named_modules(node.args[0]), True)
+        elif isinstance(node, ast.AnnAssign | ast.Assign) and isinstance(node.value, ast.Dict):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(getattr(target, "id", None) == "_LAZY_EXPORTS" for target in targets):
+                add([name for value in node.value.values for name in _named_modules(value)], True)
+    return found
 
 
-def _import_edges(module: str, path: Path) -> set[str]:
-    """hf_covid modules that ``module`` imports when it is imported."""
-    return _module_level_imports(module, path) & MODULES.keys()
+IMPORTS: dict[str, dict[str, bool]] = {
+    name: _imports(name, path.read_text(encoding="utf-8")) for name, path in MODULES.items()
+}
+"""Module -> what it imports -> deferred only (see :func:`_imports`)."""
+
+
+def _import_edges(module: str, *, deferred: bool) -> set[str]:
+    """hf_covid modules that ``module`` imports: when it is imported, or also later."""
+    return {name for name, late in IMPORTS[module].items() if deferred or not late} & MODULES.keys()
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -339,11 +380,7 @@ def test_the_cycle_finder_finds_a_cycle():
 
 
 def test_no_import_cycle_among_hf_covid_modules():
-    graph = {
-        name: {edge for edge in _import_edges(name, path) if edge in MODULES}
-        for name, path in MODULES.items()
-    }
-    assert _cycles(graph) == []
+    assert _cycles({name: _import_edges(name, deferred=False) for name in MODULES}) == []
 
 
 def _optional_import_names() -> set[str]:
@@ -365,7 +402,10 @@ def _optional_import_names() -> set[str]:
 def _modules_needing(optional: set[str]) -> set[str]:
     """hf_covid modules whose import imports an optional dependency (directly or through other
     hf_covid modules), e.g. the app (gradio)."""
-    imports = {name: _module_level_imports(name, path) for name, path in MODULES.items()}
+    imports = {
+        name: {imported for imported, late in found.items() if not late}
+        for name, found in IMPORTS.items()
+    }
     needing = {
         name for name, names in imports.items() if {n.split(".")[0] for n in names} & optional
     }
@@ -374,17 +414,25 @@ def _modules_needing(optional: set[str]) -> set[str]:
     return needing
 
 
+COMMAND_ENTRY_POINTS = {(command.module, command.function) for command in SUBCOMMANDS.values()}
+"""The subcommands' ``(module, function)``: the one place that may import our own code late."""
+
+
 def test_function_level_imports_are_of_optional_dependencies_only():
-    """A function may import an optional dependency, or a module of ours that needs one."""
+    """A function may import an optional dependency, or a module of ours that needs one; a
+    subcommand's entry point may also import the code that does the work after it has parsed
+    its arguments (``--help`` then costs the parser alone)."""
     optional = _optional_import_names()
     assert {"pydicom", "gradio", "onnxruntime"} <= optional
     allowed = _modules_needing(optional)
     assert "hf_covid.app" in allowed and "hf_covid.registry" not in allowed
+    assert ("hf_covid.training.command", "main") in COMMAND_ENTRY_POINTS
     found = set()
     for module, path in MODULES.items():
         for function in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
                 continue
+            command = (module, function.name) in COMMAND_ENTRY_POINTS
             for node in ast.walk(function):
                 if isinstance(node, ast.Import):
                     names = [alias.name for alias in node.names]
@@ -395,9 +443,89 @@ def test_function_level_imports_are_of_optional_dependencies_only():
                 found |= {
                     (module, name if name.startswith("hf_covid") else name.split(".")[0])
                     for name in names
-                    if name.split(".")[0] not in optional and name not in allowed
+                    if name.split(".")[0] not in optional
+                    and name not in allowed
+                    and not (command and name.startswith("hf_covid"))
                 }
     assert not found, sorted(found)
+
+
+# ---- (d) the layer table ---------------------------------------------------------------------
+
+
+def _in_row(pattern: str, module: str) -> bool:
+    if pattern.endswith(".*"):
+        return module == pattern[:-2] or module.startswith(pattern[:-1])
+    return module == pattern
+
+
+def _rows(module: str, layers: Sequence[Layer]) -> list[int]:
+    """The rows (indices into ``layers``) whose patterns name ``module``."""
+    return [
+        index
+        for index, layer in enumerate(layers)
+        if any(_in_row(pattern, module) for pattern in layer.modules)
+    ]
+
+
+def _upward_imports(edges: Mapping[str, set[str]], layers: Sequence[Layer]) -> list[str]:
+    """Every import of a module from a higher row than the importer's, in words."""
+    row = {module: _rows(module, layers)[0] for module in {*edges, *chain(*edges.values())}}
+    return sorted(
+        f"{module} ({layers[row[module]].name}) imports {target} ({layers[row[target]].name})"
+        for module, targets in edges.items()
+        for target in targets
+        if row[target] > row[module]
+    )
+
+
+def test_the_layer_check_finds_an_upward_import_however_it_is_made():
+    layers = (Layer("low", ("pkg.low.*",), ""), Layer("high", ("pkg.high",), ""))
+    edges = {"pkg.low": {"pkg.low.a"}, "pkg.low.a": {"pkg.high"}, "pkg.high": {"pkg.low.a"}}
+    assert _upward_imports(edges, layers) == ["pkg.low.a (low) imports pkg.high (high)"]
+    assert _upward_imports({"pkg.high": {"pkg.low", "pkg.low.a"}}, layers) == []
+    source = (
+        "import importlib\n"
+        "_LAZY_EXPORTS = {'name': 'hf_covid.serving'}\n"
+        "def build():\n"
+        "    from hf_covid.study import run\n"
+        "    return importlib.import_module('hf_covid.app'), importlib.import_module(f'hf_covid.demo.{1}')\n"
+    )
+    found = _imports("hf_covid.data.fake", source)
+    assert found == {
+        "importlib": False,
+        "hf_covid.serving": True,
+        "hf_covid.study.run": True,
+        "hf_covid.app": True,
+        "hf_covid.demo": True,  # the f-string's constant package prefix
+    }
+
+
+def test_every_module_is_in_exactly_one_row_and_every_row_names_a_module():
+    assert {module: rows for module in MODULES if len(rows := _rows(module, LAYERS)) != 1} == {}
+    patterns = [pattern for layer in LAYERS for pattern in layer.modules]
+    assert [p for p in patterns if not any(_in_row(p, module) for module in MODULES)] == []
+
+
+def test_no_module_imports_from_a_higher_row():
+    """At module level, in a function, as a lazy export or through importlib."""
+    edges = {module: _import_edges(module, deferred=True) for module in MODULES}
+    assert _upward_imports(edges, LAYERS) == []
+
+
+def _layer_table(layers: Sequence[Layer]) -> str:
+    rows = [
+        f"| {layer.name} | {', '.join(f'`{pattern}`' for pattern in layer.modules)} | "
+        f"{layer.summary} |"
+        for layer in layers
+    ]
+    return "\n".join(["| layer | modules | what they do |", "|---|---|---|", *rows])
+
+
+def test_the_documented_layer_table_is_the_layers_table():
+    table = _layer_table(LAYERS)
+    documented = (REPOSITORY / "docs" / "architecture.md").read_text(encoding="utf-8")
+    assert table in documented, f"docs/architecture.md must show hf_covid._layers.LAYERS:\n{table}"
 
 
 @pytest.mark.parametrize("module_name", PUBLIC_MODULES)
@@ -416,7 +544,7 @@ def test_importing_hf_covid_loads_the_registry_and_models_only():
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'datasets', 'matplotlib', "
         "'gradio', 'evaluate', 'onnx', 'pydicom'})); "
         "print(sorted(m for m in sys.modules if m.startswith('hf_covid.') "
-        "and not m.startswith(('hf_covid.models', 'hf_covid.registry', 'hf_covid._lazy'))))"
+        "and not m.startswith(('hf_covid.models', 'hf_covid.registry', 'hf_covid.recipes', 'hf_covid._lazy'))))"
     )
     output = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hf_covid.benchmarks import NO_CUDA_NOTE, BenchmarkSettings
+from hf_covid.benchmarks import NO_CUDA_NOTE, BenchmarkSettings, measure_startup, startup_commands
 from hf_covid.benchmarks.run import REPOSITORY_ROOT, output_folder, parse_arguments
 from hf_covid.registry import list_models
 
@@ -59,6 +59,7 @@ def test_quick_benchmark_writes_json_and_markdown_into_output_dir(quick_run):
     assert set(written) >= {
         "settings",
         "machine",
+        "startup",
         "data",
         "training",
         "inference",
@@ -71,6 +72,28 @@ def test_quick_benchmark_writes_json_and_markdown_into_output_dir(quick_run):
     for model_type in MODEL_KEYS:
         assert f"| {model_type} |" in markdown
     assert "| chest_xray/dual_channel |" in markdown
+
+
+@pytest.mark.slow
+def test_quick_benchmark_startup_case_times_the_help_against_import_torch(quick_run):
+    output_dir, written = quick_run
+    startup = written["startup"]
+    assert set(startup["seconds"]) == {"import torch", "hf-covid --help"}
+    assert set(startup["ratios"]) == {"hf-covid --help / import torch"}
+    assert _positive(startup["ratios"]["hf-covid --help / import torch"]["value"])
+    assert "| hf-covid --help / import torch |" in (output_dir / "results.md").read_text()
+
+
+def test_startup_case_takes_the_median_of_interleaved_rounds_in_fresh_processes():
+    commands = {"quick": ["-c", "pass"], "slow": ["-c", "import time; time.sleep(0.3)"]}
+    result = measure_startup(commands, repeats=3, ratios={"slow / quick": ("slow", "quick", 2.0)})
+    assert [len(runs) for runs in result["runs_s"].values()] == [3, 3]
+    assert result["seconds"]["slow"] == sorted(result["runs_s"]["slow"])[1]
+    assert min(result["runs_s"]["slow"]) >= 0.3  # each run is a new process that slept
+    ratio = result["ratios"]["slow / quick"]
+    assert ratio["value"] == result["seconds"]["slow"] / result["seconds"]["quick"]
+    assert ratio["target"] == 2.0 and len(result["load_average"]) == 3
+    assert set(startup_commands()) >= {"hf-covid --help", "scripts/train.py --help"}
 
 
 @pytest.mark.slow

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
+import json
 import re
+import subprocess
 import sys
+from pathlib import Path
 from types import MappingProxyType
 
 import pytest
 
-from hf_covid import cli
+import hf_covid_cli as cli
 from hf_covid.data.synthetic import run as synthetic_run
 
 AVAILABLE = tuple(cli.SUBCOMMANDS)
@@ -70,7 +74,7 @@ def test_train_help_is_the_training_parser(capsys):
 
 @pytest.mark.parametrize(
     ("name", "option"),
-    [("prepare", "--class-map"), ("study", "--recipes-dir"), ("export-data", "--format")],
+    [("prepare", "--class-map"), ("study", "--recipe"), ("export-data", "--format")],
 )
 def test_subcommand_help_prints_its_options(name, option, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -105,7 +109,7 @@ def test_a_missing_module_or_function_is_reported(monkeypatch, capsys):
         MappingProxyType(
             {
                 "gone": cli.Subcommand("hf_covid.no_such_module:main", "a module not installed"),
-                "nofunction": cli.Subcommand("hf_covid.cli:no_such_function", "no function"),
+                "nofunction": cli.Subcommand("hf_covid.registry:no_such_function", "no function"),
             }
         ),
     )
@@ -125,3 +129,51 @@ def test_a_missing_optional_dependency_names_the_extra(monkeypatch, capsys, tmp_
     error = capsys.readouterr().err
     assert "needs the 'app' extra" in error and "pip install 'hf_covid[app]'" in error
     assert "gradio_is_not_installed_here" in error
+
+
+def test_no_script_shadows_a_package_it_could_import():
+    """``python scripts/x.py`` puts ``scripts/`` first on ``sys.path``: a script named like an
+    installed or standard module (``evaluate.py``) would be imported instead of it."""
+    scripts = Path(__file__).resolve().parents[1] / "scripts"
+    taken = set(importlib.metadata.packages_distributions()) | set(sys.stdlib_module_names)
+    assert {"evaluate", "datasets", "json"} <= taken
+    assert sorted(path.name for path in scripts.glob("*.py") if path.stem in taken) == []
+
+
+def _imported_by(arguments: list[str]) -> dict[str, list[str]]:
+    """What a fresh process has imported after ``hf-covid ARGUMENTS`` (help exits)."""
+    script = (
+        "import contextlib, io, json, sys, hf_covid_cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    try:\n"
+        f"        hf_covid_cli.main({arguments!r})\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print(json.dumps({'hf_covid': sorted(m for m in sys.modules if m.startswith('hf_covid')),"
+        " 'top': sorted({m.split('.')[0] for m in sys.modules}),"
+        " 'trainer': 'transformers.trainer' in sys.modules}))\n"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout
+    return json.loads(output.splitlines()[-1])
+
+
+def test_the_command_and_its_help_import_no_model_code():
+    imported = _imported_by(["--help"])
+    assert imported["hf_covid"] == ["hf_covid_cli"]
+    assert not {"torch", "transformers", "numpy"} & set(imported["top"])
+
+
+def test_train_help_imports_the_training_arguments_and_not_the_training_stack():
+    imported = _imported_by(["train", "--help"])
+    assert "hf_covid.training.arguments" in imported["hf_covid"]
+    allowed = ("hf_covid.models", "hf_covid.registry", "hf_covid.recipes", "hf_covid._lazy")
+    others = {"hf_covid", "hf_covid_cli", "hf_covid.training", "hf_covid.training.command"}
+    assert [
+        name
+        for name in imported["hf_covid"]
+        if not name.startswith(allowed) and name not in {*others, "hf_covid.training.arguments"}
+    ] == []
+    assert not {"datasets", "evaluate", "matplotlib", "gradio"} & set(imported["top"])
+    assert imported["trainer"] is False

@@ -19,7 +19,7 @@ import zipfile
 
 import pytest
 
-from hf_covid import cli
+import hf_covid_cli as cli
 from hf_covid.data.public import download
 from hf_covid.data.public.archives import UnsafeArchiveError, extract_archive
 from hf_covid.data.public.collections import PUBLIC_COLLECTIONS, find_collections

@@ -130,7 +130,7 @@ def test_evaluate_script_writes_results_report_and_figures(cnn_lstm_checkpoint, 
     output = tmp_path / "evaluation"
 
     argv = [str(cnn_lstm_checkpoint), "--data_dir", str(saved), "--output_dir", str(output)]
-    assert run_script("evaluate", [*argv, "--n_resamples", "100"]) == 0
+    assert run_script("evaluate_checkpoint", [*argv, "--n_resamples", "100"]) == 0
 
     assert "accuracy" in capsys.readouterr().out
     results = json.loads((output / "eval_results.json").read_text())

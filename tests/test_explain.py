@@ -36,8 +36,8 @@ from hf_covid.explain import (
 from hf_covid.explain import cam as cam_module
 from hf_covid.explain import metrics as metrics_module
 from hf_covid.explain.overlays import plot_feature_maps, plot_gradcam_overlays
-from hf_covid.models.stats import example_inputs
 from hf_covid.plots import plot_explanation_sweep
+from hf_covid.registry import example_inputs
 from hf_covid.training import train_from_recipe
 
 SIZE = 32
@@ -368,7 +368,7 @@ def test_a_model_trained_on_phantoms_points_at_the_covid_lesions(tmp_path):
     data = generate_radiography(
         tmp_path / "data", images_per_class=100, image_size=128, mask_size=64, progress=False
     )
-    recipe = Path(__file__).resolve().parents[1] / "scripts/configs/dual_channel_synthetic.yaml"
+    recipe = "dual_channel_synthetic"
     overrides = {
         "data_dir": str(data),
         "output_dir": str(tmp_path / "model"),

@@ -18,9 +18,8 @@ from hf_covid.export import (
     onnx_session,
     verify_onnx,
 )
-from hf_covid.models import example_inputs
 from hf_covid.models.image_processing_chest import ChestImageProcessor
-from hf_covid.registry import get_model_family, list_models
+from hf_covid.registry import example_inputs, get_model_family, list_models
 
 ATOL = 1e-4
 IMAGE_SIZE = 32

@@ -4,8 +4,8 @@ Real-looking files (8- and 16-bit grey and RGB PNG, JPEG, an uncompressed DICOM 
 DICOM fixture) are damaged the ways files get damaged or forged: truncated, bits flipped, header
 bytes overwritten (sizes, bit depths, tags), runs zeroed, pieces repeated, one format's header on
 another's body. `load_image` must return a finite 2-D float32 image in [0, 1] or raise
-`ImageReadError` naming the file; the app's input path (`hf_covid.serving.images.read_image`)
-must return an image or raise `InputError` naming the input. No other exception, no input over
+`ImageReadError` naming the file; read as the app reads an upload (its bytes, under the input's
+name) it must name the input instead, never a file. No other exception, no input over
 `SECONDS_PER_INPUT`, and the process's peak memory may grow by at most `MAX_MEMORY_GROWTH_MB`.
 
 The default number of inputs keeps CI short; ``HF_COVID_FUZZ_CASES=20000`` runs a longer fuzz
@@ -29,11 +29,10 @@ from chest_trees import random_image, sixteen_bit_png, write_dicom
 from PIL import Image
 
 from hf_covid.data import ImageReadError, load_image
-from hf_covid.serving.images import InputError, read_image
 
 FIXTURE_DICOM = Path(__file__).parent / "fixtures" / "dicom" / "siim_cr_chest_pa.dcm"
 FUZZ_CASES = int(os.environ.get("HF_COVID_FUZZ_CASES", "1200"))
-"""Damaged inputs per reader (two readers)."""
+"""Damaged inputs per reading path (a file by path, an upload's bytes under a name)."""
 SECONDS_PER_INPUT = 5.0
 MAX_MEMORY_GROWTH_MB = 400
 
@@ -171,9 +170,7 @@ class FuzzTally:
             if problem:
                 self.failures.append(f"{case}: {problem}")
             else:
-                # ImageReadError keeps the reason apart; InputError says "cannot read the X-ray: ..."
-                reason = getattr(error, "reason", str(error).split(": ", 1)[-1])
-                self.rejected[_reason_kind(reason)] += 1
+                self.rejected[_reason_kind(error.reason)] += 1
         except Exception as error:  # noqa: BLE001 - any other exception is what we hunt for
             self.failures.append(f"{case}: {type(error).__name__}: {error}")
         else:
@@ -241,13 +238,14 @@ def test_app_input_path_decodes_or_rejects_naming_the_input(tmp_path):
     tally, memory_before = FuzzTally(), _peak_memory_mb()
     for index, (name, mutation, data) in enumerate(_damaged_inputs(seeds, FUZZ_CASES, seed=2)):
 
-        def names_the_input(error: InputError) -> str | None:
-            return None if "X-ray" in str(error) else f"does not name the X-ray: {error}"
+        def names_the_input(error: ImageReadError) -> str | None:
+            named = error.named and str(error).startswith("cannot read the X-ray: ")
+            return None if named else f"does not name the X-ray: {error}"
 
         tally.run(
             f"case {index} ({mutation} of {name})",
-            lambda data=data: read_image(data, name="xray"),
-            InputError,
+            lambda data=data: load_image(data, name="X-ray"),
+            ImageReadError,
             names_the_input,
         )
     _assert_clean(tally, memory_before)

@@ -33,7 +33,6 @@ from hf_covid.training import ConfigurationError
 from hf_covid.training.run import train_from_recipe
 from hf_covid.training.trainer import BalancedClassSampler
 
-CONFIGS = Path(__file__).resolve().parents[1] / "scripts" / "configs"
 SIZE = 32
 
 
@@ -216,7 +215,7 @@ def constant_unet(folder: Path, logit: float) -> Path:
 
 def _train_cropped(collections_root: Path, unet: Path, output_dir: Path, cache: Path, **extra):
     return train_from_recipe(
-        CONFIGS / "cnn_lstm_public.yaml",
+        "cnn_lstm_public",
         {
             "data_dir": str(collections_root),
             "output_dir": str(output_dir),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.resources
 import io
 import json
@@ -17,6 +18,7 @@ from safetensors.numpy import save_file
 
 from hf_covid import model_card
 from hf_covid.checkpoints import DatasetRecord, EvaluationResults, save_model_and_processor
+from hf_covid.data.xray_ct import PAIRING_DESCRIPTIONS
 from hf_covid.hub import render_dataset_card, render_model_card, write_model_card
 from hf_covid.models import ChestImageProcessor
 from hf_covid.models.labels import BINARY_LABELS, RADIOGRAPHY_LABELS, label_maps
@@ -158,24 +160,50 @@ def test_radiography_card_names_data_problems_and_cites_both_papers(evaluated_ch
     assert "synthetic phantoms" not in text.lower()
 
 
-def test_xray_ct_card_says_label_pairing_and_cites_mendeley(tmp_path):
+@pytest.mark.parametrize("pairing", ["label", "patient"])
+def test_xray_ct_card_says_the_recorded_pairing_and_cites_mendeley(tmp_path, pairing):
+    note = PAIRING_DESCRIPTIONS[pairing]
     results = _results(
         model_type="covid_dual_input",
         class_names=list(BINARY_LABELS),
         metrics={"accuracy": 0.7},
         dataset=DatasetRecord(
-            kind="xray_ct", name="Extensive COVID-19 X-Ray and CT", pairing="label"
+            kind="xray_ct",
+            name="Extensive COVID-19 X-Ray and CT",
+            pairing=pairing,
+            pairing_note=note,
         ),
     )
     folder = _checkpoint(tmp_path, "covid_dual_input", BINARY_LABELS, results)
 
     text = str(render_model_card(folder, repo_id="me/dual"))
 
-    assert "Label-paired, not patient-paired" in text
-    assert "X-ray/CT pairing: **label**" in text
+    assert f"X-ray/CT pairing: **{pairing}** ({note})." in text
+    other = PAIRING_DESCRIPTIONS["patient" if pairing == "label" else "label"]
+    assert other not in text  # a patient-paired card never claims label pairing, nor vice versa
+    assert ("Not patient-paired" in text) is (pairing == "label")
     assert "10.17632/8h65ywd2jr.3" in text
     assert "ct_pixel_values=ct" in text
     assert "Pediatric controls" not in text
+
+
+def test_card_says_the_classes_the_checkpoint_has(tmp_path):
+    three = ("COVID", "Normal", "Viral Pneumonia")
+    folder = _checkpoint(tmp_path, labels=three)
+
+    text = str(render_model_card(folder))
+
+    assert "tells apart 3 classes: `COVID`, `Normal`, `Viral Pneumonia`." in text
+    assert "four" not in text.lower() and "Lung_Opacity" not in text
+
+
+def test_card_links_the_library_from_the_package_metadata(evaluated_checkpoint):
+    homepage = next(
+        entry.split(", ", 1)[1]
+        for entry in importlib.metadata.metadata("hf_covid").get_all("Project-URL")
+        if entry.startswith("Homepage, ")
+    )
+    assert f"| Library | [hf_covid]({homepage}) |" in str(render_model_card(evaluated_checkpoint))
 
 
 def test_card_says_plainly_when_trained_on_synthetic_phantoms(tmp_path):

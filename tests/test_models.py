@@ -25,6 +25,7 @@ from transformers import (
     pipeline,
 )
 
+from hf_covid.benchmarks.model_stats import model_complexity
 from hf_covid.models import (
     ChestImageProcessor,
     CNNLSTMConfig,
@@ -38,10 +39,9 @@ from hf_covid.models import (
     LungUNetConfig,
     LungUNetForSegmentation,
     build_resnet_classifier,
-    example_inputs,
-    model_complexity,
     set_backbone_trainable,
 )
+from hf_covid.registry import example_inputs
 
 IMAGE_SIZE = 32
 BATCH_SIZE = 8

@@ -46,3 +46,10 @@ def test_every_non_python_file_of_the_library_is_package_data():
         if not any(relative.match(pattern) for pattern in patterns):
             missing.append(f"{package}: {relative}")
     assert missing == []
+
+
+def test_the_console_script_module_beside_the_package_is_in_the_wheel():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    module = project["scripts"]["hf-covid"].partition(":")[0]
+    assert _setuptools_table()["py-modules"] == [module]
+    assert (ROOT / f"{module}.py").is_file()

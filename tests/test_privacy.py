@@ -11,9 +11,9 @@ import pytest
 from hf_covid.data.synthetic import generate_radiography
 from hf_covid.hub import publishable_files
 from hf_covid.model_card import render_model_card
+from hf_covid.recipes import RECIPE_DIR
 from hf_covid.training import train_from_recipe
 
-CONFIGS = Path(__file__).resolve().parents[1] / "scripts" / "configs"
 ENVIRONMENT_TOKEN = "hf_sentinel_from_environment_9f3b2c"
 ARGUMENT_TOKEN = "hf_sentinel_from_hub_token_argument_51d7e0"
 TINY_CNN_LSTM = {
@@ -36,7 +36,7 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("HF_TOKEN", ENVIRONMENT_TOKEN)
         train_from_recipe(
-            CONFIGS / "cnn_lstm_synthetic.yaml",
+            RECIPE_DIR / "cnn_lstm_synthetic.yaml",
             {
                 "data_dir": str(data),
                 "output_dir": str(output),

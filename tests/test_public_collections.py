@@ -19,7 +19,7 @@ import pytest
 from chest_trees import random_image, write_dicom
 from PIL import Image
 
-from hf_covid import cli
+import hf_covid_cli as cli
 from hf_covid.data.public import build_covidx_dataset, build_rsna_dataset
 from hf_covid.data.public.collections import PUBLIC_COLLECTIONS, find_collections
 from hf_covid.data.public.common import CATEGORY_DESCRIPTIONS, ScanOptions

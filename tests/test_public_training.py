@@ -17,11 +17,11 @@ from test_public_data import write_collections
 from hf_covid.checkpoints import RUN_RECORD_FILE
 from hf_covid.lung_masks import HUMAN_MASK_COLUMN
 from hf_covid.models.image_processing_chest import ChestImageProcessor
+from hf_covid.recipes import RECIPE_DIR
 from hf_covid.registry import get_model_family
 from hf_covid.training import ConfigurationError, DataArguments, load_training_data
 from hf_covid.training.run import train_from_recipe
 
-CONFIGS = Path(__file__).resolve().parents[1] / "scripts" / "configs"
 IMAGE_SIZE = 32
 
 
@@ -108,7 +108,7 @@ def test_dual_channel_public_recipe_trains_from_a_collections_root_and_records_t
 ):
     output_dir = tmp_path / "dual_channel"
     train_from_recipe(
-        CONFIGS / "dual_channel_public.yaml",
+        RECIPE_DIR / "dual_channel_public.yaml",
         {
             "data_dir": str(collections_root),
             "mask_model": str(lung_unet_checkpoint),

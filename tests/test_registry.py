@@ -9,8 +9,8 @@ import torch
 from transformers import AutoConfig
 
 import hf_covid
-from hf_covid.models.stats import example_inputs
 from hf_covid.registry import (
+    example_inputs,
     get_dataset_kind,
     get_model_family,
     list_models,

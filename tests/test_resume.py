@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from hf_covid.data.synthetic import generate_radiography
+from hf_covid.recipes import RECIPE_DIR
 from hf_covid.training import (
     ConfigurationError,
     is_complete_checkpoint,
@@ -24,7 +25,7 @@ from hf_covid.training import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-RECIPE = REPO / "scripts" / "configs" / "cnn_lstm_synthetic.yaml"
+RECIPE = RECIPE_DIR / "cnn_lstm_synthetic.yaml"
 RUN = {
     "config_overrides": {"widths": [4, 8], "classifier_hidden_sizes": [8], "lstm_hidden_size": 8},
     "image_size": 32,

@@ -16,14 +16,12 @@ import pytest
 from chest_trees import random_image, snapshot
 from test_public_data import METADATA_COLUMNS, _save
 
-from hf_covid.registry import list_models
+from hf_covid.recipes import RECIPE_DIR
+from hf_covid.registry import list_models, model_families
 from hf_covid.study.report import study_markdown
-from hf_covid.study.run import main, study_models
+from hf_covid.study.run import main, study_models, study_recipes
 from hf_covid.training.arguments import ConfigurationError
 from hf_covid.training.run import train_from_recipe
-
-RECIPES = Path(__file__).resolve().parents[1] / "scripts" / "configs"
-
 
 PATIENTS = 14
 """COVID patients (each one X-ray with a lung mask) of the study tree; also Normal and viral."""
@@ -98,7 +96,7 @@ def quick_study(tmp_path_factory):
 
 def test_quick_study_trains_every_model_into_the_shared_layout(quick_study):
     assert quick_study["status"] == 0
-    keys = [family.key for family in study_models(RECIPES)]
+    keys = [family.key for family in study_models()]
     assert set(keys) == set(list_models()) and keys[0] == "lung_unet"
     for key in keys:
         checkpoint = quick_study["base"] / "out" / "models" / key
@@ -110,7 +108,7 @@ def test_quick_study_writes_well_formed_results_and_document(quick_study):
     docs = quick_study["base"] / "docs"
     results = json.loads((docs / "public_study" / "results.json").read_text())
     assert results["study"]["quick"] is True
-    assert set(results["models"]) == {family.key for family in study_models(RECIPES)}
+    assert set(results["models"]) == {family.key for family in study_models()}
     for key, model in results["models"].items():
         metrics = model["test"]["metrics"]
         headline = "dice" if key == "lung_unet" else "accuracy"
@@ -194,7 +192,7 @@ def test_dual_channel_on_a_collections_root_refuses_partial_masks(tmp_path):
     collections = write_training_collections(tmp_path / "collections", patients=8)
     with pytest.raises(ConfigurationError, match="without a lung mask"):
         train_from_recipe(
-            RECIPES / "dual_channel_public.yaml",
+            RECIPE_DIR / "dual_channel_public.yaml",
             {
                 "data_dir": str(collections),
                 "output_dir": str(tmp_path / "dual_channel"),
@@ -207,15 +205,15 @@ def test_dual_channel_on_a_collections_root_refuses_partial_masks(tmp_path):
 @pytest.mark.parametrize(
     ("recipe", "override", "message"),
     [
-        ("dual_input_public.yaml", {"pairing": "patient"}, "pairing: the public collections"),
-        ("cnn_lstm_public.yaml", {"group_by": "source"}, "group_by: 'source' does not apply"),
+        ("dual_input_public", {"pairing": "patient"}, "pairing: the public collections"),
+        ("cnn_lstm_public", {"group_by": "source"}, "group_by: 'source' does not apply"),
     ],
 )
 def test_collections_root_refuses_options_it_cannot_honour(tmp_path, recipe, override, message):
     collections = write_training_collections(tmp_path / "collections", patients=2)
     with pytest.raises(ConfigurationError, match=message):
         train_from_recipe(
-            RECIPES / recipe,
+            RECIPE_DIR / recipe,
             {
                 "data_dir": str(collections),
                 "output_dir": str(tmp_path / "model"),
@@ -226,7 +224,28 @@ def test_collections_root_refuses_options_it_cannot_honour(tmp_path, recipe, ove
         )
 
 
-def test_a_family_takes_part_in_the_study_by_its_public_recipe_alone(tmp_path):
-    for key in ("resnet", "lung_unet"):
-        (tmp_path / f"{key}_public.yaml").write_text((RECIPES / f"{key}_public.yaml").read_text())
-    assert [family.key for family in study_models(tmp_path)] == ["lung_unet", "resnet"]
+def test_a_family_takes_part_in_the_study_by_the_study_recipe_of_its_record():
+    recipes = study_recipes()
+    assert recipes == {
+        family.key: family.recipes["study"]
+        for family in model_families()
+        if "study" in family.recipes
+    }
+    assert [family.key for family in study_models()][0] == "lung_unet"
+
+
+def test_chosen_recipes_decide_which_families_take_part_and_with_what(tmp_path):
+    variant = tmp_path / "resnet_public_variant.yaml"
+    variant.write_text((RECIPE_DIR / "resnet_public.yaml").read_text())
+    chosen = {"covid_lung_unet": "lung_unet_public", "resnet": str(variant)}
+    assert study_recipes(chosen) == {"lung_unet": "lung_unet_public", "resnet": str(variant)}
+    assert [family.key for family in study_models(chosen)] == ["lung_unet", "resnet"]
+    with pytest.raises(KeyError, match="unknown model 'no_such_family'"):
+        study_recipes({"no_such_family": "lung_unet_public"})
+
+
+def test_study_command_line_takes_key_equals_recipe(tmp_path, capsys):
+    collections = write_training_collections(tmp_path / "collections", patients=2)
+    status = main(["--collections-root", str(collections), "--recipe", "resnet"])
+    assert status == 2
+    assert "--recipe takes KEY=RECIPE" in capsys.readouterr().err

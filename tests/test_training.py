@@ -17,6 +17,7 @@ from transformers.modeling_outputs import ImageClassifierOutput
 from hf_covid import training
 from hf_covid.data.synthetic import generate_radiography, generate_xray_ct
 from hf_covid.models.image_processing_chest import ChestImageProcessor
+from hf_covid.recipes import RECIPE_DIR
 from hf_covid.registry import list_models
 from hf_covid.training import (
     BalancedClassSampler,
@@ -29,7 +30,6 @@ from hf_covid.training import (
 )
 from hf_covid.training import arguments as training_arguments
 
-CONFIGS = Path(__file__).resolve().parents[1] / "scripts" / "configs"
 SECRET_TOKEN = "hf_not_a_real_token_0123456789"
 
 TINY_RUN = {
@@ -98,11 +98,11 @@ def test_every_model_has_a_real_and_a_synthetic_recipe_that_parse(tmp_path):
     for model_type in list_models():
         for name in (f"{model_type}.yaml", f"{model_type}_synthetic.yaml"):
             model_args, data_args, training_args = parse_arguments(
-                [str(CONFIGS / name), "--output_dir", str(tmp_path)]
+                [str(RECIPE_DIR / name), "--output_dir", str(tmp_path)]
             )
             assert model_args.model_type == model_type
             assert data_args.data_dir
-    real_resnet, real_data, _ = parse_arguments([str(CONFIGS / "resnet.yaml")])
+    real_resnet, real_data, _ = parse_arguments([str(RECIPE_DIR / "resnet.yaml")])
     assert real_resnet.pretrained == "microsoft/resnet-50"
     assert real_data.image_size == 224
 
@@ -138,7 +138,7 @@ def test_unknown_model_type_is_rejected(tmp_path):
 def test_missing_data_folder_fails_before_training(tmp_path):
     overrides = _tiny_overrides("cnn_lstm", tmp_path / "nowhere", tmp_path / "out")
     with pytest.raises(ConfigurationError, match="nowhere does not exist"):
-        train_from_recipe(CONFIGS / "cnn_lstm_synthetic.yaml", overrides)
+        train_from_recipe(RECIPE_DIR / "cnn_lstm_synthetic.yaml", overrides)
     assert not (tmp_path / "out").exists()
 
 
@@ -148,17 +148,17 @@ def test_labels_that_do_not_match_the_recipe_are_rejected(tmp_path, radiography_
     with pytest.raises(
         ConfigurationError, match="'Pneumonia'.*not COVID-19 Radiography Database classes"
     ):
-        train_from_recipe(CONFIGS / "cnn_lstm_synthetic.yaml", bad_name)
+        train_from_recipe(RECIPE_DIR / "cnn_lstm_synthetic.yaml", bad_name)
     binary_on_radiography = _tiny_overrides("dual_input", radiography_root, out)
     with pytest.raises(ConfigurationError, match="data_dir"):
-        train_from_recipe(CONFIGS / "dual_input_synthetic.yaml", binary_on_radiography)
+        train_from_recipe(RECIPE_DIR / "dual_input_synthetic.yaml", binary_on_radiography)
     two_class_data = tmp_path / "two_classes"
     two_class_data.mkdir()
     for name in ("COVID", "Normal"):
         (two_class_data / name).symlink_to(radiography_root / name, target_is_directory=True)
     four_classes = _tiny_overrides("cnn_lstm", two_class_data, out)
     with pytest.raises(ConfigurationError, match="not found"):
-        train_from_recipe(CONFIGS / "cnn_lstm_synthetic.yaml", four_classes)
+        train_from_recipe(RECIPE_DIR / "cnn_lstm_synthetic.yaml", four_classes)
     assert not out.exists()
 
 
@@ -167,20 +167,20 @@ def test_metric_for_best_model_must_be_one_the_model_computes(tmp_path, radiogra
         "lung_unet", radiography_root, tmp_path / "out", metric_for_best_model="f1_macro"
     )
     with pytest.raises(ConfigurationError, match="'f1_macro' is not computed.*dice"):
-        train_from_recipe(CONFIGS / "lung_unet_synthetic.yaml", overrides)
+        train_from_recipe(RECIPE_DIR / "lung_unet_synthetic.yaml", overrides)
 
 
 def test_push_to_hub_needs_a_hub_model_id(tmp_path, radiography_root):
     overrides = _tiny_overrides("cnn_lstm", radiography_root, tmp_path / "out", push_to_hub=True)
     with pytest.raises(ConfigurationError, match="hub_model_id"):
-        train_from_recipe(CONFIGS / "cnn_lstm_synthetic.yaml", overrides)
+        train_from_recipe(RECIPE_DIR / "cnn_lstm_synthetic.yaml", overrides)
 
 
 # ---- settings that conflict or that the Trainer would ignore ---------------------------------
 
 
 def _parse(*argv: str, recipe: str = "cnn_lstm_synthetic.yaml"):
-    return parse_arguments([str(CONFIGS / recipe), "--output_dir", "out", *argv])[2]
+    return parse_arguments([str(RECIPE_DIR / recipe), "--output_dir", "out", *argv])[2]
 
 
 def test_command_line_optim_replaces_the_recipe_optimizer_with_the_trainer_optimizer():
@@ -239,7 +239,7 @@ def test_missing_tracker_backend_fails_before_the_data_is_read(tmp_path, monkeyp
         "cnn_lstm", tmp_path / "nowhere", tmp_path / "out", report_to="tensorboard"
     )
     with pytest.raises(ConfigurationError, match=r"pip install 'hf_covid\[tracking\]'"):
-        train_from_recipe(CONFIGS / "cnn_lstm_synthetic.yaml", overrides)
+        train_from_recipe(RECIPE_DIR / "cnn_lstm_synthetic.yaml", overrides)
     assert not (tmp_path / "out").exists()
 
 
@@ -250,7 +250,7 @@ def test_options_the_lung_unet_cannot_use_fail_before_the_data_is_read(tmp_path)
     ):
         overrides = _tiny_overrides("lung_unet", tmp_path / "nowhere", tmp_path / "out", **option)
         with pytest.raises(ConfigurationError, match=message):
-            train_from_recipe(CONFIGS / "lung_unet_synthetic.yaml", overrides)
+            train_from_recipe(RECIPE_DIR / "lung_unet_synthetic.yaml", overrides)
 
 
 def test_class_weighted_loss_applies_label_smoothing():
@@ -302,7 +302,7 @@ def test_balanced_sampler_draws_every_class_equally_often_and_repeats_per_epoch(
 def test_training_writes_a_complete_checkpoint_folder(tmp_path, radiography_root):
     out = tmp_path / "cnn_lstm"
     results = train_from_recipe(
-        CONFIGS / "cnn_lstm_synthetic.yaml",
+        RECIPE_DIR / "cnn_lstm_synthetic.yaml",
         _tiny_overrides(
             "cnn_lstm",
             radiography_root,
@@ -389,7 +389,7 @@ def test_lung_unet_trains_on_the_lung_masks_reports_dice_and_pushes_the_folder(
     monkeypatch.setattr(training.run.hub, "push_checkpoint", push_checkpoint)
     out = tmp_path / "unet"
     results = train_from_recipe(
-        CONFIGS / "lung_unet_synthetic.yaml",
+        RECIPE_DIR / "lung_unet_synthetic.yaml",
         _tiny_overrides(
             "lung_unet", radiography_root, out, push_to_hub=True, hub_model_id="someone/lung-unet"
         ),
@@ -411,7 +411,7 @@ def test_lung_unet_trains_on_the_lung_masks_reports_dice_and_pushes_the_folder(
 
 def test_dual_input_results_say_that_label_pairing_joins_different_people(tmp_path, xray_ct_root):
     results = train_from_recipe(
-        CONFIGS / "dual_input_synthetic.yaml",
+        RECIPE_DIR / "dual_input_synthetic.yaml",
         _tiny_overrides("dual_input", xray_ct_root, tmp_path / "dual", imbalance="class_weights"),
     )
     dataset = results["dataset"]
@@ -428,7 +428,7 @@ def test_resnet_trains_with_three_channels_imagenet_statistics_and_balanced_samp
 ):
     out = tmp_path / "resnet"
     results = train_from_recipe(
-        CONFIGS / "resnet_synthetic.yaml",
+        RECIPE_DIR / "resnet_synthetic.yaml",
         _tiny_overrides(
             "resnet", radiography_root, out, imbalance="balanced_sampler", optimizer="rmsprop"
         ),
@@ -447,7 +447,7 @@ def test_resnet_trains_with_three_channels_imagenet_statistics_and_balanced_samp
 def test_trainer_overhead_is_measured_against_a_plain_loop(radiography_root, tmp_path):
     model_args, data_args, training_args = parse_arguments(
         [
-            str(CONFIGS / "dual_channel_synthetic.yaml"),
+            str(RECIPE_DIR / "dual_channel_synthetic.yaml"),
             "--data_dir",
             str(radiography_root),
             "--output_dir",

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from hf_covid.data.synthetic import generate_radiography
+from hf_covid.recipes import RECIPE_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CNN_LSTM = {"widths": [4, 8], "classifier_hidden_sizes": [8], "lstm_hidden_size": 8}
@@ -32,7 +33,7 @@ def test_two_process_cpu_training_splits_the_batches_and_writes_once(tmp_path):
         "--nproc_per_node",
         "2",
         str(REPO / "scripts" / "train.py"),
-        str(REPO / "scripts" / "configs" / "cnn_lstm_synthetic.yaml"),
+        str(RECIPE_DIR / "cnn_lstm_synthetic.yaml"),
         "--data_dir",
         str(data),
         "--output_dir",

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import yaml
 
+from ..checkpoints import CheckpointSource
 from ..data.validation import DEFAULT_INPUT_POLICY
 from ..explain import CAM_METHODS
 from ..registry import get_model_family, list_models
-from ..serving.served import CheckpointSource
 
 __all__ = [
     "DEFAULT_CHECKPOINTS_DIR",

@@ -1,6 +1,9 @@
 """The Gradio page: tabs, handlers, and the server around them (sweeper, quota, queue).
 
-:func:`build_app` loads the configured models and lays out the page; when no classifier can be
+:func:`build_app` loads the configured models and lays out the page: one tab per dataset kind
+(:data:`hf_covid.registry.DATASET_KINDS`) with the classifiers that train on it, whose uploads and
+overlays follow from the kind's columns (a CT upload where it has CT, an optional lung mask where
+it has masks, made by the served segmentation family when left empty). When no classifier can be
 loaded it builds a start-up page that says what was tried and how to configure the app, instead
 of failing with a traceback. :class:`ChestApp` launches and closes it.
 """
@@ -8,6 +11,7 @@ of failing with a traceback. :class:`ChestApp` launches and closes it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -20,11 +24,11 @@ import torch
 from gradio.utils import get_upload_folder
 from starlette.middleware import Middleware
 
+from ..data.image_reading import InputError
 from ..data.validation import DEFAULT_INPUT_POLICY
-from ..inference import ChestPredictor, Prediction
-from ..registry import get_model_family, list_models, model_families
-from ..serving.images import INPUT_NAMES, InputError
+from ..registry import DATASET_KINDS, DatasetKind, get_model_family, list_models, model_families
 from ..serving.overlays import feature_map_grid, heatmap_overlay, mask_overlay
+from ..serving.predictor import INPUT_NAMES, ChestPredictor, Prediction
 from ..serving.served import ServedModels, load_served_models
 from .config import AppConfig, environment_variable
 from .text import disclaimer, model_summary, prediction_summary
@@ -37,27 +41,98 @@ from .uploads import (
     UploadSweeper,
 )
 
-__all__ = ["FOUR_CLASS_MODELS", "ChestApp", "build_app"]
+__all__ = [
+    "TAB_LAYOUTS",
+    "ChestApp",
+    "TabLayout",
+    "build_app",
+    "classifier_tabs",
+    "tab_layout",
+    "tab_uploads",
+]
 
 logger = logging.getLogger(__name__)
 
 TITLE = "hf_covid: COVID-19 chest X-ray and CT (research demo)"
 CAM_DISPLAY_NAMES = {"gradcam": "Grad-CAM", "hirescam": "HiResCAM"}
-FOUR_CLASS_MODELS = tuple(
-    family.key
-    for family in model_families()
-    if family.task == "classification" and family.dataset_kind == "radiography"
-)
-XRAY_CT_EXAMPLES = [
-    ["xray_covid.png", "ct_covid.png"],
-    ["xray_normal.png", "ct_non_covid.png"],
-    [None, "ct_covid.png"],
-]
-CHEST_EXAMPLES = [
-    ["xray_covid.png", None],
-    ["xray_covid.png", "xray_covid_mask.png"],
-    ["xray_normal.png", None],
-]
+UPLOAD_LABELS = {"xray": "Chest X-ray", "ct": "CT slice", "lung_mask": "Lung mask (optional)"}
+
+
+@dataclass(frozen=True)
+class TabLayout:
+    """How the page presents the classifiers of one dataset kind.
+
+    Attributes:
+        tab_id: The prefix of the tab's element ids (``<tab_id>_xray``, ``<tab_id>_predict``).
+        title: The tab's label (the number of classes is added when its models agree on it).
+        api_name: The tab's endpoint (``/<api_name>``): the model key, then one file per upload.
+        examples: Example rows (file names in the examples folder, None for an empty upload),
+            in upload order.
+    """
+
+    tab_id: str
+    title: str
+    api_name: str
+    examples: tuple[tuple[str | None, ...], ...] = ()
+
+
+TAB_LAYOUTS: Mapping[str, TabLayout] = {
+    "xray_ct": TabLayout(
+        "xray_ct",
+        "X-ray + CT",
+        "predict_xray_ct",
+        (
+            ("xray_covid.png", "ct_covid.png"),
+            ("xray_normal.png", "ct_non_covid.png"),
+            (None, "ct_covid.png"),
+        ),
+    ),
+    "radiography": TabLayout(
+        "chest",
+        "Chest X-ray",
+        "predict_chest_xray",
+        (
+            ("xray_covid.png", None),
+            ("xray_covid.png", "xray_covid_mask.png"),
+            ("xray_normal.png", None),
+        ),
+    ),
+}
+"""Dataset kind -> its tab's layout; a kind without an entry gets one from its key."""
+
+
+def tab_layout(kind: DatasetKind) -> TabLayout:
+    """The layout of the tab of dataset kind ``kind``."""
+    return TAB_LAYOUTS.get(kind.key) or TabLayout(kind.key, kind.name, f"predict_{kind.key}")
+
+
+def tab_uploads(kind: DatasetKind) -> tuple[str, ...]:
+    """The predictor inputs a tab of this kind uploads: the X-ray, then a CT where the kind has
+    CT, a lung mask where it has masks."""
+    return (
+        "xray",
+        *(("ct",) if kind.ct_column else ()),
+        *(("lung_mask",) if kind.mask_column else ()),
+    )
+
+
+def _images_of(kind: DatasetKind) -> tuple[str, ...]:
+    """The inputs a tab of this kind explains (one map each)."""
+    return tuple(name for name in tab_uploads(kind) if name != "lung_mask")
+
+
+def classifier_tabs() -> dict[str, tuple[str, ...]]:
+    """Dataset kind -> the keys of the registered classifiers that train on it (one tab each),
+    for the kinds that have one, in registration order."""
+    tabs: dict[str, list[str]] = {}
+    for family in model_families():
+        if family.task == "classification":
+            tabs.setdefault(family.dataset_kind, []).append(family.key)
+    return {kind: tuple(keys) for kind, keys in tabs.items()}
+
+
+def _segmenter_keys() -> list[str]:
+    return [family.key for family in model_families() if family.task == "segmentation"]
 
 
 def _display_name(key: str) -> str:
@@ -80,37 +155,32 @@ class Handlers:
         self.config = config
         self.output_files = OutputFiles(sweeper.folder / OUTPUTS_SUBDIR)
 
-    def predict_xray_ct(self, xray: str | None, ct: str | None) -> tuple[Any, ...]:
-        """Dual-input CNN: COVID / Non-COVID from an X-ray and/or a CT slice."""
-        predictor = self.models.classifiers.get("dual_input")
-        if predictor is None:
-            raise gr.Error(f"{_display_name('dual_input')} is not available", print_exception=False)
-        prediction = self._predict(predictor, xray=xray, ct=ct)
-        cams = [
-            heatmap_overlay(prediction.images[name], cam)
-            if (cam := prediction.gradcam.get(name)) is not None
-            else None
-            for name in ("xray", "ct")
-        ]
-        return self._outputs(prediction, "dual_input", cams)
-
-    def predict_chest_xray(
-        self, model_key: str | None, xray: str | None, lung_mask: str | None
-    ) -> tuple[Any, ...]:
-        """Four-class chest X-ray classification with the chosen model."""
-        # The radio button only offers served models; None is "nothing chosen".
+    def predict(self, kind: str, model_key: str | None, *uploads: str | None) -> tuple[Any, ...]:
+        """One tab's prediction: the chosen classifier of dataset kind ``kind`` on the uploads
+        (in the tab's upload order; None for an empty one)."""
+        dataset = DATASET_KINDS[kind]
+        # The radio button only offers served models of this kind; None is "nothing chosen".
         predictor = (
-            self.models.classifiers.get(model_key) if model_key in FOUR_CLASS_MODELS else None
+            self.models.classifiers.get(model_key)
+            if model_key in classifier_tabs().get(kind, ())
+            else None
         )
         if predictor is None:
             raise gr.Error("choose a model first", print_exception=False)
-        prediction = self._predict(predictor, xray=xray, lung_mask=lung_mask)
-        image = prediction.images["xray"]
-        cam = prediction.gradcam.get("xray")
+        names = tab_uploads(dataset)
+        prediction = self._predict(predictor, **dict(zip(names, uploads, strict=True)))
         overlays = [
-            None if cam is None else heatmap_overlay(image, cam),
-            None if prediction.lung_mask is None else mask_overlay(image, prediction.lung_mask),
+            heatmap_overlay(prediction.images[name], cam)
+            if (cam := prediction.gradcam.get(name)) is not None
+            else None
+            for name in _images_of(dataset)
         ]
+        if dataset.mask_column:
+            overlays.append(
+                None
+                if prediction.lung_mask is None
+                else mask_overlay(prediction.images["xray"], prediction.lung_mask)
+            )
         return self._outputs(prediction, model_key, overlays)
 
     def _predict(self, predictor: ChestPredictor, **uploads: str | None) -> Prediction:
@@ -253,7 +323,13 @@ def _example_files(config: AppConfig) -> list[Path]:
     """The example files the page offers (those that exist)."""
     if config.examples_dir is None:
         return []
-    names = {name for row in [*XRAY_CT_EXAMPLES, *CHEST_EXAMPLES] for name in row if name}
+    names = {
+        name
+        for kind in classifier_tabs()
+        for row in tab_layout(DATASET_KINDS[kind]).examples
+        for name in row
+        if name
+    }
     return [path for name in sorted(names) if (path := Path(config.examples_dir) / name).is_file()]
 
 
@@ -335,69 +411,77 @@ def _examples(
 
 
 def _page(config: AppConfig, handlers: Handlers) -> gr.Blocks:
-    models = handlers.models
-    cam_name = CAM_DISPLAY_NAMES[config.explanation]
-    four_class = [key for key in FOUR_CLASS_MODELS if key in models.classifiers]
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(f"# {TITLE}")
         gr.Markdown(disclaimer(config.deletion_bound_s), elem_id="disclaimer")
         with gr.Tabs():
-            with gr.Tab("X-ray + CT", id="xray_ct"):
-                gr.Markdown(
-                    "Binary COVID / Non-COVID from a chest X-ray and a CT slice with the dual-input "
-                    "CNN. Either image may be left empty; the result says which inputs were used. "
-                    "PNG, JPEG or DICOM."
-                )
-                _unavailable_note(models, ["dual_input"])
-                xray_ct_inputs = _uploads("xray_ct", {"xray": "Chest X-ray", "ct": "CT slice"})
-                xray_ct_button = gr.Button(
-                    "Predict",
-                    variant="primary",
-                    interactive="dual_input" in models.classifiers,
-                    elem_id="xray_ct_predict",
-                )
-                xray_ct_outputs = _results(
-                    "xray_ct", {"xray_cam": f"{cam_name}: X-ray", "ct_cam": f"{cam_name}: CT"}
-                )
-                _examples(config, "xray_ct", xray_ct_inputs, XRAY_CT_EXAMPLES)
-
-            with gr.Tab("Chest X-ray, 4 classes", id="chest_xray"):
-                gr.Markdown(
-                    "COVID / Lung opacity / Normal / Viral pneumonia from a chest X-ray. The lung "
-                    "mask is uploaded or, when left empty, made by the lung U-Net. PNG, JPEG or "
-                    "DICOM."
-                )
-                _unavailable_note(models, [*FOUR_CLASS_MODELS, "lung_unet"])
-                chest_model = gr.Radio(
-                    [(_display_name(key), key) for key in four_class],
-                    value=four_class[0] if four_class else None,
-                    label="Model",
-                )
-                chest_inputs = _uploads(
-                    "chest", {"xray": "Chest X-ray", "mask": "Lung mask (optional)"}
-                )
-                chest_button = gr.Button(
-                    "Predict",
-                    variant="primary",
-                    interactive=bool(four_class),
-                    elem_id="chest_predict",
-                )
-                chest_outputs = _results("chest", {"cam": cam_name, "mask_overlay": "Lung mask"})
-                _examples(config, "chest", chest_inputs, CHEST_EXAMPLES)
-
+            for kind, keys in classifier_tabs().items():
+                _classifier_tab(config, handlers, DATASET_KINDS[kind], keys)
             with gr.Tab("About", id="about"):
-                gr.Markdown(_about(models, config))
-
-        xray_ct_button.click(
-            handlers.predict_xray_ct, xray_ct_inputs, xray_ct_outputs, api_name="predict_xray_ct"
-        )
-        chest_button.click(
-            handlers.predict_chest_xray,
-            [chest_model, *chest_inputs],
-            chest_outputs,
-            api_name="predict_chest_xray",
-        )
+                gr.Markdown(_about(handlers.models, config))
     return demo
+
+
+def _classifier_tab(
+    config: AppConfig, handlers: Handlers, kind: DatasetKind, keys: Sequence[str]
+) -> None:
+    """The tab of one dataset kind: a choice among its served classifiers, one upload per input,
+    and the prediction with one map per image (and the lung mask where the kind has masks)."""
+    models = handlers.models
+    layout = tab_layout(kind)
+    tab = layout.tab_id
+    served = [key for key in keys if key in models.classifiers]
+    labels = list(
+        dict.fromkeys(label for key in served for label in models.classifiers[key].labels)
+    )
+    counts = {len(models.classifiers[key].labels) for key in served}
+    title = f"{layout.title}, {counts.pop()} classes" if len(counts) == 1 else layout.title
+    cam_name = CAM_DISPLAY_NAMES[config.explanation]
+    images = _images_of(kind)
+    with gr.Tab(title, id=tab):
+        gr.Markdown(_tab_description(models, kind, labels))
+        _unavailable_note(models, [*keys, *(_segmenter_keys() if kind.mask_column else [])])
+        choice = gr.Radio(
+            [(_display_name(key), key) for key in served],
+            value=served[0] if served else None,
+            label="Model",
+            elem_id=f"{tab}_model",
+        )
+        uploads = _uploads(tab, {name: UPLOAD_LABELS[name] for name in tab_uploads(kind)})
+        button = gr.Button(
+            "Predict", variant="primary", interactive=bool(served), elem_id=f"{tab}_predict"
+        )
+        shown = {f"{name}_cam": f"{cam_name}: {INPUT_NAMES[name]}" for name in images}
+        if kind.mask_column:
+            shown["mask_overlay"] = "Lung mask"
+        outputs = _results(tab, shown)
+        _examples(config, tab, uploads, layout.examples)
+    button.click(
+        functools.partial(handlers.predict, kind.key),
+        [choice, *uploads],
+        outputs,
+        api_name=layout.api_name,
+    )
+
+
+def _tab_description(models: ServedModels, kind: DatasetKind, labels: Sequence[str]) -> str:
+    """What a tab does: the classes its served models tell apart, from which images."""
+    images = " and ".join(
+        {"xray": "a chest X-ray", "ct": "a CT slice"}[name] for name in _images_of(kind)
+    )
+    lines = [f"{' / '.join(labels) or 'Classification'} from {images}."]
+    if kind.ct_column:
+        lines.append("Either image may be left empty; the result says which inputs were used.")
+    if kind.mask_column:
+        segmenter = models.lung_segmenter
+        made_by = (
+            f"made by the {get_model_family(segmenter.model.config.model_type).display_name}"
+            if segmenter is not None
+            else "not made (no lung segmentation model is served)"
+        )
+        lines.append(f"The lung mask is uploaded or, when left empty, {made_by}.")
+    lines.append("PNG, JPEG or DICOM.")
+    return " ".join(lines)
 
 
 def _about(models: ServedModels, config: AppConfig) -> str:

@@ -4,9 +4,8 @@ answer, what the model was trained on, its test metrics, the input check)."""
 from __future__ import annotations
 
 from ..data.input_check import InputCheckResult
-from ..inference import Prediction
 from ..registry import get_model_family
-from ..serving.images import INPUT_NAMES
+from ..serving.predictor import INPUT_NAMES, Prediction
 from ..serving.served import ModelProvenance
 
 __all__ = ["PHANTOM_WARNING", "disclaimer", "model_summary", "prediction_summary"]
@@ -15,8 +14,6 @@ PHANTOM_WARNING = (
     "**This model was trained only on synthetic phantoms. Its answer on a real image means "
     "nothing**: it has never seen a real chest X-ray or CT."
 )
-
-MASK_SOURCES = {"uploaded": "uploaded", "lung_unet": "made by the lung U-Net"}
 
 
 def disclaimer(deletion_bound_s: float) -> str:
@@ -42,6 +39,8 @@ def model_summary(provenance: ModelProvenance | None) -> list[str]:
     if provenance is None:
         return ["**Trained on:** unknown"]
     lines = [f"**Trained on:** {provenance.description}"]
+    if provenance.pairing:
+        lines.append(f"**X-ray/CT pairing:** {provenance.pairing}")
     if provenance.metrics:
         metrics = "; ".join(
             f"{title} {value:.3f}"
@@ -76,8 +75,12 @@ def prediction_summary(
         f"by the {get_model_family(model_key).display_name}",
         f"**Inputs used:** {used}",
     ]
-    if prediction.mask_source:
-        lines.append(f"**Lung mask:** {MASK_SOURCES[prediction.mask_source]}")
+    if prediction.mask_source == "uploaded":
+        lines.append("**Lung mask:** uploaded")
+    elif prediction.mask_source:  # the segmentation family that made it
+        lines.append(
+            f"**Lung mask:** made by the {get_model_family(prediction.mask_source).display_name}"
+        )
     lines += [_input_check_line(name, result) for name, result in prediction.input_checks.items()]
     lines += model_summary(provenance)
     return "  \n".join(lines)

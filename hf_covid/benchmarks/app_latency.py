@@ -18,9 +18,9 @@ from typing import Any
 import psutil
 import torch
 
-from ..registry import get_model_family
-from ..serving.latency import AppCall, LatencyReport, measure_app_latency
+from ..registry import DATASET_KINDS
 from ..serving.served import load_served_models
+from .app_client import AppCall, LatencyReport, measure_app_latency
 from .timing import timed_calls
 
 __all__ = [
@@ -134,26 +134,30 @@ def _checkpoint_flags(checkpoints: Mapping[str, str]) -> list[str]:
 def app_endpoints(
     served: Any, xray: str | Path, ct: str | Path
 ) -> dict[str, tuple[AppCall, Callable[[], Any]]]:
-    """The app's classifier tabs, one per served classifier: endpoint name -> (the app call,
-    the same prediction in-process).
+    """The app's classifier tabs, one per served classifier: ``<tab endpoint>/<model key>``
+    (``chest_xray/cnn_lstm``) -> (the app call, the same prediction in-process).
 
-    Families that train on X-ray + CT data answer on ``/predict_xray_ct`` with both images; the
-    others on ``/predict_chest_xray`` with the X-ray alone.
+    Each tab's endpoint gets the X-ray, and the CT where its dataset kind has CT (no lung mask:
+    the app makes it).
     """
     from gradio_client import handle_file  # optional: the app extra
 
+    from ..app.page import classifier_tabs, tab_layout, tab_uploads  # the app extra (gradio)
+
+    files = {"xray": str(xray), "ct": str(ct)}
     endpoints = {}
-    for key, predictor in served.classifiers.items():
-        if get_model_family(key).dataset_kind == "xray_ct":
-            endpoints[f"xray_ct/{key}"] = (
-                ("/predict_xray_ct", [handle_file(str(xray)), handle_file(str(ct))]),
-                lambda predictor=predictor: predictor.predict(xray=str(xray), ct=str(ct)),
-            )
-        else:
-            endpoints[f"chest_xray/{key}"] = (
-                ("/predict_chest_xray", [key, handle_file(str(xray)), None]),
-                lambda predictor=predictor: predictor.predict(xray=str(xray)),
-            )
+    for kind, keys in classifier_tabs().items():
+        layout = tab_layout(DATASET_KINDS[kind])
+        uploads = tab_uploads(DATASET_KINDS[kind])
+        images = {name: files[name] for name in uploads if name in files}
+        arguments = [handle_file(images[name]) if name in images else None for name in uploads]
+        for key in keys:
+            predictor = served.classifiers.get(key)
+            if predictor is not None:
+                endpoints[f"{layout.api_name.removeprefix('predict_')}/{key}"] = (
+                    (f"/{layout.api_name}", [key, *arguments]),
+                    lambda predictor=predictor, images=images: predictor.predict(**images),
+                )
     return endpoints
 
 

@@ -35,8 +35,8 @@ import torch
 
 from ..checkpoints import load_checkpoint
 from ..data.synthetic import generate_radiography, generate_xray_ct
-from ..models import build_resnet_classifier, example_inputs
-from ..registry import get_model_family
+from ..models import build_resnet_classifier
+from ..registry import example_inputs, get_model_family
 from ..training import build_trainer, parse_arguments, train
 from .data_pipeline import measure_dataloader_throughput
 from .demo_models import load_demo_recipes
@@ -66,8 +66,6 @@ RESNET50_A100_REFERENCE: dict[str, Any] = {
 NO_CUDA_NOTE = "skipped: no CUDA device"
 """What the CUDA case records on a machine without CUDA."""
 
-CONFIGS_DIR = Path(__file__).resolve().parents[2] / "scripts" / "configs"
-"""The demo recipes (``<model>_synthetic.yaml``) the check trains."""
 RESULTS_FILE = "results_cuda.json"
 TABLE_FILE = "results_cuda.md"
 
@@ -330,7 +328,7 @@ def run_gpu_check(output_dir: str | Path, *, smoke: bool = False) -> dict[str, A
         raise RuntimeError(f"{NO_CUDA_NOTE}: run with smoke=True (--smoke) for the CPU path")
     sizes = SMOKE_SIZES if smoke else CUDA_SIZES
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    recipes = load_demo_recipes(CONFIGS_DIR)
+    recipes = load_demo_recipes()
     results: dict[str, Any] = {
         "smoke": smoke,
         "device": torch.cuda.get_device_name() if device == "cuda" else f"{platform.machine()} CPU",

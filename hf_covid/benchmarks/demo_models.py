@@ -1,4 +1,4 @@
-"""The models the benchmarks time: every registered family, built from its demo recipe.
+"""The models the benchmarks time: every registered family with a demo recipe, built from it.
 
 Speed does not depend on the weights, so the models are randomly initialised.
 """
@@ -11,25 +11,20 @@ from typing import Any
 from transformers import PreTrainedModel
 
 from ..checkpoints import save_model_and_processor
-from ..registry import get_model_family, list_models
-from ..training import DataArguments, ModelArguments, build_image_processor, load_recipe
+from ..registry import get_model_family, model_families
+from ..training import DataArguments, ModelArguments, build_image_processor, checked_recipe
 
 __all__ = ["build_demo_model", "load_demo_recipes", "save_random_checkpoints"]
 
 
-def load_demo_recipes(configs_dir: str | Path) -> dict[str, dict[str, Any]]:
-    """The demo recipe (``<key>_synthetic.yaml``) of every registered model family, by key.
-
-    Raises:
-        FileNotFoundError: a registered family without a demo recipe in ``configs_dir``.
-    """
-    recipes = {}
-    for key in list_models():
-        path = Path(configs_dir) / f"{key}_synthetic.yaml"
-        if not path.is_file():
-            raise FileNotFoundError(f"no demo recipe for model '{key}': {path} does not exist")
-        recipes[key] = load_recipe(path)
-    return recipes
+def load_demo_recipes() -> dict[str, dict[str, Any]]:
+    """The demo recipe (``recipes["demo"]`` of its record) of every registered family that has
+    one, by family key, in registration order."""
+    return {
+        family.key: checked_recipe(family.recipes["demo"])
+        for family in model_families()
+        if "demo" in family.recipes
+    }
 
 
 def build_demo_model(recipe: dict[str, Any]) -> PreTrainedModel:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..models import example_inputs
+from ..registry import example_inputs
 from .timing import synchronize, timed_calls, to_memory_format
 
 __all__ = [

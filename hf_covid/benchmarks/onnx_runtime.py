@@ -11,7 +11,7 @@ import torch
 from transformers import PreTrainedModel
 
 from ..export import EXPORT_INFO_FILE_NAME, OnnxExport, export_onnx, onnx_inputs, onnx_session
-from ..models import example_inputs
+from ..registry import example_inputs
 from .inference_speed import compare_to_baseline, latency_and_throughput, measure_inference
 from .timing import timed_calls
 

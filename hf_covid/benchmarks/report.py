@@ -168,12 +168,38 @@ def _cuda_section(cuda: dict[str, Any]) -> list[str]:
     ]
 
 
+def _startup_table(startup: dict[str, Any]) -> list[str]:
+    load = " -> ".join(
+        f"{values[0]:.2f}" for values in (startup["load_average"], startup["load_average_after"])
+    )
+    return [
+        f"## Start-up: fresh processes, median of {startup['repeats']} interleaved rounds "
+        f"(load {load})",
+        "",
+        "| command | seconds |",
+        "| --- | ---: |",
+        *(f"| `{name}` | {_number(value, 2)} |" for name, value in startup["seconds"].items()),
+        "",
+        "| ratio | value | target |",
+        "| --- | ---: | ---: |",
+        *(
+            f"| {name} | {_number(row['value'], 2)}x | "
+            + (f"at most {_number(row['target'], 1)}x" if row["target"] else "-")
+            + " |"
+            for name, row in startup["ratios"].items()
+        ),
+        "",
+    ]
+
+
 def results_markdown(results: dict[str, Any]) -> str:
     """The results of :func:`~hf_covid.benchmarks.suite.run_benchmarks` as Markdown tables.
 
     Cases absent from ``results`` are left out.
     """
     lines = _machine_lines(results)
+    if startup := results.get("startup"):
+        lines += _startup_table(startup)
     if data := results.get("data"):
         lines += _data_table(data)
     if training := results.get("training"):

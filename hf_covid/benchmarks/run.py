@@ -24,14 +24,15 @@ from .suite import CASES, BenchmarkSettings, run_benchmarks
 __all__ = ["REPOSITORY_ROOT", "main", "output_folder", "parse_arguments", "settings_from"]
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
-"""The source checkout this package lies in (recipes, app and committed results)."""
+"""The source checkout this package lies in (the app and the committed results)."""
 
 
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The benchmark command line (see the module docstring)."""
     parser = argparse.ArgumentParser(
         description="Benchmark every hf_covid case against its baseline in one run; write JSON "
-        "and Markdown. Cases: data (preprocessed pipeline against PIL open + resize every "
+        "and Markdown. Cases: startup (each command in fresh processes against the import it "
+        "cannot avoid), data (preprocessed pipeline against PIL open + resize every "
         "epoch), training (HF Trainer against a plain PyTorch loop), inference (eager against "
         "channels_last and torch.compile), onnx (onnxruntime against eager PyTorch), app "
         "(end-to-end latency per tab through gradio_client) and, on a CUDA device, bf16 + channels_last against fp32 and ResNet-50 "
@@ -57,12 +58,6 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=Path,
         help="checkpoint folders per model key for the app case, e.g. outputs/demo/checkpoints "
         "(default: randomly initialised demo models)",
-    )
-    parser.add_argument(
-        "--configs-dir",
-        type=Path,
-        default=REPOSITORY_ROOT / "scripts" / "configs",
-        help="folder of the demo recipes <model>_synthetic.yaml",
     )
     parser.add_argument(
         "--app-file",
@@ -113,23 +108,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         The exit status (0).
 
     Raises:
-        FileNotFoundError: no demo recipes or app file (run from a source checkout, or pass
-            ``--configs-dir`` and ``--app-file``).
+        FileNotFoundError: no app file (run from a source checkout, or pass ``--app-file``).
     """
     arguments = parse_arguments(argv)
-    for path in (arguments.configs_dir, arguments.app_file):
-        if not path.exists():
-            raise FileNotFoundError(
-                f"{path} does not exist: run the benchmarks from a source checkout or pass "
-                "--configs-dir and --app-file"
-            )
+    if not arguments.app_file.exists():
+        raise FileNotFoundError(
+            f"{arguments.app_file} does not exist: run the benchmarks from a source checkout or "
+            "pass --app-file"
+        )
     logging.basicConfig(level=logging.WARNING)
     settings = settings_from(arguments)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="hf_covid_benchmark_") as scratch:
         results = run_benchmarks(
             settings,
-            configs_dir=arguments.configs_dir,
             app_file=arguments.app_file,
             work_dir=scratch,
             data_dir=arguments.data_dir,

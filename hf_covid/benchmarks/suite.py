@@ -13,19 +13,37 @@ from typing import Any
 import torch
 
 from ..data.synthetic import generate_radiography, generate_xray_ct
-from ..registry import get_model_family
+from ..registry import get_model_family, model_families
 from .app_latency import measure_app_endpoints
 from .cuda import NO_CUDA_NOTE, resnet50_training_throughput
 from .data_pipeline import compare_data_pipelines
 from .demo_models import build_demo_model, load_demo_recipes, save_random_checkpoints
 from .inference_speed import compare_inference_variants, inference_variants
 from .onnx_runtime import compare_onnx_to_eager
+from .startup import measure_startup, startup_commands
 from .training_loop import compare_training_loops
 
-__all__ = ["CASES", "BenchmarkSettings", "machine_info", "prepare_phantom_data", "run_benchmarks"]
+__all__ = [
+    "CASES",
+    "BenchmarkSettings",
+    "machine_info",
+    "one_family_per_exporter",
+    "prepare_phantom_data",
+    "run_benchmarks",
+]
 
-CASES: tuple[str, ...] = ("data", "training", "inference", "onnx", "app", "cuda")
+CASES: tuple[str, ...] = ("startup", "data", "training", "inference", "onnx", "app", "cuda")
 """The benchmark cases, in the order they run."""
+
+
+def one_family_per_exporter() -> tuple[str, ...]:
+    """The first registered family with a demo recipe of each ONNX exporter, by key (the quick
+    run's onnx case: every export path, once)."""
+    chosen: dict[str, str] = {}
+    for family in model_families():
+        if "demo" in family.recipes:
+            chosen.setdefault(family.onnx_exporter, family.key)
+    return tuple(chosen.values())
 
 
 @dataclass
@@ -34,6 +52,9 @@ class BenchmarkSettings:
 
     Attributes:
         quick: The small CI variant (recorded in the results).
+        startup_repeats: Interleaved rounds of the start-up case (the median is reported).
+        startup_commands: Names of the start-up case's commands to time (None: all of
+            :func:`~hf_covid.benchmarks.startup.startup_commands`).
         images_per_class: Phantoms per class for the data case (4 classes).
         source_image_size: Side of the generated phantoms.
         data_image_size: Target size of the data case.
@@ -55,6 +76,8 @@ class BenchmarkSettings:
     """
 
     quick: bool = False
+    startup_repeats: int = 5
+    startup_commands: tuple[str, ...] | None = None
     images_per_class: int = 500
     source_image_size: int = 299
     data_image_size: int = 224
@@ -78,6 +101,8 @@ class BenchmarkSettings:
         """A small version of every case (under 2 minutes on 2 cores), without compilation."""
         values = {
             "quick": True,
+            "startup_repeats": 1,
+            "startup_commands": ("import torch", "hf-covid --help"),  # the cheap ratio only
             "images_per_class": 25,
             "source_image_size": 64,
             "data_image_size": 32,
@@ -90,8 +115,7 @@ class BenchmarkSettings:
             "latency_repeats": 5,
             "throughput_repeats": 1,
             "compile": False,
-            # One model per exporter (torch.export; TorchScript for the dual-input model).
-            "onnx_models": ("dual_channel", "dual_input"),
+            "onnx_models": one_family_per_exporter(),
             "app_requests": 2,
             "xray_ct_images_per_class": 8,
             "resnet50_batch_size": 32,
@@ -150,7 +174,6 @@ def prepare_phantom_data(data_dir: Path, settings: BenchmarkSettings) -> dict[st
 def run_benchmarks(
     settings: BenchmarkSettings,
     *,
-    configs_dir: str | Path,
     app_file: str | Path,
     work_dir: str | Path,
     data_dir: str | Path | None = None,
@@ -160,12 +183,11 @@ def run_benchmarks(
 ) -> dict[str, Any]:
     """Run every benchmark case against its baseline in this process.
 
-    Every registered model family is timed, from its demo recipe
-    (``<configs_dir>/<key>_synthetic.yaml``) and on the phantom set of its dataset kind.
+    Every registered model family with a demo recipe (``recipes["demo"]`` of its record) is
+    timed, from that recipe and on the phantom set of its dataset kind.
 
     Args:
         settings: Sizes and repeats.
-        configs_dir: Folder of the demo recipes (``scripts/configs``).
         app_file: ``spaces_app/app.py``.
         work_dir: Scratch folder (generated data, datasets cache, random checkpoints).
         data_dir: Folder with ``radiography/`` and ``xray_ct/`` phantom sets (generated there
@@ -176,16 +198,25 @@ def run_benchmarks(
         progress: Called with the name of each step.
 
     Returns:
-        ``{"settings", "machine", "data", "training", "inference", "onnx", "app", "cuda"}``; a
-        case not run is absent, a case that cannot run here holds a ``note``.
+        ``{"settings", "machine", "startup", "data", "training", "inference", "onnx", "app",
+        "cuda"}``; a case not run is absent, a case that cannot run here holds a ``note``.
     """
     work_dir = Path(work_dir)
-    recipes = load_demo_recipes(configs_dir)
+    recipes = load_demo_recipes()
     results: dict[str, Any] = {"settings": asdict(settings), "machine": machine_info()}
+    if "startup" in cases:  # first, before this process loads the models and the data
+        progress("startup: each command in fresh processes against the import it cannot avoid")
+        commands = startup_commands()
+        chosen = settings.startup_commands or tuple(commands)
+        results["startup"] = measure_startup(
+            {name: commands[name] for name in chosen}, repeats=settings.startup_repeats
+        )
     cuda = torch.cuda.is_available()
-    progress("preparing the phantom data")
-    data = prepare_phantom_data(Path(data_dir) if data_dir else work_dir / "data", settings)
-    results["settings"]["data_generation_seconds"] = data["generation_seconds"]
+    data: dict[str, Any] = {}
+    if set(cases) & {"data", "training", "app", "cuda"}:  # the cases that read phantoms
+        progress("preparing the phantom data")
+        data = prepare_phantom_data(Path(data_dir) if data_dir else work_dir / "data", settings)
+        results["settings"]["data_generation_seconds"] = data["generation_seconds"]
     cache_dir = work_dir / "datasets_cache"
 
     if "data" in cases:

@@ -1,11 +1,12 @@
 """Datasets, image reading, splits, deduplication, augmentation and the training data pipeline.
 
 Every name below is imported from its module on first use (``import hf_covid.data`` imports
-none of them): :mod:`~hf_covid.data.image_reading` (`load_image`), :mod:`~hf_covid.data.io` (data
-folders and their cache), the builders of the two public layouts
-(:mod:`~hf_covid.data.radiography`, :mod:`~hf_covid.data.xray_ct`) and of the public collections
-(:mod:`~hf_covid.data.public`), the phantom generator (:mod:`~hf_covid.data.synthetic`), splits,
-near-duplicates, augmentation and the training pipeline.
+none of them): :mod:`~hf_covid.data.image_reading` (`load_image`, `InputError`),
+:mod:`~hf_covid.data.resize`, :mod:`~hf_covid.data.io` (data folders and their cache), the
+builders of the two public layouts (:mod:`~hf_covid.data.radiography`,
+:mod:`~hf_covid.data.xray_ct`) and of the public collections (:mod:`~hf_covid.data.public`), the
+phantom generator (:mod:`~hf_covid.data.synthetic`), splits, near-duplicates, augmentation and
+the training pipeline.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from .._lazy import lazy_attributes
 
 _LAZY_EXPORTS: dict[str, str] = {
     "ImageReadError": "hf_covid.data.image_reading",
+    "ImageSource": "hf_covid.data.image_reading",
+    "InputError": "hf_covid.data.image_reading",
     "load_image": "hf_covid.data.image_reading",
+    "resize_image": "hf_covid.data.resize",
     "BadImagesError": "hf_covid.data.io",
     "DATASET_BUILDERS": "hf_covid.data.builders",
     "is_saved_dataset": "hf_covid.data.builders",

@@ -8,20 +8,13 @@ The classification metrics are also an ``evaluate`` module (:data:`EVALUATE_MODU
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import math
-import sys
 from collections.abc import Sequence
 from pathlib import Path
-from types import ModuleType
-from typing import TYPE_CHECKING
 
+import evaluate
 import numpy as np
 import torch
-
-if TYPE_CHECKING:
-    import evaluate
 
 __all__ = [
     "ECE_BINS",
@@ -413,28 +406,7 @@ def load_classification_metric(**load_kwargs) -> evaluate.EvaluationModule:
             are kept in memory unless ``keep_in_memory=False`` is given.
     """
     load_kwargs.setdefault("keep_in_memory", True)
-    return _import_evaluate().load(str(EVALUATE_MODULE_PATH), **load_kwargs)
-
-
-def _import_evaluate() -> ModuleType:
-    """The ``evaluate`` package, even where a script folder holding ``evaluate.py`` comes first.
-
-    ``python scripts/train.py`` puts ``scripts/`` first on ``sys.path``, and its
-    ``scripts/evaluate.py`` would be imported instead of the package; such folders are skipped.
-    """
-    module = sys.modules.get("evaluate")
-    if module is not None and hasattr(module, "EvaluationModule"):
-        return module
-    search_path = [
-        entry for entry in sys.path if not (Path(entry or ".") / "evaluate.py").is_file()
-    ]
-    spec = importlib.machinery.PathFinder.find_spec("evaluate", search_path)
-    if spec is None or spec.loader is None:
-        raise ImportError("the evaluate package is not installed: pip install evaluate")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["evaluate"] = module
-    spec.loader.exec_module(module)
-    return module
+    return evaluate.load(str(EVALUATE_MODULE_PATH), **load_kwargs)
 
 
 def bootstrap_units(groups: Sequence | None, n: int) -> np.ndarray:

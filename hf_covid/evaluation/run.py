@@ -1,7 +1,7 @@
 """The evaluate command: a checkpoint on a data split, or on an external folder.
 
-``python scripts/evaluate.py CHECKPOINT --data_dir FOLDER`` (or ``hf-covid evaluate``) evaluates
-the training run's test split when ``FOLDER`` holds all of the model's classes; a
+``python scripts/evaluate_checkpoint.py CHECKPOINT --data_dir FOLDER`` (or ``hf-covid evaluate``)
+evaluates the training run's test split when ``FOLDER`` holds all of the model's classes; a
 Radiography-layout folder that holds only some of them (e.g. just ``COVID/`` and ``Normal/``), or
 ``--split external``, is external validation: every image of the folder, the missing classes
 named, and only the metrics that still make sense (COVID sensitivity, specificity against the
@@ -20,11 +20,11 @@ from .report import EXTERNAL_SPLIT, format_summary
 __all__ = ["main", "parse_arguments"]
 
 _EXAMPLES = """examples:
-  python scripts/evaluate.py outputs/demo/checkpoints/cnn_lstm \\
+  python scripts/evaluate_checkpoint.py outputs/demo/checkpoints/cnn_lstm \\
       --data_dir outputs/demo/data/radiography
-  python scripts/evaluate.py outputs/demo/checkpoints/dual_input \\
+  python scripts/evaluate_checkpoint.py outputs/demo/checkpoints/dual_input \\
       --data_dir outputs/demo/data/xray_ct --split validation --output_dir /tmp/eval
-  python scripts/evaluate.py outputs/demo/checkpoints/cnn_lstm \\
+  python scripts/evaluate_checkpoint.py outputs/demo/checkpoints/cnn_lstm \\
       --data_dir /data/other_hospital --output_dir /tmp/external   # COVID/ and Normal/ only
 """
 

@@ -1,7 +1,9 @@
 """Which layers to explain: each branch's default Grad-CAM layer, and its encoder stages.
 
 Layers are chosen by their dotted module name (``model.named_modules()``), so any
-``torch.nn.Module`` works; our classifiers name their defaults in ``gradcam_target_layers``.
+``torch.nn.Module`` works; our classifiers name their defaults in ``gradcam_target_layers``, and a
+registered family whose model class does not (transformers' ResNet) names them in its record
+(:attr:`hf_covid.registry.ModelFamily.gradcam_layers`).
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from torch import nn
+
+from ..registry import ModelFamily, get_model_family
 
 __all__ = [
     "INPUT_KEYS",
@@ -34,8 +38,9 @@ def default_target_layers(model: nn.Module) -> dict[str, str]:
     """The default Grad-CAM layer of each input branch of ``model``.
 
     Our classifiers name them in the class attribute ``gradcam_target_layers`` (input name ->
-    module name, the last convolutional block of each branch); for ``transformers``' ResNet it is
-    the last encoder stage.
+    module name, the last convolutional block of each branch); a registered family whose model
+    class does not name them gives them in its record (``gradcam_layers``; ResNet: the last
+    encoder stage).
 
     Raises:
         ValueError: when the model has no default; pass ``target_layers`` by name instead.
@@ -43,14 +48,23 @@ def default_target_layers(model: nn.Module) -> dict[str, str]:
     layers = getattr(model, "gradcam_target_layers", None)
     if layers:
         return dict(layers)
-    stages = getattr(getattr(getattr(model, "resnet", None), "encoder", None), "stages", None)
-    if stages is not None and len(stages) > 0:
-        return {"image": f"resnet.encoder.stages.{len(stages) - 1}"}
+    family = _registered_family(model)
+    if family is not None and family.gradcam_layers is not None:
+        return dict(family.gradcam_layers(model.config))
     raise ValueError(
         f"{type(model).__name__} has no default Grad-CAM layer (no 'gradcam_target_layers'); "
         "pass target_layers=<dotted module name>, e.g. one of: "
         + ", ".join(n for n, m in model.named_modules() if isinstance(m, nn.Conv2d))
     )
+
+
+def _registered_family(model: nn.Module) -> ModelFamily | None:
+    """The registered family of a transformers model, or None (any other module)."""
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    try:
+        return get_model_family(model_type) if model_type else None
+    except KeyError:
+        return None
 
 
 def resolve_layers(model: nn.Module, target_layers: TargetLayers) -> dict[str, str]:

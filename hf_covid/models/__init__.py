@@ -4,12 +4,8 @@ The package reads like transformers: one ``configuration_*.py`` + ``modeling_*.p
 shared blocks in ``layers.py``, the classifiers' pipeline in ``pipeline_chest.py``. What the rest of the toolkit knows about each model (its name,
 task, inputs, dataset, Auto class) is its record in :mod:`hf_covid.registry`, which also registers
 every model with the transformers Auto classes and for remote code; importing ``hf_covid`` (or any
-of its submodules, this one included) runs it. The size and speed helpers of
-:mod:`hf_covid.models.stats` read the registry, so they load on first use.
+of its submodules, this one included) runs it.
 """
-
-import importlib
-from typing import Any
 
 from .configuration_cnn_lstm import CNNLSTMConfig
 from .configuration_dual_channel import DualChannelCNNConfig
@@ -50,18 +46,6 @@ __all__ = [
     "LungUNetConfig",
     "LungUNetForSegmentation",
     "build_resnet_classifier",
-    "example_inputs",
     "label_maps",
-    "model_complexity",
     "set_backbone_trainable",
-    "training_step_time",
 ]
-
-_STATS_NAMES = ("example_inputs", "model_complexity", "training_step_time")
-
-
-def __getattr__(name: str) -> Any:
-    """The helpers of :mod:`hf_covid.models.stats`, imported on first use (it reads the registry)."""
-    if name in _STATS_NAMES:
-        return getattr(importlib.import_module(f"{__name__}.stats"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

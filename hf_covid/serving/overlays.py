@@ -1,7 +1,7 @@
 """Display images for the served predictions: heat-map and mask overlays, feature-map grids.
 
-Every function takes float arrays in [0, 1] (as :class:`hf_covid.inference.Prediction` holds them)
-and returns (H, W, 3) uint8 RGB, ready to save as PNG.
+Every function takes float arrays in [0, 1] (as :class:`~hf_covid.serving.predictor.Prediction`
+holds them) and returns (H, W, 3) uint8 RGB, ready to save as PNG.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib import colormaps
 from scipy import ndimage
 
-from .images import resize_image
+from ..data.resize import resize_image
 
 __all__ = ["feature_map_grid", "heatmap_overlay", "mask_overlay"]
 

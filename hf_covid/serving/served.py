@@ -1,12 +1,14 @@
 """The models an app serves: where each checkpoint comes from, loading them, and what each was
 trained on and scored.
 
-A checkpoint is named by a :class:`CheckpointSource`: a local folder, or a Hub id with an optional
-revision (``"org/covid-cnn-lstm@3f2a..."``). :func:`load_served_models` loads one per registered
-family and reports, never raises, a missing or broken one. For every served model,
+A checkpoint is named by a :class:`~hf_covid.checkpoints.CheckpointSource`: a local folder, or a
+Hub id with an optional revision (``"org/covid-cnn-lstm@3f2a..."``), resolved by
+:func:`~hf_covid.checkpoints.resolve_checkpoint`. :func:`load_served_models` loads one per
+registered family and reports, never raises, a missing or broken one. For every served model,
 :class:`ModelProvenance` says in plain words what it was trained on (from its run record:
-synthetic phantoms, which public collections, or unknown) and its test metrics with confidence
-intervals (from its evaluation results), so the app can show them next to each prediction.
+synthetic phantoms, which public collections, or unknown; for X-ray + CT data, the pairing and
+what it means) and its test metrics with confidence intervals (from its evaluation results), so
+the app can show them next to each prediction.
 """
 
 from __future__ import annotations
@@ -18,23 +20,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import ModelCard, snapshot_download
+from huggingface_hub import ModelCard
 from transformers import AutoConfig
 
 from ..checkpoints import (
     MODEL_CARD_FILE,
+    CheckpointSource,
     EvaluationResults,
     RunRecord,
     is_hub_id,
+    resolve_checkpoint,
 )
 from ..data.validation import DEFAULT_INPUT_POLICY, InputPolicy
 from ..evaluation.report import METRIC_TITLES
-from ..inference import ChestPredictor
 from ..lung_masks import LungSegmenter
 from ..registry import ModelFamily, model_families
+from .predictor import ChestPredictor
 
 __all__ = [
-    "CheckpointSource",
     "ModelProvenance",
     "ServedModels",
     "load_served_models",
@@ -49,45 +52,6 @@ SHOWN_METRICS: tuple[str, ...] = ("accuracy", "f1_macro", "covid_sensitivity", "
 
 
 @dataclass(frozen=True)
-class CheckpointSource:
-    """Where one served checkpoint comes from.
-
-    Attributes:
-        location: a local checkpoint folder or a Hub model id.
-        revision: the Hub revision (commit hash, branch or tag) to pin; None for a folder, or the
-            repository's default branch.
-    """
-
-    location: str
-    revision: str | None = None
-
-    @classmethod
-    def parse(cls, text: str | os.PathLike) -> CheckpointSource:
-        """``"folder"``, ``"org/name"`` or ``"org/name@revision"`` as a source."""
-        text = str(text)
-        location, at, revision = text.rpartition("@")
-        if at and is_hub_id(location) and revision and not Path(text).exists():
-            return cls(location, revision)
-        return cls(text)
-
-    def __str__(self) -> str:
-        return f"{self.location}@{self.revision}" if self.revision else self.location
-
-    def local_folder(self) -> str:
-        """The checkpoint as a local folder: the folder itself, or the Hub snapshot at the
-        pinned revision (downloaded once into the Hub cache).
-
-        Raises:
-            _NotConfigured: neither an existing folder nor a Hub id.
-        """
-        if Path(self.location).is_dir():
-            return self.location
-        if not is_hub_id(self.location):
-            raise _NotConfigured(f"no checkpoint folder at {self.location}")
-        return snapshot_download(self.location, revision=self.revision)
-
-
-@dataclass(frozen=True)
 class ModelProvenance:
     """What a served model was trained on and how it scored on its test split.
 
@@ -97,12 +61,15 @@ class ModelProvenance:
         metrics: metric title -> (value, 95% interval or None), from the evaluation results.
         evaluation: what the metrics were measured on ("test split, 120 images"), or None when
             the checkpoint has no evaluation results.
+        pairing: for X-ray + CT data, the pairing and what it means (the data record's
+            ``pairing_note``), else None.
     """
 
     training_data: str
     description: str
     metrics: dict[str, tuple[float, tuple[float, float] | None]]
     evaluation: str | None
+    pairing: str | None = None
 
     @property
     def synthetic(self) -> bool:
@@ -141,7 +108,10 @@ def read_provenance(folder: str | os.PathLike) -> ModelProvenance:
                 )
         count = evaluation.metrics.get("n_samples")
         summary = f"{evaluation.split} split" + (f", {count} images" if count else "")
-    return ModelProvenance(kind, description, metrics, summary)
+    pairing = None
+    if dataset is not None and dataset.pairing:
+        pairing = dataset.pairing_note or dataset.pairing
+    return ModelProvenance(kind, description, metrics, summary, pairing)
 
 
 def _read_record(reader: Callable[[Any], Any], folder: str | os.PathLike) -> Any:
@@ -214,16 +184,18 @@ def load_served_models(
             if isinstance(configured, CheckpointSource)
             else CheckpointSource.parse(configured)
         )
+        if not Path(source.location).is_dir() and not is_hub_id(source.location):
+            served.unavailable[key] = f"no checkpoint folder at {source.location}"
+            logger.warning("not serving %s: %s", key, served.unavailable[key])
+            return None
         try:
-            folder = source.local_folder()
+            folder = resolve_checkpoint(source)
             model_type = AutoConfig.from_pretrained(folder).model_type
             if model_type != family.model_type:
                 raise ValueError(
                     f"expected a {family.model_type} checkpoint, found model_type {model_type!r}"
                 )
             loaded = loader(folder)
-        except _NotConfigured as missing:
-            served.unavailable[key] = str(missing)
         except Exception as error:  # a broken checkpoint must not take the app down
             served.unavailable[key] = (
                 f"could not be loaded from {source} ({type(error).__name__}: {error})"
@@ -261,10 +233,6 @@ def load_served_models(
         reasons = "; ".join(f"{key}: {reason}" for key, reason in served.unavailable.items())
         raise RuntimeError(f"no classifier checkpoint could be loaded ({reasons})")
     return served
-
-
-class _NotConfigured(Exception):
-    """A served model without a checkpoint (not an error: its choice is turned off)."""
 
 
 def read_model_card(folder: str | os.PathLike) -> str | None:

@@ -12,7 +12,8 @@
      the images (:mod:`hf_covid.study.confounds`; shared by configurations that show the same
      images);
    - every model of :data:`~hf_covid.study.configurations.ABLATION_MODELS` trained from its
-     ``<key>_public`` recipe with the configuration's settings, a full checkpoint under
+     family's ``study`` recipe (:attr:`hf_covid.registry.ModelFamily.recipes`; ``--recipe
+     KEY=RECIPE`` replaces one) with the configuration's settings, a full checkpoint under
      ``<output-dir>/models/<configuration>/<model>``, evaluated on its patient-grouped test
      split (intervals over patients, per source and per age group), with everything outside
      the lungs blanked, and its CAMs scored against human lung masks
@@ -35,7 +36,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,7 @@ from hf_covid.evaluation.predict import class_names_of
 from hf_covid.lung_masks import LungSegmenter
 from hf_covid.models.image_processing_chest import ChestImageProcessor
 from hf_covid.registry import get_model_family
-from hf_covid.training.arguments import load_recipe, parse_arguments
+from hf_covid.training.arguments import ConfigurationError, checked_recipe, parse_arguments
 from hf_covid.training.run import train
 
 from .configurations import (
@@ -87,17 +88,36 @@ from .probe_data import (
 )
 from .report import draw_study_figures, study_markdown
 
-__all__ = ["HOLDOUT_DIR", "RECIPE_SUFFIX", "main", "run_study"]
+__all__ = ["HOLDOUT_DIR", "STUDY_RECIPE", "main", "run_study", "study_recipes"]
 
-RECIPE_SUFFIX = "_public.yaml"
-"""Each model's base recipe is ``<recipes dir>/<family key>_public.yaml``."""
+STUDY_RECIPE = "study"
+"""The recipe purpose (:data:`hf_covid.registry.RECIPE_PURPOSES`) a family trains with here."""
 HOLDOUT_DIR = "holdout"
 """Below the output folder: ``<configuration>/<model>`` trained without COVID-CXNet."""
 RESULTS_FILE = "results.json"
 PARTIAL_RESULTS_FILE = "results.partial.json"
 """Written after every model, so a run stopped half-way leaves what it measured."""
 DOCUMENT_FILE = "public_study.md"
-DEFAULT_RECIPES_DIR = Path(__file__).resolve().parents[2] / "scripts" / "configs"
+
+
+def study_recipes(
+    models: Sequence[str], recipes: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Family key -> the recipe (a packaged recipe's name or a YAML path) it trains with: the
+    lung U-Net and ``models``, each with its family's ``study`` recipe unless ``recipes`` names
+    another.
+
+    Raises:
+        KeyError: an unknown family, or one without a ``study`` recipe and none given.
+    """
+    chosen = {}
+    for key in (LUNG_UNET, *models):
+        family = get_model_family(key)
+        recipe = (recipes or {}).get(family.key) or family.recipes.get(STUDY_RECIPE)
+        if recipe is None:
+            raise KeyError(f"{family.key} has no {STUDY_RECIPE!r} recipe; pass --recipe {key}=...")
+        chosen[family.key] = recipe
+    return chosen
 
 
 def _log(message: str) -> None:
@@ -133,11 +153,11 @@ class _Study:
     """One run's folders, base recipes and settings (see the module docstring)."""
 
     def __init__(
-        self, root: Path, study_dir: Path, quick: bool, recipes_dir: Path, models: Sequence[str]
+        self, root: Path, study_dir: Path, quick: bool, recipes: Mapping[str, str]
     ) -> None:
         self.root, self.study_dir, self.quick = root, study_dir, quick
-        self.recipes_dir = recipes_dir
-        self.models = tuple(models)
+        self.recipes = dict(recipes)
+        self.models = tuple(key for key in recipes if key != LUNG_UNET)
         self.probes: ProbeSettings = probe_settings(quick)
         self.explanations = explanation_settings(quick)
         self.cache = study_dir / "cache"
@@ -146,7 +166,7 @@ class _Study:
         self._segmenter: LungSegmenter | None = None
 
     def recipe(self, key: str, **overrides: Any) -> dict[str, Any]:
-        values = load_recipe(self.recipes_dir / f"{key}{RECIPE_SUFFIX}")
+        values = checked_recipe(self.recipes[key])
         values |= {
             "data_dir": str(self.root),
             "cache_dir": str(self.cache),
@@ -426,9 +446,9 @@ def run_study(
     *,
     quick: bool = False,
     only_analysis: bool = False,
-    recipes_dir: str | Path = DEFAULT_RECIPES_DIR,
     configurations: Sequence[str] | None = None,
     models: Sequence[str] = ABLATION_MODELS,
+    recipes: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Run the study (see the module docstring) and return what ``results.json`` holds.
 
@@ -439,9 +459,9 @@ def run_study(
         docs_dir: Where ``public_study.md``, ``public_study/results.json`` and the charts go.
         quick: Tiny models at 32 px, one epoch, tiny probes (CI).
         only_analysis: Rewrite the document and charts from an earlier run's ``results.json``.
-        recipes_dir: The folder of the ``<key>_public.yaml`` recipes.
         configurations: Keys of the configurations to run (default: all, in order).
         models: The model families each configuration trains.
+        recipes: Family key -> recipe replacing its ``study`` recipe (:func:`study_recipes`).
 
     Raises:
         FileNotFoundError: a collection a configuration needs is missing, a recipe is missing,
@@ -469,7 +489,7 @@ def run_study(
                 f"the study needs the collections {missing} below '{root}' (side by side with "
                 "the others); see docs/public_training.md"
             )
-        results = _train_everything(root, study_dir, quick, Path(recipes_dir), chosen, models)
+        results = _train_everything(root, study_dir, quick, study_recipes(models, recipes), chosen)
     results["study"]["loadavg_end"] = _loadavg()
     results["figures"] = draw_study_figures(results, docs_dir / "public_study")
     results = portable(results)
@@ -484,12 +504,11 @@ def _train_everything(
     root: Path,
     study_dir: Path,
     quick: bool,
-    recipes_dir: Path,
+    recipes: Mapping[str, str],
     configurations: Sequence[StudyConfiguration],
-    models: Sequence[str],
 ) -> dict[str, Any]:
     started = time.perf_counter()
-    study = _Study(root, study_dir, quick, recipes_dir, models)
+    study = _Study(root, study_dir, quick, recipes)
     results: dict[str, Any] = {
         "study": {
             "started_utc": f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S}",
@@ -498,7 +517,7 @@ def _train_everything(
             "collections_root": root.name,
             "collections_found": sorted(find_collections(root)),
             "torch_threads": torch.get_num_threads(),
-            "models": list(models),
+            "recipes": dict(recipes),
         },
         "unet": _train_unet(study),
         "configurations": [],
@@ -553,7 +572,12 @@ def _parser() -> argparse.ArgumentParser:
         "--models", nargs="+", default=list(ABLATION_MODELS), help="Model families to train."
     )
     parser.add_argument(
-        "--recipes-dir", default=str(DEFAULT_RECIPES_DIR), help="Folder of <key>_public.yaml."
+        "--recipe",
+        action="append",
+        default=[],
+        metavar="KEY=RECIPE",
+        help="A family and the recipe (a packaged recipe's name or a YAML file) it trains with "
+        "instead of its study recipe, e.g. resnet=my_resnet.yaml; repeat for each.",
     )
     parser.add_argument(
         "--num-threads",
@@ -571,6 +595,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     docs_dir = args.docs_dir or str(Path(args.output_dir) / "docs")
+    pairs = [choice.partition("=") for choice in args.recipe]
+    if any(not key or not recipe for key, _, recipe in pairs):
+        print(f"error: --recipe takes KEY=RECIPE, got {args.recipe}", file=sys.stderr)
+        return 2
     try:
         results = run_study(
             args.collections_root,
@@ -578,11 +606,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             docs_dir,
             quick=args.quick,
             only_analysis=args.only_analysis,
-            recipes_dir=args.recipes_dir,
             configurations=args.configurations,
             models=args.models,
+            recipes={key: recipe for key, _, recipe in pairs},
         )
-    except (FileNotFoundError, ValueError, KeyError) as error:
+    except (FileNotFoundError, ValueError, KeyError, ConfigurationError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     _log(f"study done in {results['study'].get('wall_s')} s")

@@ -1,7 +1,8 @@
 """Training arguments: the three dataclasses of a run, YAML recipes and command-line parsing.
 
-A recipe (``scripts/configs/*.yaml``) is a flat mapping of the fields of :class:`ModelArguments`,
-:class:`DataArguments` and :class:`ChestTrainingArguments`; the command line overrides it.
+A recipe (a packaged one by name, or a YAML file by path: :mod:`hf_covid.recipes`) is a flat
+mapping of the fields of :class:`ModelArguments`, :class:`DataArguments` and
+:class:`ChestTrainingArguments`; the command line overrides it.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import yaml
 from transformers import HfArgumentParser, TrainingArguments
 from transformers.integrations import INTEGRATION_TO_CALLBACK, get_available_reporting_integrations
 
-from hf_covid.registry import get_model_family, list_models
+from hf_covid.recipes import RecipeError, load_recipe
+from hf_covid.registry import DATASET_KINDS, get_model_family, list_models, model_families
 
 __all__ = [
     "ARGUMENT_CLASSES",
@@ -33,7 +34,7 @@ __all__ = [
     "ConfigurationError",
     "DataArguments",
     "ModelArguments",
-    "load_recipe",
+    "checked_recipe",
     "parse_arguments",
 ]
 
@@ -100,8 +101,12 @@ class DataArguments:
     data_dir: str | None = field(
         default=None,
         metadata={
-            "help": "Dataset root: the COVID-19 Radiography Database layout for cnn_lstm, "
-            "dual_channel, resnet and lung_unet; the X-ray + CT layout for dual_input."
+            "help": "Dataset root in the layout of the model's dataset kind ("
+            + "; ".join(
+                f"{kind.name} for {', '.join(f.key for f in model_families() if f.dataset_kind == key)}"
+                for key, kind in DATASET_KINDS.items()
+            )
+            + "), a public collections root, or a dataset saved with save_to_disk."
         },
     )
     classes: list[str] | None = field(
@@ -493,20 +498,19 @@ def _recipe_keys() -> set[str]:
     return {f.name for cls in ARGUMENT_CLASSES for f in dataclasses.fields(cls) if f.init}
 
 
-def load_recipe(path: str | Path) -> dict[str, Any]:
-    """Read a YAML recipe (a flat mapping of argument names to values) and check its keys.
+def checked_recipe(recipe: str | Path) -> dict[str, Any]:
+    """The values of a recipe given by name or path (:func:`hf_covid.recipes.load_recipe`), its
+    keys checked against the training arguments.
 
     Raises:
-        ConfigurationError: the file is missing, is not a mapping, or has unknown keys.
+        ConfigurationError: the recipe does not exist, is not a mapping, or has unknown keys.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigurationError(f"recipe {path}: file not found")
-    recipe = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(recipe, dict):
-        raise ConfigurationError(f"recipe {path}: expected a mapping of argument names to values")
-    _check_keys(recipe, f"recipe {path}")
-    return recipe
+    try:
+        values = load_recipe(recipe)
+    except RecipeError as error:
+        raise ConfigurationError(str(error)) from None
+    _check_keys(values, f"recipe {recipe}")
+    return values
 
 
 def _check_keys(recipe: dict[str, Any], where: str) -> None:
@@ -523,8 +527,10 @@ def parse_arguments(
 ) -> tuple[ModelArguments, DataArguments, ChestTrainingArguments]:
     """Parse the training arguments from a YAML recipe plus command-line overrides.
 
-    Accepted forms: ``--config recipe.yaml [--key value ...]``, ``recipe.yaml [--key value ...]``
-    or only ``--key value`` pairs. Command-line values override the recipe's.
+    Accepted forms: ``--config RECIPE [--key value ...]``, ``RECIPE [--key value ...]`` or only
+    ``--key value`` pairs, where ``RECIPE`` is a packaged recipe's name (``cnn_lstm_synthetic``)
+    or a YAML file's path (:func:`hf_covid.recipes.recipe_path`). Command-line values override
+    the recipe's.
 
     Args:
         argv: command-line arguments without the program name (default ``sys.argv[1:]``).
@@ -536,15 +542,18 @@ def parse_arguments(
     argv = list(sys.argv[1:] if argv is None else argv)
     values = dict(recipe or {})
     _check_keys(values, "recipe")
-    if argv and not argv[0].startswith("-") and argv[0].endswith((".yaml", ".yml")):
+    if argv and not argv[0].startswith("-"):  # the one positional argument: the recipe
         argv = ["--config", *argv]
     if "--config" in argv or any(arg.startswith("--config=") for arg in argv):
         config_parser = _config_parser()
         known, argv = config_parser.parse_known_args(argv)
-        values.update(load_recipe(known.config))
+        values.update(checked_recipe(known.config))
     _let_command_line_replace_recipe(argv, values)
     parser = HfArgumentParser(ARGUMENT_CLASSES)
-    parser.add_argument("--config", help="YAML recipe; command-line arguments override it.")
+    parser.add_argument(
+        "--config",
+        help="recipe: a packaged recipe's name or a YAML file; command-line arguments override it.",
+    )
     parser.set_defaults(**values)
     for action in parser._actions:
         if action.dest in values:

@@ -1,4 +1,5 @@
-"""Train, evaluate on the test split and write the checkpoint folder; the command line.
+"""Train, evaluate on the test split and write the checkpoint folder (the command line is
+:mod:`.command`).
 
 The output folder is a complete, Hub-ready checkpoint (:mod:`hf_covid.checkpoints`): weights
 (safetensors), ``config.json`` with ``auto_map`` and the remote-code files, the image processor,
@@ -12,9 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,15 +39,14 @@ from hf_covid.registry import get_model_family
 
 from .arguments import (
     ChestTrainingArguments,
-    ConfigurationError,
     DataArguments,
     ModelArguments,
-    load_recipe,
+    checked_recipe,
     parse_arguments,
 )
 from .trainer import ChestTrainer, build_trainer, remove_stale_checkpoints, resolve_resume
 
-__all__ = ["format_summary", "main", "train", "train_from_recipe", "write_checkpoint_folder"]
+__all__ = ["format_summary", "train", "train_from_recipe", "write_checkpoint_folder"]
 
 logger = logging.getLogger(__name__)
 
@@ -279,29 +277,15 @@ def format_summary(results: dict[str, Any], output_dir: str | Path) -> str:
 def train_from_recipe(
     recipe: str | Path, overrides: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """Train from a YAML recipe with some values replaced (e.g. ``data_dir``, ``output_dir``).
+    """Train from a recipe with some values replaced (e.g. ``data_dir``, ``output_dir``).
 
     Args:
-        recipe: path of a recipe in ``scripts/configs/``.
+        recipe: a packaged recipe's name (``cnn_lstm_synthetic``) or a YAML file's path.
         overrides: argument names and values that replace the recipe's.
 
     Returns:
         What :func:`train` returns.
     """
-    values = load_recipe(recipe)
+    values = checked_recipe(recipe)
     values.update(overrides or {})
     return train(*parse_arguments([], recipe=values))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: parse, train, print the summary. Returns the exit status."""
-    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.WARNING)
-    try:
-        model_args, data_args, training_args = parse_arguments(argv)
-        results = train(model_args, data_args, training_args)
-    except ConfigurationError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    if training_args.process_index == 0:
-        print(format_summary(results, training_args.output_dir))
-    return 0

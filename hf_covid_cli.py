@@ -2,6 +2,13 @@
 
 Research software, not a diagnostic device.
 
+This module lies beside the ``hf_covid`` package, not in it, and imports nothing but the standard
+library: importing any ``hf_covid.x`` first runs ``hf_covid/__init__.py``, which registers every
+model family with the transformers Auto classes (and so imports torch and transformers' model
+code). Here, ``hf-covid --help`` and the choice of a subcommand cost nothing; only the chosen
+subcommand's module is imported, and a command's ``main`` parses its arguments before it imports
+the code that does the work, so ``hf-covid train --help`` loads the training arguments only.
+
 Each subcommand is one row of :data:`SUBCOMMANDS`, naming the ``module:function`` that implements
 it; that function takes the remaining arguments and returns the exit status, and it is the same
 function that the matching ``scripts/*.py`` wrapper calls, so ``hf-covid train --help`` and
@@ -9,7 +16,7 @@ function that the matching ``scripts/*.py`` wrapper calls, so ``hf-covid train -
 
     hf-covid --help
     hf-covid synth --output outputs/demo/data --images-per-class 50
-    hf-covid train scripts/configs/cnn_lstm_synthetic.yaml --data_dir outputs/demo/data/radiography
+    hf-covid train cnn_lstm_synthetic --data_dir outputs/demo/data/radiography
     hf-covid evaluate outputs/demo/checkpoints/cnn_lstm --data_dir outputs/demo/data/radiography
 """
 
@@ -56,7 +63,7 @@ class Subcommand:
 SUBCOMMANDS: Mapping[str, Subcommand] = MappingProxyType(
     {
         "train": Subcommand(
-            "hf_covid.training.run:main", "train a model from a YAML recipe and/or options"
+            "hf_covid.training.command:main", "train a model from a recipe and/or options"
         ),
         "evaluate": Subcommand(
             "hf_covid.evaluation.run:main",
@@ -126,8 +133,8 @@ def _entry_point(name: str, command: Subcommand) -> Callable[[list[str]], int | 
         UnavailableCommandError: the module or function does not exist in this installation, or
             an optional dependency of the subcommand is missing (the message names the extra).
     """
-    # Imported here on purpose, the one deferred import besides the lazy exports (_lazy.py): a
-    # subcommand's module, and with it torch, datasets, gradio or onnx, loads only when chosen.
+    # Imported here on purpose: a subcommand's module, and with it torch, datasets, gradio or
+    # onnx, loads only when chosen.
     try:
         module = importlib.import_module(command.module)
     except ModuleNotFoundError as error:

@@ -2,21 +2,19 @@
 
 The predictor behind the Gradio app (:mod:`hf_covid.app`), usable without it::
 
-    from hf_covid.inference import load_predictor
+    from hf_covid.serving import load_predictor
 
     predictor = load_predictor("outputs/demo/checkpoints/cnn_lstm")
     prediction = predictor.predict(xray="chest.dcm")
     prediction.label, prediction.probabilities, prediction.gradcam["xray"]
 
-Images may be given as a file path, bytes, a PIL image or a numpy array; files and bytes are read
-with :func:`hf_covid.data.load_image` (PNG, JPEG, 16-bit, DICOM), which reads pixel data only, so
-no DICOM metadata (patient name, ids) ever reaches a :class:`Prediction`. Every image is also
-scored by the input check (:mod:`hf_covid.data.input_check`): ``Prediction.input_checks`` says
-whether it looks like a frontal chest X-ray (or a CT slice in the CT slot).
-
-Around it, in :mod:`hf_covid.serving`: reading inputs (``images``), display overlays
-(``overlays``), the set of served models with what each was trained on (``served``), and timing a
-running app (``latency``).
+Images may be given as a file path, bytes, a PIL image or a numpy array, all read by
+:func:`hf_covid.data.load_image` (PNG, JPEG, 16-bit, DICOM) under the predictor's input policy and
+the input's name, so an error names the input ("X-ray"), never a file path. It reads pixel data
+only, so no DICOM metadata (patient name, ids) ever reaches a :class:`Prediction`. Every image is
+also scored by the input check (:mod:`hf_covid.data.input_check`): ``Prediction.input_checks``
+says whether it looks like a frontal chest X-ray (or a CT slice in the CT slot). Every bad input
+raises :class:`hf_covid.data.InputError` (an unreadable image its subclass ``ImageReadError``).
 
 Research software: not a diagnostic device.
 """
@@ -34,15 +32,19 @@ import numpy as np
 import torch
 from transformers import AutoConfig, PreTrainedModel
 
-from .checkpoints import load_checkpoint
-from .data.input_check import InputCheck, InputCheckResult
-from .data.validation import DEFAULT_INPUT_POLICY, InputPolicy, InputPolicyError
-from .explain import cam_method, explanation_layers, feature_maps
-from .lung_masks import LungSegmenter
-from .registry import get_model_family
-from .serving.images import ImageInput, InputError, read_image, resize_image
+from ..checkpoints import CheckpointSource, load_checkpoint, resolve_checkpoint
+from ..data.image_reading import ImageSource, InputError, load_image
+from ..data.input_check import InputCheck, InputCheckResult
+from ..data.resize import resize_image
+from ..data.validation import DEFAULT_INPUT_POLICY, InputPolicy, InputPolicyError
+from ..explain import cam_method, explanation_layers, feature_maps
+from ..lung_masks import LungSegmenter
+from ..registry import get_model_family
 
-__all__ = ["ChestPredictor", "Prediction", "load_predictor"]
+__all__ = ["INPUT_NAMES", "ChestPredictor", "Prediction", "load_predictor"]
+
+INPUT_NAMES: dict[str, str] = {"xray": "X-ray", "ct": "CT", "lung_mask": "lung mask"}
+"""Input name -> how messages and captions call it."""
 
 INPUT_CHECK_SLOTS: dict[str, str] = {"xray": "xray", "ct": "ct"}
 """Input name -> the :class:`InputCheck` slot it is checked against."""
@@ -62,7 +64,8 @@ class Prediction:
         feature_maps: input name -> (C, h, w) activations (the first channels) of the explained
             layer of that input's branch (by default the last convolutional block).
         lung_mask: (H, W) bool lung mask at the X-ray's resolution, or None.
-        mask_source: "uploaded", "lung_unet" or None.
+        mask_source: "uploaded", the key of the segmentation family that made the mask
+            (``"lung_unet"``), or None.
         input_checks: input name -> whether that image looks like what its slot expects (a
             frontal chest X-ray, a CT slice), from :class:`hf_covid.data.input_check.InputCheck`.
     """
@@ -138,8 +141,11 @@ class ChestPredictor:
         self._hook_lock = threading.Lock()
 
     @classmethod
-    def from_pretrained(cls, path_or_repo: str | os.PathLike, **kwargs: Any) -> ChestPredictor:
-        """Load the classifier and its processor (Auto classes) from a folder or Hub id.
+    def from_pretrained(
+        cls, path_or_repo: str | os.PathLike | CheckpointSource, **kwargs: Any
+    ) -> ChestPredictor:
+        """Load the classifier and its processor (Auto classes) from a folder or Hub id
+        (``"org/name@revision"`` pins a revision; see :func:`hf_covid.checkpoints.resolve_checkpoint`).
 
         Keyword arguments go to the constructor (``lung_segmenter``, ``policy``, ...).
         """
@@ -153,9 +159,9 @@ class ChestPredictor:
 
     def predict(
         self,
-        xray: ImageInput | None = None,
-        ct: ImageInput | None = None,
-        lung_mask: ImageInput | None = None,
+        xray: ImageSource | None = None,
+        ct: ImageSource | None = None,
+        lung_mask: ImageSource | None = None,
         *,
         explain: bool = True,
         segment_lungs: bool = True,
@@ -171,23 +177,23 @@ class ChestPredictor:
             segment_lungs: make a lung mask with the segmenter when none is given.
 
         Raises:
-            InputError: an image is missing, unreadable, too large, or the mask does not fit.
+            InputError: an image is missing, unreadable (``ImageReadError``), too large, or the
+                mask does not fit.
         """
         images = self._read_inputs(xray, ct)
         mask, mask_source = None, None
         if lung_mask is not None:
             if "xray" not in images:
                 raise InputError("a lung mask was given without an X-ray")
-            mask = self._fit_mask(
-                read_image(lung_mask, name="lung_mask", policy=self.policy), images["xray"]
-            )
+            mask = self._fit_mask(self._read(lung_mask, "lung_mask"), images["xray"])
             mask_source = "uploaded"
         elif (
             "xray" in images
             and self.lung_segmenter is not None
             and (segment_lungs or self.requires_lung_mask)
         ):
-            mask, mask_source = self.lung_segmenter.segment(images["xray"]), "lung_unet"
+            mask = self.lung_segmenter.segment(images["xray"])
+            mask_source = get_model_family(self.lung_segmenter.model.config.model_type).key
         if self.requires_lung_mask and mask is None:
             raise InputError(
                 "this model needs a lung mask: upload one (no lung segmentation model is loaded)"
@@ -218,7 +224,12 @@ class ChestPredictor:
             },
         )
 
-    def _read_inputs(self, xray: ImageInput | None, ct: ImageInput | None) -> dict[str, np.ndarray]:
+    def _read(self, image: ImageSource, name: str) -> np.ndarray:
+        return load_image(image, name=INPUT_NAMES[name], policy=self.policy)
+
+    def _read_inputs(
+        self, xray: ImageSource | None, ct: ImageSource | None
+    ) -> dict[str, np.ndarray]:
         if ct is not None and not self.accepts_ct:
             raise InputError("this model takes an X-ray only, but a CT was given")
         given = {name: image for name, image in (("xray", xray), ("ct", ct)) if image is not None}
@@ -227,9 +238,7 @@ class ChestPredictor:
             raise InputError(f"no image given: upload an X-ray{needed}")
         if "xray" not in given and not self.accepts_ct:
             raise InputError("no X-ray given")
-        return {
-            name: read_image(image, name=name, policy=self.policy) for name, image in given.items()
-        }
+        return {name: self._read(image, name) for name, image in given.items()}
 
     def _fit_mask(self, mask: np.ndarray, image: np.ndarray) -> np.ndarray:
         """The mask resized to the X-ray, under the policy's mask rule (the size may differ,
@@ -303,14 +312,15 @@ def _branch_input(key: str) -> str:
 
 
 def load_predictor(
-    path_or_repo: str | os.PathLike, **kwargs: Any
+    path_or_repo: str | os.PathLike | CheckpointSource, **kwargs: Any
 ) -> ChestPredictor | LungSegmenter:
     """Load a served model from a checkpoint folder or Hub id: a :class:`ChestPredictor` for a
     classifier, a :class:`LungSegmenter` for a segmentation model (by its registered family).
 
     Keyword arguments go to :meth:`ChestPredictor.from_pretrained`.
     """
-    family = get_model_family(AutoConfig.from_pretrained(path_or_repo).model_type)
+    folder = resolve_checkpoint(path_or_repo)
+    family = get_model_family(AutoConfig.from_pretrained(folder).model_type)
     if family.task == "segmentation":
-        return LungSegmenter.from_pretrained(path_or_repo)
-    return ChestPredictor.from_pretrained(path_or_repo, **kwargs)
+        return LungSegmenter.from_pretrained(folder)
+    return ChestPredictor.from_pretrained(folder, **kwargs)

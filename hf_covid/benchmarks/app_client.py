@@ -1,7 +1,8 @@
 """Timing a running app from outside, as users see it: concurrent ``gradio_client`` clients.
 
 :func:`measure_app_latency` drives one endpoint; the app-latency benchmark
-(:mod:`hf_covid.benchmarks.app_latency`) and the load test build on it.
+(:mod:`hf_covid.benchmarks.app_latency`) and the load test build on it. A benchmark client, not
+part of serving.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Evaluate a checkpoint on a data split, or validate it on an external folder.
 
 Examples:
-    python scripts/evaluate.py outputs/demo/checkpoints/cnn_lstm \
+    python scripts/evaluate_checkpoint.py outputs/demo/checkpoints/cnn_lstm \
         --data_dir outputs/demo/data/radiography
-    python scripts/evaluate.py outputs/demo/checkpoints/cnn_lstm \
+    python scripts/evaluate_checkpoint.py outputs/demo/checkpoints/cnn_lstm \
         --data_dir /data/other_hospital --output_dir /tmp/external   # e.g. COVID/ and Normal/
 
 Writes eval_results.json, report.md and figures/ (default: <checkpoint>/evaluation_<split>) and

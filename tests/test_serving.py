@@ -1,5 +1,5 @@
-"""hf_covid.inference and hf_covid.serving: predictors, input reading, overlays and served models
-on tiny random checkpoints."""
+"""hf_covid.serving: predictors, input reading, overlays and served models on tiny random
+checkpoints."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ import pytest
 from app_support import PATIENT_ID, PATIENT_NAME, build_tiny_checkpoints, write_test_images
 from PIL import Image
 
+from hf_covid.checkpoints import CheckpointSource, resolve_checkpoint
+from hf_covid.data import ImageReadError, InputError, load_image
 from hf_covid.data.validation import DEFAULT_INPUT_POLICY
-from hf_covid.inference import ChestPredictor, load_predictor
 from hf_covid.lung_masks import LungSegmenter
 from hf_covid.models.labels import BINARY_LABELS, RADIOGRAPHY_LABELS
-from hf_covid.serving.images import InputError, read_image
+from hf_covid.serving import ChestPredictor, load_predictor
 from hf_covid.serving.overlays import feature_map_grid, heatmap_overlay, mask_overlay
 from hf_covid.serving.served import load_served_models, read_model_card, read_provenance
 
@@ -162,9 +163,9 @@ def test_bad_image_raises_input_error_that_does_not_name_the_file(served, images
     assert images[name].stem not in str(error.value)
 
 
-def test_read_image_rejects_float_arrays_outside_unit_range():
-    with pytest.raises(InputError, match=r"float array must hold finite values in \[0, 1\]"):
-        read_image(np.full((16, 16), 2.0), name="ct")
+def test_a_named_float_array_outside_unit_range_is_refused_by_its_name():
+    with pytest.raises(ImageReadError, match=r"the CT: a float array must hold finite values"):
+        load_image(np.full((16, 16), 2.0), name="CT")
 
 
 def test_dicom_prediction_holds_pixels_but_no_patient_data(served, images):
@@ -182,6 +183,18 @@ def test_load_predictor_picks_the_predictor_by_model_type(checkpoints):
     predictor = load_predictor(checkpoints["dual_input"])
     assert isinstance(predictor, ChestPredictor)
     assert predictor.input_names == ("xray", "ct")
+
+
+def test_one_resolver_takes_a_folder_a_source_or_a_hub_id_at_a_revision(checkpoints):
+    folder = checkpoints["cnn_lstm"]
+    assert resolve_checkpoint(CheckpointSource(str(folder))) == resolve_checkpoint(folder)
+    assert isinstance(load_predictor(CheckpointSource(str(folder))), ChestPredictor)
+    with pytest.raises(FileNotFoundError, match="'org/cnn-lstm@3f2a9c' from the Hub"):
+        resolve_checkpoint("org/cnn-lstm@3f2a9c")  # offline in the tests: a download fails
+    with pytest.raises(FileNotFoundError, match="'org/cnn-lstm@main' from the Hub"):
+        resolve_checkpoint("org/cnn-lstm", revision="main")
+    with pytest.raises(ValueError, match="given with another revision, 'main'"):
+        resolve_checkpoint(CheckpointSource("org/cnn-lstm", "3f2a9c"), revision="main")
 
 
 def test_missing_and_mismatched_checkpoints_are_reported_not_raised(checkpoints, tmp_path):
@@ -263,8 +276,8 @@ def test_every_input_is_scored_by_the_input_check(served, images):
 
 
 def test_float_array_outside_the_policy_is_an_input_error():
-    with pytest.raises(InputError, match="CT: the image is 4x4 pixels; need at least 8x8"):
-        read_image(np.zeros((4, 4)), name="ct")
+    with pytest.raises(InputError, match="the CT: the image is 4x4 pixels; need at least 8x8"):
+        load_image(np.zeros((4, 4)), name="CT")
 
 
 def test_provenance_of_a_checkpoint_without_records_is_unknown(checkpoints, tmp_path):
