@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, Value
 from PIL import Image as PILImage
-from test_confounds import COMPOSED_CLASSES, save_tiny_study_model, write_study_collections
+from study_trees import COMPOSED_CLASSES, save_tiny_study_model, write_study_collections
 from test_plots import assert_non_blank_png
 
 import hf_covid.models as models

@@ -2,164 +2,125 @@
 
 The trees are written in ``tmp_path`` (never the real collections). The tests check that the
 study writes well-formed files and keeps its promises (layout, no writes into the collections,
-the U-Net masks for every image), not what the metrics are.
+the held-out hospital films, patient intervals, the document's claims), not what the metrics are.
 """
 
 from __future__ import annotations
 
-import csv
 import json
-from pathlib import Path
 
-import numpy as np
 import pytest
-from chest_trees import random_image, snapshot
-from test_public_data import METADATA_COLUMNS, _save
+from chest_trees import snapshot
+from study_trees import write_study_collections
 
-from hf_covid.recipes import RECIPE_DIR
-from hf_covid.registry import list_models, model_families
+from hf_covid.checkpoints import LUNG_SEGMENTER_FOLDER, PROCESSOR_FILE
+from hf_covid.registry import get_model_family
+from hf_covid.study.configurations import ABLATION_MODELS, STUDY_CONFIGURATIONS
 from hf_covid.study.report import study_markdown
-from hf_covid.study.run import main, study_models, study_recipes
+from hf_covid.study.run import main, study_recipes
 from hf_covid.training.arguments import ConfigurationError
 from hf_covid.training.run import train_from_recipe
 
-PATIENTS = 14
-"""COVID patients (each one X-ray with a lung mask) of the study tree; also Normal and viral."""
-
-
-def write_training_collections(root: Path, patients: int = PATIENTS, seed: int = 0) -> Path:
-    """ieee8023 (COVID with lung masks, a few normal/viral), Kermany and COVID-CT, big enough
-    for every split of every model to hold each class."""
-    rng = np.random.default_rng(seed)
-    ieee = root / "ieee8023"
-    rows = []
-    for patient in range(1, patients + 1):
-        name = f"covid-{patient}.png"
-        image = random_image(rng, 48)
-        _save(ieee / "images" / name, image)
-        _save(ieee / "masks" / name, ((image > 110) * 255).astype(np.uint8))
-        rows.append((str(patient), "60", "COVID-19", "PA", "X-ray", name))
-    for offset, finding in ((100, "No Finding"), (200, "SARS")):
-        for patient in range(offset, offset + 3):
-            name = f"{finding.split()[0].lower()}-{patient}.png"
-            _save(ieee / "images" / name, random_image(rng, 48))
-            rows.append((str(patient), "50", finding, "PA", "X-ray", name))
-    with (ieee / "metadata.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=METADATA_COLUMNS)
-        writer.writeheader()
-        for patient, age, finding, view, modality, name in rows:
-            writer.writerow(
-                {
-                    "patientid": patient,
-                    "age": age,
-                    "finding": finding,
-                    "view": view,
-                    "modality": modality,
-                    "folder": "images",
-                    "filename": name,
-                    "license": "CC BY 4.0",
-                }
-            )
-    kermany = root / "kermany" / "chest_xray" / "train"
-    for patient in range(1, patients + 1):
-        _save(kermany / "NORMAL" / f"IM-{patient:04d}-0001.jpeg", random_image(rng), "JPEG")
-        _save(
-            kermany / "PNEUMONIA" / f"person{patient}_virus_{patient}.jpeg",
-            random_image(rng),
-            "JPEG",
-        )
-    for folder in ("CT_COVID", "CT_NonCOVID"):
-        for index in range(patients):
-            _save(root / "covid_ct" / folder / f"{index}.png", random_image(rng, 48))
-    return root
+RUN = ("0_pediatric_controls", "5_outside_lungs")
+"""The first study's configuration and the one with every mitigation (crop, CLAHE, balanced
+sampling, outside-lungs swap): what the quick run trains."""
 
 
 @pytest.fixture(scope="module")
 def quick_study(tmp_path_factory):
-    """One ``--quick`` run shared by the tests of this module (about a minute)."""
+    """One ``--quick`` run shared by the tests of this module."""
     base = tmp_path_factory.mktemp("study")
-    collections = write_training_collections(base / "collections")
+    collections = write_study_collections(base / "collections")
     before = snapshot(collections)
-    status = main(
-        [
-            "--collections-root",
-            str(collections),
-            "--output-dir",
-            str(base / "out"),
-            "--docs-dir",
-            str(base / "docs"),
-            "--quick",
-        ]
-    )
-    return {"status": status, "base": base, "collections": collections, "before": before}
+    arguments = ["--collections-root", str(collections), "--output-dir", str(base / "out")]
+    arguments += ["--docs-dir", str(base / "docs"), "--quick", "--configurations", *RUN]
+    status = main(arguments)
+    results = json.loads((base / "docs" / "public_study" / "results.json").read_text())
+    return {
+        "status": status,
+        "base": base,
+        "collections": collections,
+        "before": before,
+        "results": results,
+    }
 
 
-def test_quick_study_trains_every_model_into_the_shared_layout(quick_study):
+def test_quick_study_writes_a_full_checkpoint_per_configuration_and_model(quick_study):
     assert quick_study["status"] == 0
-    keys = [family.key for family in study_models()]
-    assert set(keys) == set(list_models()) and keys[0] == "lung_unet"
-    for key in keys:
-        checkpoint = quick_study["base"] / "out" / "models" / key
-        assert (checkpoint / "model.safetensors").is_file(), key
-        assert (checkpoint / "config.json").is_file(), key
+    out = quick_study["base"] / "out"
+    assert (out / "models" / "lung_unet" / "model.safetensors").is_file()
+    for configuration in RUN:
+        for key in ABLATION_MODELS:
+            assert (out / "models" / configuration / key / "model.safetensors").is_file()
+    cropped = out / "models" / "5_outside_lungs" / "resnet"
+    assert (cropped / LUNG_SEGMENTER_FOLDER / "model.safetensors").is_file()
+    processor = json.loads((cropped / PROCESSOR_FILE).read_text())
+    assert processor["lung_crop_margin"] == 0.08
+    assert processor["intensity_standardization"] == "clahe"
+    # The first composition holds no COVID-CXNet: its models need no held-out twin.
+    assert not (out / "holdout" / "0_pediatric_controls").exists()
+    for key in ABLATION_MODELS:
+        assert (out / "holdout" / "5_outside_lungs" / key / "model.safetensors").is_file()
 
 
-def test_quick_study_writes_well_formed_results_and_document(quick_study):
-    docs = quick_study["base"] / "docs"
-    results = json.loads((docs / "public_study" / "results.json").read_text())
+def test_quick_study_results_hold_every_measure_with_patient_intervals(quick_study):
+    results = quick_study["results"]
     assert results["study"]["quick"] is True
-    assert set(results["models"]) == {family.key for family in study_models()}
-    for key, model in results["models"].items():
-        metrics = model["test"]["metrics"]
-        headline = "dice" if key == "lung_unet" else "accuracy"
-        assert 0.0 <= metrics[headline] <= 1.0, key
-        assert model["dataset"]["synthetic"] is False
-        assert set(model["dataset"]["sources"]) <= {"ieee8023", "kermany", "covid_ct"}
-    names = {key: model["dataset"]["name"] for key, model in results["models"].items()}
-    assert (
-        names["cnn_lstm"]
-        == names["dual_channel"]
-        == "Public collections in the Radiography label set"
-    )
-    assert names["dual_input"] == "Public collections in the X-ray + CT layout"
-    unet_rows = results["models"]["lung_unet"]["dataset"]["split_sizes"]
-    assert sum(unet_rows.values()) == PATIENTS  # only the images with a human mask
-    assert set(results["models"]["dual_input"]["test"]["modalities"]) == {"xray+ct", "xray", "ct"}
-    assert results["models"]["cnn_lstm"]["test"]["per_source"].keys() >= {"kermany", "ieee8023"}
-    assert results["models"]["dual_channel"]["mask_comparison"]["n_images"] > 0
-    assert {"confounds", "explanations"} <= set(results)
+    assert [c["key"] for c in results["configurations"]] == list(RUN)
+    for configuration in results["configurations"]:
+        probe = configuration["collection_probe"]
+        assert [c["region"] for c in probe["conditions"]] == [
+            "whole",
+            "outside_lungs",
+            "lungs_only",
+        ]
+        held_out = {h["source"] for h in configuration["leave_one_source_out"]["held_out"]}
+        assert "covid_cxnet" in held_out
+        for key, model in configuration["models"].items():
+            assert model["test"]["interval_unit"] == "patient", key
+            assert 0.0 <= model["test"]["metrics"]["accuracy"] <= 1.0
+            films = model["hospital_films"]
+            assert films["n_films"] == 20 and films["n_controls"] > 0
+            assert {"covid_sensitivity", "specificity_COVID"} <= set(films["metrics"])
+            assert [c["region"] for c in model["lungs_only"]["conditions"]] == [
+                "whole",
+                "lungs_only",
+            ]
+            assert "methods" in model["explanations"] or "skipped" in model["explanations"]
+    first, last = results["configurations"]
+    assert set(first["data"]["classes"]) == {"COVID", "Normal", "Viral Pneumonia"}
+    assert "Lung_Opacity" in last["data"]["classes"]
+    assert {row["age_group"] for row in last["data"]["strata"]} == {"adult"}
+    unseen = [h for h in first["leave_one_source_out"]["held_out"] if h["source"] == "covid_cxnet"]
+    assert unseen[0]["not_in_composition"] is True
+    dual_channel = last["models"]["dual_channel"]["test"]
+    assert dual_channel["masks"].startswith("the checkpoint's lung U-Net")
+
+
+def test_quick_study_document_says_what_the_numbers_allow(quick_study):
+    docs = quick_study["base"] / "docs"
+    results = quick_study["results"]
     document = (docs / "public_study.md").read_text()
     assert document == study_markdown(results)
     assert "not a diagnostic device" in document
-    assert "not evidence of COVID-19 detection" in document
-    for name in results["analysis_figures"]:
+    assert "**in --quick mode" in document
+    assert "still give the collection away" in document
+    for configuration in STUDY_CONFIGURATIONS:
+        if configuration.key in RUN:
+            assert configuration.title in document
+    for name in results["figures"].values():
         assert (docs / "public_study" / name).is_file()
     # The explanation overlays show the collections' images: never copied into the docs.
     assert not list((docs / "public_study").glob("explanations_*"))
-    for model in results["models"].values():
-        figure = model["confusion_matrix_figure"]
-        if figure is not None:
-            assert (docs / "public_study" / figure).is_file()
-
-
-def test_quick_study_gives_the_dual_channel_model_unet_masks_for_every_image(quick_study):
-    results = json.loads(
-        (quick_study["base"] / "docs" / "public_study" / "results.json").read_text()
-    )
-    masked = results["data"]["radiography_unet_masks"]
-    total = sum(masked["split_sizes"].values())
-    assert masked["masks"]["lung_unet"] == total
-    assert 0 < masked["masks"]["human_kept_in_human_mask"] < total
 
 
 def test_quick_study_never_writes_into_the_collections(quick_study):
     assert snapshot(quick_study["collections"]) == quick_study["before"]
 
 
-def test_only_analysis_reuses_the_earlier_run(quick_study, capsys):
+def test_only_analysis_rewrites_the_document_from_the_earlier_run(quick_study, capsys):
     base = quick_study["base"]
-    docs = base / "docs"
-    first = json.loads((docs / "public_study" / "results.json").read_text())
+    (base / "docs" / "public_study.md").unlink()
     status = main(
         [
             "--collections-root",
@@ -167,20 +128,19 @@ def test_only_analysis_reuses_the_earlier_run(quick_study, capsys):
             "--output-dir",
             str(base / "out"),
             "--docs-dir",
-            str(docs),
+            str(base / "docs"),
             "--only-analysis",
         ]
     )
     assert status == 0
-    again = json.loads((docs / "public_study" / "results.json").read_text())
-    assert again["models"] == first["models"]
-    output = capsys.readouterr().out
-    assert "training lung_unet" not in output
-    assert "analysis done" in output
+    again = json.loads((base / "docs" / "public_study" / "results.json").read_text())
+    assert again["configurations"] == quick_study["results"]["configurations"]
+    assert (base / "docs" / "public_study.md").is_file()
+    assert "training" not in capsys.readouterr().out
 
 
 def test_study_refuses_to_write_into_the_collections(tmp_path, capsys):
-    collections = write_training_collections(tmp_path / "collections", patients=2)
+    collections = write_study_collections(tmp_path / "collections")
     status = main(
         ["--collections-root", str(collections), "--output-dir", str(collections / "out")]
     )
@@ -188,11 +148,19 @@ def test_study_refuses_to_write_into_the_collections(tmp_path, capsys):
     assert "inside the collections root" in capsys.readouterr().err
 
 
+def test_study_names_the_collections_it_misses(tmp_path, capsys):
+    collections = write_study_collections(tmp_path / "collections")
+    (collections / "covid_cxnet" / "metadata.csv").unlink()
+    status = main(["--collections-root", str(collections), "--output-dir", str(tmp_path / "out")])
+    assert status == 2
+    assert "['covid_cxnet']" in capsys.readouterr().err
+
+
 def test_dual_channel_on_a_collections_root_refuses_partial_masks(tmp_path):
-    collections = write_training_collections(tmp_path / "collections", patients=8)
+    collections = write_study_collections(tmp_path / "collections")
     with pytest.raises(ConfigurationError, match="without a lung mask"):
         train_from_recipe(
-            RECIPE_DIR / "dual_channel_public.yaml",
+            "dual_channel_public",
             {
                 "data_dir": str(collections),
                 "output_dir": str(tmp_path / "dual_channel"),
@@ -206,14 +174,15 @@ def test_dual_channel_on_a_collections_root_refuses_partial_masks(tmp_path):
     ("recipe", "override", "message"),
     [
         ("dual_input_public", {"pairing": "patient"}, "pairing: the public collections"),
+        ("dual_input_public", {"composition": "adult_controls"}, "no named compositions"),
         ("cnn_lstm_public", {"group_by": "source"}, "group_by: 'source' does not apply"),
     ],
 )
 def test_collections_root_refuses_options_it_cannot_honour(tmp_path, recipe, override, message):
-    collections = write_training_collections(tmp_path / "collections", patients=2)
+    collections = write_study_collections(tmp_path / "collections")
     with pytest.raises(ConfigurationError, match=message):
         train_from_recipe(
-            RECIPE_DIR / recipe,
+            recipe,
             {
                 "data_dir": str(collections),
                 "output_dir": str(tmp_path / "model"),
@@ -224,28 +193,17 @@ def test_collections_root_refuses_options_it_cannot_honour(tmp_path, recipe, ove
         )
 
 
-def test_a_family_takes_part_in_the_study_by_the_study_recipe_of_its_record():
-    recipes = study_recipes()
-    assert recipes == {
-        family.key: family.recipes["study"]
-        for family in model_families()
-        if "study" in family.recipes
-    }
-    assert [family.key for family in study_models()][0] == "lung_unet"
-
-
-def test_chosen_recipes_decide_which_families_take_part_and_with_what(tmp_path):
-    variant = tmp_path / "resnet_public_variant.yaml"
-    variant.write_text((RECIPE_DIR / "resnet_public.yaml").read_text())
-    chosen = {"covid_lung_unet": "lung_unet_public", "resnet": str(variant)}
-    assert study_recipes(chosen) == {"lung_unet": "lung_unet_public", "resnet": str(variant)}
-    assert [family.key for family in study_models(chosen)] == ["lung_unet", "resnet"]
+def test_the_study_trains_each_family_with_the_study_recipe_of_its_record_or_the_one_chosen():
+    recipes = study_recipes(ABLATION_MODELS)
+    assert list(recipes) == ["lung_unet", *ABLATION_MODELS]
+    assert recipes["resnet"] == get_model_family("resnet").recipes["study"]
+    chosen = study_recipes(["resnet"], {"covid_lung_unet": "lung_unet_synthetic"})
+    assert chosen == {"lung_unet": "lung_unet_synthetic", "resnet": recipes["resnet"]}
     with pytest.raises(KeyError, match="unknown model 'no_such_family'"):
-        study_recipes({"no_such_family": "lung_unet_public"})
+        study_recipes(["no_such_family"])
 
 
 def test_study_command_line_takes_key_equals_recipe(tmp_path, capsys):
-    collections = write_training_collections(tmp_path / "collections", patients=2)
-    status = main(["--collections-root", str(collections), "--recipe", "resnet"])
+    status = main(["--collections-root", str(tmp_path), "--recipe", "resnet"])
     assert status == 2
     assert "--recipe takes KEY=RECIPE" in capsys.readouterr().err

@@ -1,27 +1,20 @@
-"""Explanation scores of the study's classifiers on tiny collections (structure and invariants)."""
+"""Explanation scores of the study's classifiers on synthetic images (structure, invariants)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
-from test_confounds import (
-    COMPOSED_CLASSES,
-    save_tiny_study_model,
-    write_study_collections,
-)
+from study_trees import COMPOSED_CLASSES, save_tiny_study_model
+from test_confounds import study_images
 from test_plots import assert_non_blank_png
 
-from hf_covid.models.labels import BINARY_LABELS
 from hf_covid.study.explanations import (
     EMPTY_MAPS,
-    explanations_markdown,
+    explain_checkpoint,
+    explanation_settings,
     lung_energy,
     remove_pixels,
-    run_explanations,
 )
-from hf_covid.study.probe_data import LUNG_UNET
 
 VERDICTS = {
     "more on the lungs than a uniform map",
@@ -32,15 +25,15 @@ VERDICTS = {
 
 
 @pytest.fixture(scope="module")
-def explained(tmp_path_factory) -> tuple[dict, Path]:
+def explained(tmp_path_factory) -> tuple[dict, object]:
     base = tmp_path_factory.mktemp("explained")
-    collections = write_study_collections(base / "collections")
-    study_dir = base / "study"
-    save_tiny_study_model(study_dir, LUNG_UNET)
-    for key in ("cnn_lstm", "dual_channel"):
-        save_tiny_study_model(study_dir, key, COMPOSED_CLASSES)
-    save_tiny_study_model(study_dir, "dual_input", BINARY_LABELS)
-    return run_explanations(study_dir, collections, quick=True), study_dir
+    test = study_images(["ieee8023", "kermany"] * 8, [0, 1, 2, 0] * 4)
+    results = {}
+    for key in ("cnn_lstm", "dual_channel", "resnet"):
+        checkpoint = save_tiny_study_model(base, key, COMPOSED_CLASSES)
+        figure = base / "figures" / f"explanations_{key}.png"
+        results[key] = explain_checkpoint(key, checkpoint, test, explanation_settings(True), figure)
+    return results, base
 
 
 def test_a_uniform_map_scores_the_lung_area_and_a_map_inside_the_lungs_scores_one():
@@ -72,13 +65,11 @@ def test_removing_pixels_changes_only_the_chosen_ones_and_fills_them_from_neighb
 
 
 def test_every_xray_classifier_is_scored_against_its_lung_area(explained):
-    result, study_dir = explained
-    by_model = {entry["model"]: entry for entry in result["models"]}
-    assert set(by_model) == {"cnn_lstm", "dual_channel", "dual_input"}
-    for key, entry in by_model.items():
-        assert 1 <= entry["n_images"] <= result["settings"]["max_images"], key
+    results, base = explained
+    for key, entry in results.items():
+        assert 1 <= entry["n_images"] <= explanation_settings(True).max_images, key
         area = entry["lung_area_fraction"]
-        assert area["mean"] == pytest.approx(28 * 30 / 1600, abs=0.05)  # the written masks
+        assert area["mean"] == pytest.approx(100 / 256)  # the synthetic lung rectangle
         assert set(entry["methods"]) == {"gradcam", "hirescam"}
         for scores in entry["methods"].values():
             assert 0 <= scores["n_empty_maps"] <= entry["n_images"]
@@ -96,20 +87,11 @@ def test_every_xray_classifier_is_scored_against_its_lung_area(explained):
             difference = deletion["drop_top"]["mean"] - deletion["drop_bottom"]["mean"]
             assert deletion["faithfulness"]["mean"] == pytest.approx(difference)
             assert -1.0 <= deletion["faithfulness"]["mean"] <= 1.0
-        assert_non_blank_png(study_dir / "figures" / entry["figure"])
-    assert result["figures"] == {key: f"explanations_{key}.png" for key in by_model}
+        assert_non_blank_png(base / "figures" / entry["figure"])
 
 
-def test_explanations_markdown_names_each_model_and_method(explained):
-    result, _ = explained
-    text = explanations_markdown(result)
-    assert "| Model | Map | Images |" in text
-    for key in ("cnn_lstm", "dual_channel", "dual_input"):
-        assert f"| {key} | Grad-CAM |" in text and f"| {key} | HiResCAM |" in text
-    assert "not where disease" in text
-
-
-def test_explanations_say_when_they_composed_the_collections_again(explained):
-    result, _ = explained
-    assert sorted(result["recomposed"]) == ["radiography", "xray_ct"]
-    assert any("composed again" in note for note in result["notes"])
+def test_a_split_without_masked_covid_images_is_skipped_with_the_reason(tmp_path):
+    checkpoint = save_tiny_study_model(tmp_path, "cnn_lstm", COMPOSED_CLASSES)
+    test = study_images(["kermany"] * 4, [1, 2, 1, 2])
+    entry = explain_checkpoint("cnn_lstm", checkpoint, test, explanation_settings(True))
+    assert entry["skipped"] == "no COVID test X-ray with a human lung mask"

@@ -179,7 +179,8 @@ def prior_corrected(probabilities: np.ndarray, validation: np.ndarray) -> np.nda
 
     Each class's probability is divided by its mean on the validation split and the rows
     renormalised, so that the mean predicted distribution on validation is uniform: the decision
-    rule is chosen on validation, never on the test images. Rankings (ROC-AUC) are unchanged.
+    rule is chosen on validation, never on the test images. With two classes it is a monotone
+    map of the odds, so the ranking (ROC-AUC) is unchanged.
     """
     prior = np.clip(validation.mean(axis=0), 1e-6, None)
     adjusted = probabilities / prior
