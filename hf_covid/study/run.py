@@ -110,10 +110,11 @@ def study_recipes(
     Raises:
         KeyError: an unknown family, or one without a ``study`` recipe and none given.
     """
+    given = {get_model_family(key).key: recipe for key, recipe in (recipes or {}).items()}
     chosen = {}
     for key in (LUNG_UNET, *models):
         family = get_model_family(key)
-        recipe = (recipes or {}).get(family.key) or family.recipes.get(STUDY_RECIPE)
+        recipe = given.get(family.key) or family.recipes.get(STUDY_RECIPE)
         if recipe is None:
             raise KeyError(f"{family.key} has no {STUDY_RECIPE!r} recipe; pass --recipe {key}=...")
         chosen[family.key] = recipe
