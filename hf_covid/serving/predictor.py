@@ -16,6 +16,13 @@ also scored by the input check (:mod:`hf_covid.data.input_check`): ``Prediction.
 says whether it looks like a frontal chest X-ray (or a CT slice in the CT slot). Every bad input
 raises :class:`hf_covid.data.InputError` (an unreadable image its subclass ``ImageReadError``).
 
+A checkpoint trained with a lung U-Net (``mask_model``) carries a copy of it
+(`hf_covid.checkpoints.LUNG_SEGMENTER_FOLDER`), and :meth:`ChestPredictor.from_pretrained` uses
+that copy for its masks, so serving makes the masks training made. A checkpoint whose processor
+crops to the lungs gets every X-ray cropped to the box of that mask (or of an uploaded one);
+``Prediction.lung_crop_box`` is the box in the X-ray's coordinates, and the Grad-CAM map is
+placed inside it, at the X-ray's resolution.
+
 Research software: not a diagnostic device.
 """
 
@@ -38,7 +45,8 @@ from ..data.input_check import InputCheck, InputCheckResult
 from ..data.resize import resize_image
 from ..data.validation import DEFAULT_INPUT_POLICY, InputPolicy, InputPolicyError
 from ..explain import cam_method, explanation_layers, feature_maps
-from ..lung_masks import LungSegmenter
+from ..lung_masks import LungSegmenter, checkpoint_segmenter
+from ..models.image_processing_chest import LUNG_CROP_STATUSES
 from ..registry import get_model_family
 
 __all__ = ["INPUT_NAMES", "ChestPredictor", "Prediction", "load_predictor"]
@@ -68,6 +76,10 @@ class Prediction:
             (``"lung_unet"``), or None.
         input_checks: input name -> whether that image looks like what its slot expects (a
             frontal chest X-ray, a CT slice), from :class:`hf_covid.data.input_check.InputCheck`.
+        lung_crop_box: the X-ray's lung crop (top, left, bottom, right as fractions of its
+            height and width) for a model that crops to the lungs, else None.
+        lung_crop_status: ``"cropped"``, or why the X-ray was left uncropped (an empty mask, one
+            that covers the image); None without a crop.
     """
 
     probabilities: dict[str, float]
@@ -78,6 +90,8 @@ class Prediction:
     lung_mask: np.ndarray | None = None
     mask_source: str | None = None
     input_checks: dict[str, InputCheckResult] = field(default_factory=dict)
+    lung_crop_box: tuple[float, float, float, float] | None = None
+    lung_crop_status: str | None = None
 
     @property
     def label(self) -> str:
@@ -103,7 +117,8 @@ class ChestPredictor:
         model: the classifier (``config.id2label`` names the classes).
         image_processor: its :class:`ChestImageProcessor`.
         lung_segmenter: makes the lung mask when none is given (needed by the dual-channel
-            model, shown as an overlay for the others).
+            model and by a processor that crops to the lungs, shown as an overlay for the
+            others).
         policy: input limits (pixels, smallest side, file size, mask shape), by default
             :data:`hf_covid.data.validation.DEFAULT_INPUT_POLICY`.
         input_check: scores whether each image looks like what its slot expects (default: the
@@ -136,7 +151,9 @@ class ChestPredictor:
             model.config.id2label[index] for index in range(model.config.num_labels)
         )
         self.accepts_ct = _accepts(model, "ct_pixel_values")
-        self.requires_lung_mask = _accepts(model, "lung_mask")
+        self.takes_lung_mask = _accepts(model, "lung_mask")
+        self.crops_lungs = bool(getattr(image_processor, "crops_lungs", False))
+        self.requires_lung_mask = self.takes_lung_mask or self.crops_lungs
         self._gradcam = cam_method(explanation)(model, explanation_layers(model, explanation_stage))
         self._hook_lock = threading.Lock()
 
@@ -147,9 +164,18 @@ class ChestPredictor:
         """Load the classifier and its processor (Auto classes) from a folder or Hub id
         (``"org/name@revision"`` pins a revision; see :func:`hf_covid.checkpoints.resolve_checkpoint`).
 
-        Keyword arguments go to the constructor (``lung_segmenter``, ``policy``, ...).
+        The lung U-Net saved with the checkpoint, where it has one, makes its masks (a
+        ``lung_segmenter`` given here serves checkpoints without their own). Keyword arguments
+        go to the constructor (``lung_segmenter``, ``policy``, ...).
+
+        Raises:
+            FileNotFoundError: the checkpoint crops to the lungs but its U-Net is missing.
         """
-        model, processor = load_checkpoint(path_or_repo)
+        folder = resolve_checkpoint(path_or_repo)
+        model, processor = load_checkpoint(folder)
+        own = checkpoint_segmenter(folder, processor)
+        if own is not None:
+            kwargs["lung_segmenter"] = own
         return cls(model, processor, **kwargs)
 
     @property
@@ -199,14 +225,16 @@ class ChestPredictor:
                 "this model needs a lung mask: upload one (no lung segmentation model is loaded)"
             )
 
-        inputs = self._model_inputs(images, mask)
+        inputs, crop = self._model_inputs(images, mask)
         with torch.inference_mode():
             outputs = self.model(**inputs)
         probabilities = outputs.logits.float().softmax(-1)[0]
         inputs_used = self._inputs_used(outputs, images)
         gradcam, maps = {}, {}
         if explain:
-            gradcam, maps = self._explain(inputs, int(probabilities.argmax()), images, inputs_used)
+            gradcam, maps = self._explain(
+                inputs, int(probabilities.argmax()), images, inputs_used, crop
+            )
         return Prediction(
             probabilities={
                 name: float(probability)
@@ -222,6 +250,8 @@ class ChestPredictor:
                 name: self.input_check.score(image, INPUT_CHECK_SLOTS[name])
                 for name, image in images.items()
             },
+            lung_crop_box=None if crop is None else crop[0],
+            lung_crop_status=None if crop is None else LUNG_CROP_STATUSES[crop[1]],
         )
 
     def _read(self, image: ImageSource, name: str) -> np.ndarray:
@@ -251,23 +281,26 @@ class ChestPredictor:
 
     def _model_inputs(
         self, images: Mapping[str, np.ndarray], mask: np.ndarray | None
-    ) -> dict[str, torch.Tensor]:
-        """Model keyword inputs; a missing modality is left out (the dual-input model then
-        marks it unavailable)."""
-        inputs = {}
+    ) -> tuple[dict[str, torch.Tensor], tuple[tuple[float, ...], int] | None]:
+        """Model keyword inputs (a missing modality is left out: the dual-input model then
+        marks it unavailable) and the X-ray's lung crop (box, status), or None without one."""
+        inputs, crop = {}, None
         if "xray" in images:
             masks = [mask.astype(np.float32)] if self.requires_lung_mask else None
             processed = self.image_processor(
                 images=[images["xray"]], masks=masks, return_tensors="pt"
             )
             inputs["pixel_values"] = processed["pixel_values"]
-            if self.requires_lung_mask:
+            if self.takes_lung_mask:
                 inputs["lung_mask"] = processed["lung_mask"]
+            if self.crops_lungs:
+                box = tuple(float(v) for v in processed["lung_crop_box"][0])
+                crop = (box, int(processed["lung_crop_status"][0]))
         if "ct" in images:
             inputs["ct_pixel_values"] = self.image_processor(
                 images=[images["ct"]], return_tensors="pt"
             )["pixel_values"]
-        return inputs
+        return inputs, crop
 
     def _inputs_used(self, outputs: Any, images: Mapping[str, np.ndarray]) -> tuple[str, ...]:
         used = getattr(outputs, "modalities_used", None)
@@ -283,6 +316,7 @@ class ChestPredictor:
         class_index: int,
         images: Mapping[str, np.ndarray],
         inputs_used: Sequence[str],
+        crop: tuple[tuple[float, ...], int] | None,
     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         # Both place hooks on the shared model: one request at a time per model.
         with self._hook_lock:
@@ -297,13 +331,29 @@ class ChestPredictor:
         for key, cam in cams.items():
             name = _branch_input(key)
             if name in inputs_used:
-                gradcam[name] = resize_image(cam[0].numpy(), images[name].shape)
+                box = crop[0] if crop is not None and name == "xray" else None
+                gradcam[name] = _map_on_image(cam[0].numpy(), images[name].shape, box)
         maps = {
             _branch_input(key): value[0].numpy()
             for key, value in activations.items()
             if _branch_input(key) in inputs_used
         }
         return gradcam, maps
+
+
+def _map_on_image(
+    cam: np.ndarray, shape: tuple[int, ...], box: Sequence[float] | None
+) -> np.ndarray:
+    """A map of the model's input placed on the image: resized to it, or into the crop box
+    (fractions of the image) and zero outside it."""
+    if box is None:
+        return resize_image(cam, shape)
+    height, width = shape[:2]
+    top, left = round(box[0] * height), round(box[1] * width)
+    bottom, right = max(round(box[2] * height), top + 1), max(round(box[3] * width), left + 1)
+    placed = np.zeros((height, width), dtype=np.float32)
+    placed[top:bottom, left:right] = resize_image(cam, (bottom - top, right - left))
+    return placed
 
 
 def _branch_input(key: str) -> str:
