@@ -28,7 +28,7 @@ from typing import Any
 from huggingface_hub import snapshot_download
 from transformers import AutoConfig, AutoImageProcessor, PreTrainedModel, ViTImageProcessor
 
-from .models.image_processing_chest import ChestImageProcessor
+from .models.image_processing_chest import LUNG_SEGMENTER_FOLDER, ChestImageProcessor
 from .registry import get_model_family
 
 __all__ = [
@@ -50,6 +50,7 @@ __all__ = [
     "is_complete_checkpoint_folder",
     "is_hub_id",
     "load_checkpoint",
+    "load_image_processor",
     "portable",
     "read_json_object",
     "resolve_checkpoint",
@@ -66,10 +67,7 @@ RUN_RECORD_FILE = "training_config.json"
 TRAINER_STATE_FILE = "trainer_state.json"
 FIGURES_DIR = "figures"
 CHECKPOINTS_SUBDIR = "checkpoints"
-LUNG_SEGMENTER_FOLDER = "lung_segmenter"
-"""The checkpoint's own copy of the lung U-Net whose masks it was trained with (the lung crop,
-a mask input), a checkpoint folder of its own; the processor names it in
-``lung_crop_segmenter``."""
+
 """Sub-folder of a training output folder with the Trainer's intermediate ``checkpoint-*``."""
 
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
@@ -455,12 +453,20 @@ def load_checkpoint(
     path = resolve_checkpoint(checkpoint, revision=revision)
     family = get_model_family(AutoConfig.from_pretrained(path).model_type)
     model = family.auto_model_class.from_pretrained(path, use_safetensors=True)
-    processor = None
-    processor_file = path / PROCESSOR_FILE
-    if processor_file.is_file():
-        kind = read_json_object(processor_file).get("image_processor_type")
-        loader = ChestImageProcessor if kind == ChestImageProcessor.__name__ else AutoImageProcessor
-        processor = loader.from_pretrained(path)
-        if isinstance(processor, ViTImageProcessor):
-            processor = ChestImageProcessor.from_stock_image_processor(processor)
-    return model, processor
+    return model, load_image_processor(path)
+
+
+def load_image_processor(folder: str | Path) -> ChestImageProcessor | None:
+    """The ``ChestImageProcessor`` saved in a local folder (a checkpoint, an ONNX export): ours
+    read directly (no remote code), a stock ``ViTImageProcessor`` (a ResNet checkpoint) as its
+    equivalent; None without a ``preprocessor_config.json``."""
+    folder = Path(folder)
+    processor_file = folder / PROCESSOR_FILE
+    if not processor_file.is_file():
+        return None
+    kind = read_json_object(processor_file).get("image_processor_type")
+    loader = ChestImageProcessor if kind == ChestImageProcessor.__name__ else AutoImageProcessor
+    processor = loader.from_pretrained(folder)
+    if isinstance(processor, ViTImageProcessor):
+        processor = ChestImageProcessor.from_stock_image_processor(processor)
+    return processor

@@ -7,7 +7,10 @@ outputs as named outputs (``logits``; the dual-input model adds ``modalities_use
 batch axis and, where the model allows it, dynamic height and width. Beside it go the model's
 ``config.json``, its ``preprocessor_config.json`` and ``onnx_export.json`` (:class:`OnnxExport`:
 exporter, opset, axes and the difference to PyTorch measured after export), so that the folder
-describes itself. :func:`verify_onnx` runs onnxruntime and compares with PyTorch.
+describes itself. A checkpoint with its own lung U-Net (`LUNG_SEGMENTER_FOLDER`: the masks its
+lung crop or mask input was trained with) gets that U-Net exported beside it, in the same
+sub-folder, so that :class:`hf_covid.serving.onnx_predictor.OnnxPredictor` crops as training and
+serving do. :func:`verify_onnx` runs onnxruntime and compares with PyTorch.
 
 Exporters: each family's record names the exporter that handles it
 (:attr:`hf_covid.registry.ModelFamily.onnx_exporter`) and whether its width may stay dynamic
@@ -52,7 +55,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from .checkpoints import load_checkpoint
+from .checkpoints import LUNG_SEGMENTER_FOLDER, load_checkpoint
 from .registry import MODALITY_FLAGS, example_inputs, get_model_family
 
 __all__ = [
@@ -315,6 +318,11 @@ def export_onnx(
     """
     model, processor = _load_model(checkpoint_or_model, processor)
     model.eval()
+    segmenter = (
+        None
+        if isinstance(checkpoint_or_model, PreTrainedModel)
+        else Path(checkpoint_or_model).expanduser() / LUNG_SEGMENTER_FOLDER
+    )
     model_type = model.config.model_type
     exporter = exporter or default_exporter(model_type)
     height, width = _export_size(image_size, processor)
@@ -339,6 +347,8 @@ def export_onnx(
     model.config.save_pretrained(onnx_path.parent)
     if processor is not None:
         processor.save_pretrained(onnx_path.parent)
+    if segmenter is not None and segmenter.is_dir():
+        export_onnx(segmenter, onnx_path.parent / LUNG_SEGMENTER_FOLDER, opset=opset, verify=verify)
 
     differences = {}
     if verify:

@@ -30,8 +30,8 @@ from .checkpoints import (
     resolve_checkpoint,
 )
 from .data.io import load_image
-from .data.resize import resize_image
 from .data.summary import read_build_summary
+from .models.labels import LUNG_MASK_LABELS
 
 __all__ = [
     "HUMAN_MASK_COLUMN",
@@ -66,7 +66,8 @@ class LungSegmenter:
     def fingerprint(self) -> str:
         """A hash of the weights and the processor settings: two segmenters with the same
         fingerprint make the same masks (the key of their mask cache)."""
-        digest = hashlib.sha256(
+        digest = hashlib.sha256(f"mask method {MASK_METHOD_VERSION}".encode())
+        digest.update(
             json.dumps(self.image_processor.to_dict(), sort_keys=True, default=str).encode()
         )
         for name, tensor in sorted(self.model.state_dict().items()):
@@ -75,11 +76,19 @@ class LungSegmenter:
         return digest.hexdigest()[:16]
 
     def segment(self, image: np.ndarray) -> np.ndarray:
-        """The (H, W) bool lung mask of a 2-D image in [0, 1], at the image's resolution."""
+        """The (H, W) bool lung mask of a 2-D image in [0, 1], at the image's resolution.
+
+        The processor's ``post_process_semantic_segmentation`` (logits resized to the image,
+        then thresholded) makes it, as the ``image-segmentation`` pipeline does, so that the
+        chest pipeline's lung crop is the one training and serving make.
+        """
         pixel_values = self.image_processor(images=[image], return_tensors="pt")["pixel_values"]
         with torch.inference_mode():
-            mask = self.model.predict_mask(pixel_values)[0, 0].float().numpy()
-        return resize_image(mask, image.shape, nearest=True) > 0.5
+            outputs = self.model(pixel_values=pixel_values)
+        label_map = self.image_processor.post_process_semantic_segmentation(
+            outputs, target_sizes=[image.shape[:2]]
+        )[0]
+        return label_map.numpy() == self.model.config.label2id[LUNG_MASK_LABELS[1]]
 
 
 def checkpoint_segmenter(
@@ -115,6 +124,9 @@ def mask_presence(split: Any, column: str = "mask") -> np.ndarray:
     return np.array([value is not None for value in _raw_values(split, column)], dtype=bool)
 
 
+MASK_METHOD_VERSION = 2
+"""Part of a segmenter's fingerprint: a change in how :meth:`LungSegmenter.segment` makes a mask
+from the U-Net's output makes every cached mask stale."""
 UNET_MASK_CACHE = "unet_masks"
 """Below a cache folder: the lung U-Net's masks of every image, by U-Net and image."""
 HUMAN_MASK_COLUMN = "human_mask"

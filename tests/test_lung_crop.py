@@ -17,18 +17,28 @@ from datasets import concatenate_datasets
 from PIL import Image
 from test_public_data import write_collections
 from torchvision.transforms.v2 import functional as tvF
+from transformers import pipeline
 
 from hf_covid.checkpoints import (
     LUNG_SEGMENTER_FOLDER,
     PROCESSOR_FILE,
     RUN_RECORD_FILE,
     load_checkpoint,
+    save_model_and_processor,
 )
 from hf_covid.data import ChestAugmentation, build_radiography_dataset, preprocess_for_training
 from hf_covid.evaluation import evaluate_checkpoint
 from hf_covid.evaluation.inputs import prepare_inputs
+from hf_covid.export import export_onnx
 from hf_covid.models.image_processing_chest import ChestImageProcessor, clahe, lung_crop_box
+from hf_covid.models.pipeline_chest import (
+    CHEST_CLASSIFICATION_TASK,
+    ChestImageClassificationPipeline,
+)
 from hf_covid.registry import get_model_family
+from hf_covid.serving import ChestPredictor
+from hf_covid.serving.onnx_predictor import OnnxPredictor
+from hf_covid.serving.overlays import heatmap_overlay
 from hf_covid.training import ConfigurationError
 from hf_covid.training.run import train_from_recipe
 from hf_covid.training.trainer import BalancedClassSampler
@@ -284,3 +294,91 @@ def test_dual_channel_evaluated_without_masks_or_unet_is_refused(tmp_path):
         model, processor, every_row.filter(lambda row: row["mask"] is not None)
     )
     assert settings["masks"] == "the dataset's own masks"
+
+
+@pytest.fixture(scope="module")
+def crop_checkpoint(tmp_path_factory) -> Path:
+    """A tiny CNN+LSTM whose processor crops to the lungs and standardises, with its own U-Net
+    (one whose mask is the whole image) in lung_segmenter/."""
+    folder = tmp_path_factory.mktemp("crop_checkpoint")
+    unet = constant_unet(tmp_path_factory.mktemp("unet"), logit=10.0)
+    unet_model, unet_processor = load_checkpoint(unet)
+    processor = ChestImageProcessor(
+        size={"height": SIZE, "width": SIZE},
+        lung_crop_margin=0.0,
+        lung_crop_segmenter=LUNG_SEGMENTER_FOLDER,
+        intensity_standardization="clahe",
+    )
+    model = get_model_family("cnn_lstm").tiny_model(["COVID", "Normal"])
+    save_model_and_processor(model, processor, folder, lung_segmenter=(unet_model, unet_processor))
+    return folder
+
+
+def test_predictor_crops_with_an_uploaded_mask_and_places_the_map_in_the_box(crop_checkpoint):
+    predictor = ChestPredictor.from_pretrained(crop_checkpoint)
+    image = (np.random.default_rng(5).random((300, 400)) * 255).astype(np.uint8)
+    prediction = predictor.predict(xray=image, lung_mask=two_lungs())
+    assert prediction.lung_crop_status == "cropped"
+    assert prediction.lung_crop_box == pytest.approx((0.2, 0.25, 0.7, 0.75))
+    cam = prediction.gradcam["xray"]
+    assert cam.shape == (300, 400)
+    outside = np.ones_like(cam, dtype=bool)
+    outside[60:210, 100:300] = False
+    assert float(np.abs(cam[outside]).max()) == 0.0
+    inputs = predictor.image_processor(images=[image], masks=[two_lungs()], return_tensors="pt")
+    with torch.no_grad():
+        expected = predictor.model(pixel_values=inputs["pixel_values"]).logits.softmax(-1)[0]
+    assert list(prediction.probabilities.values()) == pytest.approx(expected.tolist(), abs=1e-6)
+
+
+def test_predictor_makes_the_crop_mask_with_the_checkpoints_own_unet(crop_checkpoint):
+    prediction = ChestPredictor.from_pretrained(crop_checkpoint).predict(
+        xray=(np.random.default_rng(6).random((64, 64)) * 255).astype(np.uint8)
+    )
+    assert prediction.mask_source == "lung_unet"
+    # That U-Net's mask covers the whole image: used uncropped, and said so.
+    assert prediction.lung_crop_status == "mask covers the image"
+    assert prediction.lung_crop_box == (0.0, 0.0, 1.0, 1.0)
+
+
+def test_pipeline_crops_as_the_predictor_does(crop_checkpoint):
+    image = (np.random.default_rng(7).random((300, 400)) * 255).astype(np.uint8)
+    classifier = pipeline(
+        CHEST_CLASSIFICATION_TASK,
+        model=str(crop_checkpoint),
+        pipeline_class=ChestImageClassificationPipeline,
+        trust_remote_code=False,
+    )
+    answer = classifier(image, masks=two_lungs(), return_lung_crop=True)
+    assert answer["lung_crop_status"] == "cropped"
+    assert answer["lung_crop_box"] == pytest.approx([0.2, 0.25, 0.7, 0.75])
+    served = ChestPredictor.from_pretrained(crop_checkpoint).predict(
+        xray=image, lung_mask=two_lungs(), explain=False
+    )
+    scores = {row["label"]: row["score"] for row in answer["scores"]}
+    assert scores == pytest.approx(served.probabilities, abs=1e-6)
+    # Without a mask, the checkpoint's own U-Net makes it.
+    assert classifier(image, return_lung_crop=True)["lung_crop_status"] == "mask covers the image"
+
+
+@pytest.mark.slow
+def test_onnx_export_carries_the_unet_and_predicts_as_pytorch(crop_checkpoint, tmp_path):
+    exported = export_onnx(crop_checkpoint, tmp_path / "onnx")
+    assert (exported.parent / LUNG_SEGMENTER_FOLDER / "model.onnx").is_file()
+    image = (np.random.default_rng(8).random((80, 96)) * 255).astype(np.uint8)
+    onnx_probabilities, box = OnnxPredictor(exported.parent).predict_with_crop(image)
+    served = ChestPredictor.from_pretrained(crop_checkpoint).predict(xray=image, explain=False)
+    assert box == served.lung_crop_box
+    assert onnx_probabilities == pytest.approx(served.probabilities, abs=1e-4)
+    shutil.rmtree(exported.parent / LUNG_SEGMENTER_FOLDER)
+    with pytest.raises(FileNotFoundError, match="lung_segmenter/model.onnx is missing"):
+        OnnxPredictor(exported.parent)
+
+
+def test_heatmap_overlay_outlines_the_crop_box():
+    image = np.zeros((100, 100), np.float32)
+    plain = heatmap_overlay(image, np.zeros_like(image), side=100)
+    boxed = heatmap_overlay(image, np.zeros_like(image), side=100, box=(0.2, 0.3, 0.8, 0.7))
+    changed = np.any(boxed != plain, axis=-1)
+    assert changed[20, 30:70].all() and changed[20:80, 30].all()
+    assert not changed[50, 50] and not changed[5, 5]

@@ -170,7 +170,11 @@ class Handlers:
         names = tab_uploads(dataset)
         prediction = self._predict(predictor, **dict(zip(names, uploads, strict=True)))
         overlays = [
-            heatmap_overlay(prediction.images[name], cam)
+            heatmap_overlay(
+                prediction.images[name],
+                cam,
+                box=prediction.lung_crop_box if name == "xray" else None,
+            )
             if (cam := prediction.gradcam.get(name)) is not None
             else None
             for name in _images_of(dataset)

@@ -47,6 +47,7 @@ from transformers.processing_utils import ImagesKwargs, Unpack
 __all__ = [
     "INTENSITY_STANDARDIZATIONS",
     "LUNG_CROP_STATUSES",
+    "LUNG_SEGMENTER_FOLDER",
     "ChestImageProcessor",
     "clahe",
     "lung_crop_box",
@@ -55,6 +56,9 @@ __all__ = [
 _LUMINANCE = (0.299, 0.587, 0.114)
 _SIXTEEN_BIT_PIL_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
 
+LUNG_SEGMENTER_FOLDER = "lung_segmenter"
+"""The sub-folder of a checkpoint holding its own lung U-Net, the one its processor's
+``lung_crop_segmenter`` names and whose masks it was trained with."""
 INTENSITY_STANDARDIZATIONS = ("none", "equalize", "clahe")
 """Values of ``intensity_standardization``."""
 LUNG_CROP_STATUSES = ("cropped", "empty mask", "mask covers the image")

@@ -7,7 +7,11 @@ output: ``[{"label": ..., "score": ...}, ...]``) with the inputs of the hf_covid
 - the dual-channel model takes the X-ray and its lung mask (``masks=``); without a mask, the
   pipeline's ``segmenter`` (an ``image-segmentation`` pipeline of the lung U-Net, or the folder /
   Hub id of one, by default ``config.lung_segmenter``) makes it from the X-ray;
-- the X-ray-only models take an X-ray, as in ``image-classification``.
+- the X-ray-only models take an X-ray, as in ``image-classification``;
+- a checkpoint whose processor crops to the lungs (``lung_crop_margin``) gets every X-ray cropped
+  to the box of its lung mask (given as ``masks=``, or made by the segmenter, by default the U-Net
+  saved in the checkpoint's ``lung_segmenter/`` folder); ``return_lung_crop=True`` adds the box
+  (top, left, bottom, right as fractions of the X-ray) and the crop's status to each answer.
 
 The classifiers save it with their checkpoint (``custom_pipelines`` in ``config.json`` and this
 file beside the modeling code), so that it loads by remote code where hf_covid is not installed::
@@ -17,8 +21,8 @@ file beside the modeling code), so that it loads by remote code where hf_covid i
     >>> classifier("xray.png", ct="ct.png")
     [{'label': 'COVID', 'score': 0.93}, {'label': 'Non-COVID', 'score': 0.07}]
 
-This file is copied next to a checkpoint: it imports only torch, PIL, numpy, transformers and
-``.labels``.
+This file is copied next to a checkpoint: it imports only torch, PIL, numpy, transformers,
+``.labels`` and ``.image_processing_chest``.
 """
 
 from __future__ import annotations
@@ -30,11 +34,17 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from PIL import Image
-from transformers import Pipeline, pipeline
+from transformers import (
+    AutoImageProcessor,
+    AutoModelForSemanticSegmentation,
+    Pipeline,
+    pipeline,
+)
 from transformers.image_processing_utils import BatchFeature
 from transformers.image_utils import load_image
 from transformers.pipelines import ImageClassificationPipeline
 
+from .image_processing_chest import LUNG_CROP_STATUSES, LUNG_SEGMENTER_FOLDER
 from .labels import LUNG_MASK_LABELS
 
 __all__ = ["CHEST_CLASSIFICATION_TASK", "ChestImageClassificationPipeline"]
@@ -43,6 +53,7 @@ CHEST_CLASSIFICATION_TASK = "chest-image-classification"
 """The pipeline task name the hf_covid classifiers register and save in ``custom_pipelines``."""
 
 _EXAMPLE_KEYS = ("xray", "ct", "mask")
+_CROP_KEYS = ("lung_crop_box", "lung_crop_status")
 
 
 def _as_image(image: Any, timeout: float | None) -> Any:
@@ -105,10 +116,11 @@ class ChestImageClassificationPipeline(ImageClassificationPipeline):
     """Classify chest images with any hf_covid classifier (see the module docstring).
 
     Args:
-        segmenter: For models that need a lung mask: an ``image-segmentation`` pipeline of the
-            lung U-Net, or its folder / Hub id (loaded as such a pipeline, with remote code when
-            this classifier itself was loaded by remote code). Defaults to the model's
-            ``config.lung_segmenter``; None leaves masks to the caller (``masks=``).
+        segmenter: For models that need a lung mask (a mask input or a lung crop): an
+            ``image-segmentation`` pipeline of the lung U-Net, or its folder / Hub id (loaded as
+            such a pipeline, with remote code when this classifier itself was loaded by remote
+            code). Defaults to the model's ``config.lung_segmenter``, else the checkpoint's own
+            ``lung_segmenter/`` copy; None leaves masks to the caller (``masks=``).
         *args, **kwargs: As for ``ImageClassificationPipeline``.
 
     Call it with ``pipe(xray)``, ``pipe(xray, ct=ct)``, ``pipe(ct=ct)``, ``pipe(xray, masks=mask)``,
@@ -123,13 +135,32 @@ class ChestImageClassificationPipeline(ImageClassificationPipeline):
         parameters = inspect.signature(self.model.forward).parameters
         self.accepts_ct = "ct_pixel_values" in parameters
         self.needs_mask = "lung_mask" in parameters
+        self.crops_lungs = getattr(self.image_processor, "lung_crop_margin", None) is not None
         segmenter = segmenter or getattr(self.model.config, "lung_segmenter", None)
+        remote = type(self.model).__module__.startswith("transformers_modules")
         if isinstance(segmenter, str):
-            remote = type(self.model).__module__.startswith("transformers_modules")
             segmenter = pipeline(
                 "image-segmentation", model=segmenter, trust_remote_code=remote, device=self.device
             )
+        if segmenter is None and (self.needs_mask or self.crops_lungs):
+            segmenter = self._checkpoint_segmenter(remote)
         self.segmenter = segmenter
+
+    def _checkpoint_segmenter(self, remote: bool) -> Pipeline | None:
+        """The lung U-Net saved in the checkpoint's `LUNG_SEGMENTER_FOLDER`, or None."""
+        source = self.model.name_or_path
+        try:
+            model = AutoModelForSemanticSegmentation.from_pretrained(
+                source, subfolder=LUNG_SEGMENTER_FOLDER, trust_remote_code=remote
+            )
+            processor = AutoImageProcessor.from_pretrained(
+                source, subfolder=LUNG_SEGMENTER_FOLDER, trust_remote_code=remote
+            )
+        except OSError:  # no such folder: masks must come from the caller
+            return None
+        return pipeline(
+            "image-segmentation", model=model, image_processor=processor, device=self.device
+        )
 
     def __call__(
         self, inputs: Any = None, *, ct: Any = None, masks: Any = None, **kwargs: Any
@@ -140,23 +171,36 @@ class ChestImageClassificationPipeline(ImageClassificationPipeline):
             inputs: X-ray(s): paths, URLs, PIL images, arrays or tensors; or dicts with the keys
                 ``xray``, ``ct``, ``mask``. None with ``ct`` for CT-only examples.
             ct: CT slice(s) for the dual-input model, matching ``inputs`` one to one.
-            masks: Lung mask(s) for the dual-channel model (made by the segmenter when omitted).
-            **kwargs: ``top_k``, ``function_to_apply``, ``timeout``, ``batch_size``...
+            masks: Lung mask(s) for the dual-channel model and the lung crop (made by the
+                segmenter when omitted).
+            **kwargs: ``top_k``, ``function_to_apply``, ``timeout``, ``batch_size``,
+                ``return_lung_crop``...
 
         Returns:
-            Per example, the classes with their scores, best first.
+            Per example, the classes with their scores, best first; with
+            ``return_lung_crop=True`` (a lung-cropping checkpoint) a dict of those ``scores``,
+            the ``lung_crop_box`` and the ``lung_crop_status``.
         """
         return super().__call__(_examples(inputs, ct, masks), **kwargs)
 
+    def _sanitize_parameters(self, return_lung_crop: bool | None = None, **kwargs: Any):
+        preprocess, forward, postprocess = super()._sanitize_parameters(**kwargs)
+        if return_lung_crop is not None:
+            postprocess["return_lung_crop"] = return_lung_crop
+        return preprocess, forward, postprocess
+
     def preprocess(self, example: dict[str, Any], timeout: float | None = None) -> BatchFeature:
-        """Model inputs of one example: ``pixel_values``, ``ct_pixel_values``, ``lung_mask``."""
+        """Model inputs of one example: ``pixel_values``, ``ct_pixel_values``, ``lung_mask``
+        (and the lung crop's box and status, which :meth:`_forward` sets aside)."""
         data: dict[str, torch.Tensor] = {}
         if example["xray"] is not None:
             xray = _as_image(example["xray"], timeout)
             mask = example["mask"]
-            if self.needs_mask:
+            if self.needs_mask or self.crops_lungs:
                 mask = self._lung_mask(xray) if mask is None else _as_image(mask, timeout)
-                data.update(self.image_processor(images=xray, masks=mask, return_tensors="pt"))
+                processed = self.image_processor(images=xray, masks=mask, return_tensors="pt")
+                keep = ("pixel_values", *(("lung_mask",) if self.needs_mask else ()), *_CROP_KEYS)
+                data.update({key: processed[key] for key in keep if key in processed})
             else:
                 data.update(self.image_processor(images=xray, return_tensors="pt"))
         elif self.needs_mask or not self.accepts_ct:
@@ -170,12 +214,34 @@ class ChestImageClassificationPipeline(ImageClassificationPipeline):
             ]
         return BatchFeature(data=data).to(self.dtype)
 
+    def _forward(self, model_inputs: dict[str, Any]) -> Any:
+        crop = {key: model_inputs.pop(key) for key in _CROP_KEYS if key in model_inputs}
+        outputs = super()._forward(model_inputs)
+        for key, value in crop.items():
+            outputs[key] = value
+        return outputs
+
+    def postprocess(
+        self, model_outputs: Any, return_lung_crop: bool = False, **kwargs: Any
+    ) -> list[dict[str, Any]] | dict[str, Any]:
+        scores = super().postprocess(model_outputs, **kwargs)
+        if not return_lung_crop:
+            return scores
+        if "lung_crop_box" not in model_outputs:
+            raise ValueError("return_lung_crop=True: this checkpoint does not crop to the lungs")
+        return {
+            "scores": scores,
+            "lung_crop_box": [float(v) for v in model_outputs["lung_crop_box"][0]],
+            "lung_crop_status": LUNG_CROP_STATUSES[int(model_outputs["lung_crop_status"][0])],
+        }
+
     def _lung_mask(self, xray: Any) -> np.ndarray:
         """The 0/1 lung mask of an X-ray at its own size, made by the segmenter's U-Net."""
         if self.segmenter is None:
             raise ValueError(
-                f"{type(self.model).__name__} needs a lung mask: pass masks=..., or give the "
-                "pipeline a lung U-Net (segmenter=<image-segmentation pipeline, folder or Hub id>)"
+                f"{type(self.model).__name__} needs a lung mask (a mask input or its lung crop): "
+                "pass masks=..., or give the pipeline a lung U-Net (segmenter=<image-segmentation "
+                f"pipeline, folder or Hub id>); the checkpoint has no {LUNG_SEGMENTER_FOLDER}/"
             )
         processor, model = self.segmenter.image_processor, self.segmenter.model
         inputs = processor(images=xray, return_tensors="pt").to(model.device, model.dtype)

@@ -16,14 +16,43 @@ __all__ = ["feature_map_grid", "heatmap_overlay", "mask_overlay"]
 
 
 def heatmap_overlay(
-    image: np.ndarray, heatmap: np.ndarray, *, alpha: float = 0.45, side: int = 384
+    image: np.ndarray,
+    heatmap: np.ndarray,
+    *,
+    alpha: float = 0.45,
+    side: int = 384,
+    box: tuple[float, float, float, float] | None = None,
 ) -> np.ndarray:
     """A heat map (e.g. Grad-CAM, [0, 1]) over a grayscale image, as (h, w, 3) uint8 RGB whose
-    longer side is ``side`` pixels (display size: large images shrink, small ones grow)."""
+    longer side is ``side`` pixels (display size: large images shrink, small ones grow).
+
+    ``box`` (top, left, bottom, right as fractions of the image: the model's lung crop) is
+    outlined in yellow, so that the overlay shows which part of the image the model saw.
+    """
     base = _display_size(image, side)
     heat = np.clip(resize_image(heatmap, base.shape), 0, 1)
     colored = colormaps["jet"](heat)[..., :3]
-    return _to_uint8((1 - alpha) * base[..., None] + alpha * colored)
+    rgb = (1 - alpha) * base[..., None] + alpha * colored
+    if box is not None:
+        _outline_box(rgb, box, (1.0, 0.9, 0.0))
+    return _to_uint8(rgb)
+
+
+def _outline_box(
+    rgb: np.ndarray, box: tuple[float, float, float, float], color: tuple[float, float, float]
+) -> None:
+    """Draw the outline of ``box`` (fractions of the image) into ``rgb`` in place."""
+    height, width = rgb.shape[:2]
+    thickness = max(1, max(height, width) // 192)
+    top, left = round(box[0] * height), round(box[1] * width)
+    bottom, right = max(round(box[2] * height), top + 1), max(round(box[3] * width), left + 1)
+    for rows, columns in (
+        (slice(top, top + thickness), slice(left, right)),
+        (slice(bottom - thickness, bottom), slice(left, right)),
+        (slice(top, bottom), slice(left, left + thickness)),
+        (slice(top, bottom), slice(right - thickness, right)),
+    ):
+        rgb[rows, columns] = color
 
 
 def mask_overlay(
