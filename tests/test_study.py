@@ -82,6 +82,7 @@ def test_quick_study_results_hold_every_measure_with_patient_intervals(quick_stu
             films = model["hospital_films"]
             assert films["n_films"] == 20 and films["n_controls"] > 0
             assert {"covid_sensitivity", "specificity_COVID"} <= set(films["metrics"])
+            assert "roc_auc_COVID" in model["test_covid"]["metrics"]
             assert [c["region"] for c in model["lungs_only"]["conditions"]] == [
                 "whole",
                 "lungs_only",

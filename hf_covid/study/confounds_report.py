@@ -279,13 +279,13 @@ def draw_study_figures(results: Mapping, folder: Path) -> dict[str, str]:
             model = configuration["models"].get(key)
             if model is None:
                 continue
-            test = model["test"]
+            test = model["test_covid"]
             films = model["hospital_films"]
             rows.append(
                 (
                     f"{configuration['title']}: internal",
-                    test["metrics"]["roc_auc"],
-                    test["confidence_intervals"].get("roc_auc"),
+                    test["metrics"].get("roc_auc_COVID") or 0.0,
+                    test["confidence_intervals"].get("roc_auc_COVID"),
                 )
             )
             rows.append(
@@ -297,7 +297,7 @@ def draw_study_figures(results: Mapping, folder: Path) -> dict[str, str]:
             )
         panels.append((key, rows))
     figure = Figure(figsize=(4 + 3.2 * len(panels), 0.32 * len(panels[0][1]) + 1.6))
-    _point_rows(figure, panels, "ROC-AUC, COVID vs the rest (95% CI)", 0.5)
+    _point_rows(figure, panels, "ROC-AUC of COVID (95% CI over patients)", 0.5)
     path = folder / "ablation_roc_auc.png"
     figure.savefig(path, dpi=110, bbox_inches="tight")
     drawn["ablation"] = path.name

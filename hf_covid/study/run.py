@@ -78,7 +78,6 @@ from .probe_data import (
     FIGURES_DIR,
     LUNG_UNET,
     MODELS_DIR,
-    POSITIVE_CLASS,
     StudyImages,
     composition_dir,
     load_study_images,
@@ -88,7 +87,7 @@ from .probe_data import (
 )
 from .report import draw_study_figures, study_markdown
 
-__all__ = ["HOLDOUT_DIR", "STUDY_RECIPE", "main", "run_study", "study_recipes"]
+__all__ = ["HOLDOUT_DIR", "STUDY_RECIPE", "covid_scores", "main", "run_study", "study_recipes"]
 
 STUDY_RECIPE = "study"
 """The recipe purpose (:data:`hf_covid.registry.RECIPE_PURPOSES`) a family trains with here."""
@@ -273,31 +272,25 @@ def _train_unet(study: _Study) -> dict[str, Any]:
     }
 
 
-def _hospital_film_scores(
-    checkpoint: Path, films: StudyImages, controls: StudyImages, settings: ProbeSettings
-) -> dict:
-    """A checkpoint on COVID-CXNet's films against adult Normal images, the way an external
-    evaluation scores a COVID/ + Normal/ folder (COVID sensitivity, specificity and ROC-AUC of
-    COVID vs Normal, :func:`~hf_covid.evaluation.external.external_metrics`), with intervals
-    over patients."""
+def covid_scores(checkpoint: Path, images: StudyImages, settings: ProbeSettings) -> dict:
+    """A checkpoint's COVID-vs-the-rest scores on images of a study view, the way an external
+    evaluation scores a folder (:func:`~hf_covid.evaluation.external.external_metrics`: COVID
+    sensitivity, specificity and ROC-AUC of COVID, accuracy), with intervals over patients.
+
+    The images' classes are matched to the model's by name (every one must be a model class).
+    """
     model, processor = load_checkpoint(checkpoint)
     class_names = class_names_of(model.config)
-    labels = np.array(
-        [class_names.index(POSITIVE_CLASS)] * len(films.labels)
-        + [class_names.index(controls.class_names[i]) for i in controls.labels]
-    )
-    images = torch.cat([films.images, controls.images])
-    masks = torch.cat([films.unet_masks, controls.unet_masks])
-    probabilities = predict_probabilities(model, processor, images, masks)
-    scores = external_metrics(
+    labels = np.array([class_names.index(images.class_names[i]) for i in images.labels])
+    probabilities = predict_probabilities(model, processor, images.images, images.unet_masks)
+    return external_metrics(
         labels,
         probabilities,
         class_names,
         n_resamples=settings.n_resamples,
         seed=settings.seed,
-        groups=[*films.groups, *controls.groups],
+        groups=images.groups,
     )
-    return {"n_films": len(films.labels), "n_controls": len(controls.labels), **scores}
 
 
 COMPOSITION_OPTIONS = ("composition", "class_map", "age_groups")
@@ -357,7 +350,8 @@ def _evaluate_model(
     checkpoint: Path,
     views: dict[str, StudyImages],
 ) -> dict[str, Any]:
-    """Internal test metrics, the lungs-only drop and the explanation scores of one model."""
+    """Internal test metrics (and COVID vs the rest, scored as the held-out films are), the
+    lungs-only drop and the explanation scores of one model."""
     evaluated = evaluate_checkpoint(
         checkpoint,
         dataset=study.composition(configuration),
@@ -369,6 +363,7 @@ def _evaluate_model(
     )
     figure = study.study_dir / FIGURES_DIR / f"explanations_{configuration.key}_{key}.png"
     return {
+        "test_covid": covid_scores(checkpoint, views["test"], study.probes),
         "test": {
             name: evaluated.get(name)
             for name in (
@@ -435,7 +430,11 @@ def _run_configuration(study: _Study, configuration: StudyConfiguration, shared:
                 study, configuration, key, held_out, _without_hospital_films(study, configuration)
             )
         with one_torch_thread():
-            model["hospital_films"] = _hospital_film_scores(held_out, films, normals, study.probes)
+            model["hospital_films"] = {
+                "n_films": len(films.labels),
+                "n_controls": len(normals.labels),
+                **covid_scores(held_out, films.concatenate(normals), study.probes),
+            }
         entry["models"][key] = model
     return entry
 
