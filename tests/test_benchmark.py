@@ -146,6 +146,24 @@ def test_quick_benchmark_inference_case_compares_variants_with_eager(quick_run):
 
 
 @pytest.mark.slow
+def test_quick_benchmark_lung_crop_case_times_serving_and_preprocessing(quick_run):
+    output_dir, written = quick_run
+    crop = written["lung_crop"]
+    assert crop["model"] == "resnet"
+    for variant in ("without_crop", "with_crop"):
+        latency = crop["serving"][variant]
+        assert 0 < latency["p50_ms"] <= latency["p95_ms"]
+    assert crop["serving"]["p50_ratio"] == pytest.approx(
+        crop["serving"]["with_crop"]["p50_ms"] / crop["serving"]["without_crop"]["p50_ms"]
+    )
+    training = crop["training_preprocessing_s"]
+    assert training["images"] == 100
+    assert all(training[name] > 0 for name in ("without_crop", "with_crop_first_run"))
+    # The second run reads every mask and every image back from the caches.
+    assert training["with_crop_cached"] < training["with_crop_first_run"]
+    assert "## Lung crop" in (output_dir / "results.md").read_text()
+
+
 def test_quick_benchmark_onnx_case_times_onnxruntime_against_eager(quick_run):
     output_dir, written = quick_run
     onnx = written["onnx"]

@@ -168,6 +168,32 @@ def _cuda_section(cuda: dict[str, Any]) -> list[str]:
     ]
 
 
+def _lung_crop_section(crop: dict[str, Any]) -> list[str]:
+    serving, training = crop["serving"], crop["training_preprocessing_s"]
+    size = "x".join(str(side) for side in serving["xray_size"])
+    return [
+        f"## Lung crop: {crop['model']}, serving and training preprocessing",
+        "",
+        f"| `ChestPredictor.predict` on a {size} X-ray | p50 (ms) | p95 (ms) |",
+        "| --- | ---: | ---: |",
+        *(
+            f"| {name.replace('_', ' ')} | {_number(serving[name]['p50_ms'])} | "
+            f"{_number(serving[name]['p95_ms'])} |"
+            for name in ("without_crop", "with_crop")
+        ),
+        "",
+        f"The crop (one lung U-Net pass per request) makes p50 {_number(serving['p50_ratio'], 2)}x.",
+        "",
+        f"| preprocessing of {training['images']} phantoms for training | seconds |",
+        "| --- | ---: |",
+        *(
+            f"| {name.replace('_', ' ')} | {_number(training[name], 2)} |"
+            for name in ("without_crop", "with_crop_first_run", "with_crop_cached")
+        ),
+        "",
+    ]
+
+
 def _startup_table(startup: dict[str, Any]) -> list[str]:
     load = " -> ".join(
         f"{values[0]:.2f}" for values in (startup["load_average"], startup["load_average_after"])
@@ -206,6 +232,8 @@ def results_markdown(results: dict[str, Any]) -> str:
         lines += _training_table("Training: samples/s, HF Trainer against a plain loop", training)
     if inference := results.get("inference"):
         lines += _inference_table("Inference (CPU)", inference)
+    if crop := results.get("lung_crop"):
+        lines += _lung_crop_section(crop)
     if onnx := results.get("onnx"):
         lines += _onnx_section(onnx)
     if app := results.get("app"):

@@ -19,6 +19,7 @@ from .cuda import NO_CUDA_NOTE, resnet50_training_throughput
 from .data_pipeline import compare_data_pipelines
 from .demo_models import build_demo_model, load_demo_recipes, save_random_checkpoints
 from .inference_speed import compare_inference_variants, inference_variants
+from .lung_crop import measure_lung_crop
 from .onnx_runtime import compare_onnx_to_eager
 from .startup import measure_startup, startup_commands
 from .training_loop import compare_training_loops
@@ -32,8 +33,19 @@ __all__ = [
     "run_benchmarks",
 ]
 
-CASES: tuple[str, ...] = ("startup", "data", "training", "inference", "onnx", "app", "cuda")
+CASES: tuple[str, ...] = (
+    "startup",
+    "data",
+    "training",
+    "inference",
+    "lung_crop",
+    "onnx",
+    "app",
+    "cuda",
+)
 """The benchmark cases, in the order they run."""
+LUNG_CROP_MODEL = "resnet"
+"""The classifier the lung-crop case measures (the study's best on unseen hospital films)."""
 
 
 def one_family_per_exporter() -> tuple[str, ...]:
@@ -67,6 +79,7 @@ class BenchmarkSettings:
         training_batch_size: Batch size of the training case (None: the recipe's).
         latency_repeats: Batch-1 forwards timed per inference variant.
         throughput_repeats: Batch-32 forwards timed per inference variant.
+        lung_crop_repeats: Predictions timed with and without the lung crop.
         compile: Also measure ``torch.compile`` (slow to compile on CPU: full run only).
         onnx_models: Model keys of the onnx case (None: every registered family).
         app_requests: Requests per app endpoint (sent one after the other).
@@ -89,6 +102,7 @@ class BenchmarkSettings:
     training_batch_size: int | None = None
     latency_repeats: int = 30
     throughput_repeats: int = 3
+    lung_crop_repeats: int = 30
     compile: bool = True
     onnx_models: tuple[str, ...] | None = None
     app_requests: int = 20
@@ -114,6 +128,7 @@ class BenchmarkSettings:
             "training_batch_size": 8,
             "latency_repeats": 5,
             "throughput_repeats": 1,
+            "lung_crop_repeats": 3,
             "compile": False,
             "onnx_models": one_family_per_exporter(),
             "app_requests": 2,
@@ -213,7 +228,7 @@ def run_benchmarks(
         )
     cuda = torch.cuda.is_available()
     data: dict[str, Any] = {}
-    if set(cases) & {"data", "training", "app", "cuda"}:  # the cases that read phantoms
+    if set(cases) & {"data", "training", "lung_crop", "app", "cuda"}:  # they read phantoms
         progress("preparing the phantom data")
         data = prepare_phantom_data(Path(data_dir) if data_dir else work_dir / "data", settings)
         results["settings"]["data_generation_seconds"] = data["generation_seconds"]
@@ -277,6 +292,17 @@ def run_benchmarks(
 
     if "inference" in cases:
         results["inference"] = inference_case("cpu")
+
+    if "lung_crop" in cases:
+        progress("lung crop: serving latency with and without, the preprocessing it adds")
+        results["lung_crop"] = measure_lung_crop(
+            recipes[LUNG_CROP_MODEL],
+            recipes["lung_unet"],
+            data["radiography"],
+            work_dir / "lung_crop",
+            image_size=image_size(recipes[LUNG_CROP_MODEL]),
+            repeats=settings.lung_crop_repeats,
+        )
 
     if "onnx" in cases:
         results["onnx"] = {
