@@ -208,11 +208,14 @@ def write_report(results: Mapping, path: str | Path) -> Path:
         lines.append(
             f"- X-ray/CT pairing: **{dataset['pairing']}**. {dataset.get('pairing_note') or ''}"
         )
-    unit = "patients" if results.get("interval_unit") == "patient" else "images"
+    unit = (
+        "patients (every image of a drawn patient with it)"
+        if results.get("interval_unit") == "patient"
+        else "images"
+    )
     lines += [
         f"- Intervals: {percent}% percentile bootstrap over {results.get('n_resamples')} "
-        f"resamples of the {unit} (every image of a drawn patient with it; stratified by class "
-        "for classification).",
+        f"resamples of the {unit}, stratified by class for classification.",
     ]
     if results.get("masks"):
         lines.append(f"- Lung masks: {results['masks']}.")
