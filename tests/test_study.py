@@ -17,7 +17,8 @@ from hf_covid.checkpoints import LUNG_SEGMENTER_FOLDER, PROCESSOR_FILE
 from hf_covid.registry import get_model_family
 from hf_covid.study.configurations import ABLATION_MODELS, STUDY_CONFIGURATIONS
 from hf_covid.study.report import study_markdown
-from hf_covid.study.run import main, study_recipes
+from hf_covid.study.run import main
+from hf_covid.study.session import study_recipes
 from hf_covid.training.arguments import ConfigurationError
 from hf_covid.training.run import train_from_recipe
 
