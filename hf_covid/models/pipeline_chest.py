@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import inspect
 import os
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -149,6 +150,9 @@ class ChestImageClassificationPipeline(ImageClassificationPipeline):
     def _checkpoint_segmenter(self, remote: bool) -> Pipeline | None:
         """The lung U-Net saved in the checkpoint's `LUNG_SEGMENTER_FOLDER`, or None."""
         source = self.model.name_or_path
+        local = Path(source)
+        if local.is_dir() and not (local / LUNG_SEGMENTER_FOLDER).is_dir():
+            return None
         try:
             model = AutoModelForSemanticSegmentation.from_pretrained(
                 source, subfolder=LUNG_SEGMENTER_FOLDER, trust_remote_code=remote
@@ -156,7 +160,7 @@ class ChestImageClassificationPipeline(ImageClassificationPipeline):
             processor = AutoImageProcessor.from_pretrained(
                 source, subfolder=LUNG_SEGMENTER_FOLDER, trust_remote_code=remote
             )
-        except OSError:  # no such folder: masks must come from the caller
+        except (OSError, ValueError):  # no such folder on the Hub: masks come from the caller
             return None
         return pipeline(
             "image-segmentation", model=model, image_processor=processor, device=self.device
