@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 from datasets import ClassLabel, DatasetDict, Features, Image, Value
 
 from ..dedup import ImageHashes
-from ..io import DatasetCache, ImageFileInfo
+from ..io import DatasetCache, ImageFileInfo, report_bad_input
 from ..radiography import mask_column_value
 from ..splits import DEFAULT_SPLIT_RATIOS, SPLIT_NAMES, SplitPlan, make_dataset_dict, plan_splits
 from ..summary import DatasetBuildSummary
@@ -38,6 +38,7 @@ __all__ = [
     "cross_collection_duplicate_groups",
     "cross_collection_note",
     "age_problem_notes",
+    "inspect_files",
     "locate_collection",
     "parse_age",
     "public_features",
@@ -528,6 +529,32 @@ def build_collection_dataset(
         fixed_split=fixed_split,
         extra_features=scan.extra_features,
     )
+
+
+def inspect_files(
+    cache: DatasetCache,
+    root: Path,
+    paths: Sequence[Path],
+    *,
+    skip_bad_images: bool,
+    num_threads: int | None,
+    problems: Sequence[tuple[str, str]] = (),
+) -> tuple[list[ImageFileInfo], int]:
+    """Validate and hash a collection's files once (the scan cache) and report the bad ones.
+
+    Every file that does not decode, with ``problems`` (other bad entries the scan found), raises
+    one `BadImagesError` naming them all, or is counted and skipped with ``skip_bad_images``.
+
+    Returns:
+        One `ImageFileInfo` per path, in order (``error`` set for a bad file), and the number of
+        bad files and folders skipped.
+    """
+    infos = cache.inspect(paths, num_threads=num_threads)
+    found = [
+        *problems,
+        *((info.path.relative_to(root).as_posix(), info.error) for info in infos if info.error),
+    ]
+    return infos, report_bad_input(root, found, skip_bad_images=skip_bad_images)
 
 
 def age_group_of(age: float | None) -> str:

@@ -32,7 +32,7 @@ from pathlib import Path
 from datasets import DatasetDict
 from openpyxl import load_workbook
 
-from ..io import DatasetCache, list_folder, normalize_folder_name, report_bad_input
+from ..io import DatasetCache, list_folder, normalize_folder_name
 from ..splits import DEFAULT_SPLIT_RATIOS
 from .common import (
     CT,
@@ -42,6 +42,7 @@ from .common import (
     PublicCollection,
     ScanOptions,
     build_collection_dataset,
+    inspect_files,
     locate_collection,
     make_public_image,
 )
@@ -147,11 +148,13 @@ def scan_covid_ct(
         for category, folder in _class_folders(root).items()
         for path in list_folder(folder)[0]
     ]
-    infos = cache.inspect([path for path, _ in candidates], num_threads=num_threads)
-    problems = [
-        (info.path.relative_to(root).as_posix(), info.error) for info in infos if info.error
-    ]
-    skipped = report_bad_input(root, problems, skip_bad_images=skip_bad_images)
+    infos, skipped = inspect_files(
+        cache,
+        root,
+        [path for path, _ in candidates],
+        skip_bad_images=skip_bad_images,
+        num_threads=num_threads,
+    )
     images, official_split, excluded = [], {}, Counter()
     for (path, category), info in zip(candidates, infos, strict=True):
         if info.error is not None:

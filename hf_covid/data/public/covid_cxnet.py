@@ -31,7 +31,7 @@ from pathlib import Path
 
 from datasets import DatasetDict
 
-from ..io import DatasetCache, list_folder, report_bad_input
+from ..io import DatasetCache, list_folder
 from ..splits import DEFAULT_SPLIT_RATIOS
 from .common import (
     XRAY,
@@ -44,6 +44,7 @@ from .common import (
     age_group_of,
     age_problem_notes,
     build_collection_dataset,
+    inspect_files,
     locate_collection,
     make_public_image,
     parse_age,
@@ -114,11 +115,13 @@ def scan_covid_cxnet(
     unlisted = len(set(present) - listed)
     if unlisted:
         excluded[f"in {IMAGE_FOLDER}/ but not in {METADATA_FILE}"] += unlisted
-    infos = cache.inspect([present[row["filename"]] for row in selected], num_threads=num_threads)
-    problems = [
-        (info.path.relative_to(root).as_posix(), info.error) for info in infos if info.error
-    ]
-    skipped = report_bad_input(root, problems, skip_bad_images=skip_bad_images)
+    infos, skipped = inspect_files(
+        cache,
+        root,
+        [present[row["filename"]] for row in selected],
+        skip_bad_images=skip_bad_images,
+        num_threads=num_threads,
+    )
     images: list[PublicImage] = []
     age_problems: Counter[str] = Counter()
     for row, info in zip(selected, infos, strict=True):

@@ -51,7 +51,7 @@ from pathlib import Path
 
 from datasets import DatasetDict, Value
 
-from ..io import DatasetCache, list_folder, report_bad_input
+from ..io import DatasetCache, list_folder
 from ..splits import SPLIT_NAMES, plan_splits
 from .common import (
     XRAY,
@@ -60,6 +60,7 @@ from .common import (
     PublicCollection,
     ScanOptions,
     build_collection_dataset,
+    inspect_files,
     locate_collection,
     make_public_image,
 )
@@ -295,11 +296,13 @@ def _scan(
 
     items = [(split, *item) for split in SPLIT_NAMES for item in listed.get(split, [])]
     cache = DatasetCache(root, cache_dir)
-    infos = cache.inspect([path for *_, path in items], num_threads=num_threads)
-    problems = [
-        (info.path.relative_to(root).as_posix(), info.error) for info in infos if info.error
-    ]
-    skipped = report_bad_input(root, problems, skip_bad_images=skip_bad_images)
+    infos, skipped = inspect_files(
+        cache,
+        root,
+        [path for *_, path in items],
+        skip_bad_images=skip_bad_images,
+        num_threads=num_threads,
+    )
     images, official_split = [], {}
     for (split, line, category, _), info in zip(items, infos, strict=True):
         if info.error is not None:

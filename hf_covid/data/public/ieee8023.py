@@ -39,7 +39,7 @@ from pathlib import Path
 from datasets import DatasetDict
 
 from ..dedup import UnionFind
-from ..io import DatasetCache, list_folder, report_bad_input
+from ..io import DatasetCache, list_folder
 from ..splits import DEFAULT_SPLIT_RATIOS
 from .common import (
     CT,
@@ -53,6 +53,7 @@ from .common import (
     age_group_of,
     age_problem_notes,
     build_collection_dataset,
+    inspect_files,
     locate_collection,
     make_public_image,
     parse_age,
@@ -241,14 +242,14 @@ def scan_ieee8023(
         masks = {path.stem: path for path in list_folder(root / "masks")[0]}
     image_paths = [image_folder / row["filename"] for row, _ in selected]
     mask_paths = [masks.get(Path(row["filename"]).stem) for row, _ in selected]
-    infos = cache.inspect(
-        image_paths + [path for path in mask_paths if path is not None], num_threads=num_threads
+    infos, skipped = inspect_files(
+        cache,
+        root,
+        image_paths + [path for path in mask_paths if path is not None],
+        skip_bad_images=skip_bad_images,
+        num_threads=num_threads,
     )
     info_of = {info.path: info for info in infos}
-    problems = [
-        (info.path.relative_to(root).as_posix(), info.error) for info in infos if info.error
-    ]
-    skipped = report_bad_input(root, problems, skip_bad_images=skip_bad_images)
 
     images: list[PublicImage] = []
     age_problems: Counter[str] = Counter()

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from datasets import DatasetDict
 
-from ..io import DatasetCache, list_folder, normalize_folder_name, report_bad_input
+from ..io import DatasetCache, list_folder, normalize_folder_name
 from ..splits import DEFAULT_SPLIT_RATIOS
 from .common import (
     XRAY,
@@ -39,6 +39,7 @@ from .common import (
     PublicCollection,
     ScanOptions,
     build_collection_dataset,
+    inspect_files,
     locate_collection,
     make_public_image,
 )
@@ -108,11 +109,14 @@ def scan_kermany(
                     category = _CATEGORY_OF_KIND[match.group("kind").lower()]
                 without_patient += patient is None
                 candidates.append((path, category, finding, patient))
-    infos = cache.inspect([candidate[0] for candidate in candidates], num_threads=num_threads)
-    problems += [
-        (info.path.relative_to(root).as_posix(), info.error) for info in infos if info.error
-    ]
-    skipped = report_bad_input(root, problems, skip_bad_images=skip_bad_images)
+    infos, skipped = inspect_files(
+        cache,
+        root,
+        [candidate[0] for candidate in candidates],
+        skip_bad_images=skip_bad_images,
+        num_threads=num_threads,
+        problems=problems,
+    )
     images = [
         make_public_image(
             info,

@@ -44,7 +44,7 @@ from pathlib import Path
 from datasets import DatasetDict, Value
 from datasets import Sequence as SequenceFeature
 
-from ..io import DatasetCache, list_folder, report_bad_input
+from ..io import DatasetCache, list_folder
 from ..splits import DEFAULT_SPLIT_RATIOS, SPLIT_NAMES, plan_splits, validate_split_ratios
 from .common import (
     XRAY,
@@ -57,6 +57,7 @@ from .common import (
     age_group_of,
     age_problem_notes,
     build_collection_dataset,
+    inspect_files,
     locate_collection,
     make_public_image,
     parse_age,
@@ -244,11 +245,13 @@ def scan_nih_chestxray14(
         )
         logger.warning("%s: %d image(s) not in %s left out", TITLE, len(unlisted), table.name)
 
-    infos = cache.inspect([files[row["Image Index"]] for row in selected], num_threads=num_threads)
-    problems = [
-        (info.path.relative_to(root).as_posix(), info.error) for info in infos if info.error
-    ]
-    skipped = report_bad_input(root, problems, skip_bad_images=skip_bad_images)
+    infos, skipped = inspect_files(
+        cache,
+        root,
+        [files[row["Image Index"]] for row in selected],
+        skip_bad_images=skip_bad_images,
+        num_threads=num_threads,
+    )
     images: list[PublicImage] = []
     for row, info in zip(selected, infos, strict=True):
         if info.error is not None:

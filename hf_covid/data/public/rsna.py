@@ -50,7 +50,7 @@ from pathlib import Path
 from datasets import DatasetDict, List, Value
 
 from ..dicom import read_dicom_header
-from ..io import DatasetCache, list_folder, report_bad_input
+from ..io import DatasetCache, list_folder
 from ..splits import DEFAULT_SPLIT_RATIOS
 from .common import (
     XRAY,
@@ -60,6 +60,7 @@ from .common import (
     ScanOptions,
     age_group_of,
     build_collection_dataset,
+    inspect_files,
     locate_collection,
     make_public_image,
 )
@@ -209,11 +210,13 @@ def scan_rsna(
         logger.warning("%s", notes[-1])
 
     cache = DatasetCache(root, cache_dir)
-    infos = cache.inspect([path for path, _ in candidates], num_threads=num_threads)
-    problems = [
-        (info.path.relative_to(root).as_posix(), info.error) for info in infos if info.error
-    ]
-    skipped = report_bad_input(root, problems, skip_bad_images=skip_bad_images)
+    infos, skipped = inspect_files(
+        cache,
+        root,
+        [path for path, _ in candidates],
+        skip_bad_images=skip_bad_images,
+        num_threads=num_threads,
+    )
     images = []
     without_patient = implausible_age = disagreeing = 0
     for (path, patient), info in zip(candidates, infos, strict=True):
