@@ -23,7 +23,6 @@ import hf_covid_cli as cli
 from hf_covid.data.public import download
 from hf_covid.data.public.archives import UnsafeArchiveError, extract_archive
 from hf_covid.data.public.collections import PUBLIC_COLLECTIONS, find_collections
-from hf_covid.data.public.common import DownloadFile, DownloadSource
 from hf_covid.data.public.download import (
     DOWNLOAD_STATE_FOLDER,
     ChecksumMismatchError,
@@ -32,6 +31,7 @@ from hf_covid.data.public.download import (
     download_source,
     fetch,
 )
+from hf_covid.data.public.records import DownloadFile, DownloadSource
 
 
 class _State:

@@ -22,9 +22,10 @@ from PIL import Image
 import hf_covid_cli as cli
 from hf_covid.data.public import build_covidx_dataset, build_rsna_dataset
 from hf_covid.data.public.collections import PUBLIC_COLLECTIONS, find_collections
-from hf_covid.data.public.common import CATEGORY_DESCRIPTIONS, ScanOptions
+from hf_covid.data.public.common import CATEGORY_DESCRIPTIONS
 from hf_covid.data.public.covidx import read_covidx_label_file
 from hf_covid.data.public.prepare import describe_collections
+from hf_covid.data.public.records import ScanOptions
 from hf_covid.data.public.rsna import RSNA_EXTRA_FEATURES, rsna_age_years
 from hf_covid.data.summary import read_build_summary
 from hf_covid.evaluation.anchors import PUBLISHED_ANCHORS, published_anchor

@@ -13,15 +13,7 @@ Research software: none of this makes a data set fit for clinical use.
 """
 
 from .collections import PUBLIC_COLLECTIONS, find_collections, get_collection
-from .common import (
-    CATEGORY_DESCRIPTIONS,
-    CollectionScan,
-    DownloadFile,
-    DownloadSource,
-    PublicCollection,
-    PublicImage,
-    public_features,
-)
+from .common import CATEGORY_DESCRIPTIONS, CollectionScan, PublicImage, public_features
 from .covid_ct import COVID_CT_CATEGORIES, build_covid_ct_dataset
 from .covid_cxnet import COVID_CXNET_CATEGORIES, build_covid_cxnet_dataset
 from .covidx import COVIDX_CATEGORIES, build_covidx_dataset
@@ -29,6 +21,7 @@ from .download import download_collection
 from .ieee8023 import FRONTAL_VIEWS, IEEE8023_CATEGORIES, build_ieee8023_dataset, classify_finding
 from .kermany import KERMANY_CATEGORIES, build_kermany_dataset, kermany_patient_id
 from .nih_chestxray14 import NIH_CATEGORIES, build_nih_chestxray14_dataset
+from .records import DownloadFile, DownloadSource, PublicCollection
 from .rsna import RSNA_CATEGORIES, build_rsna_dataset
 
 __all__ = [

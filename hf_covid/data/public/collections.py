@@ -12,7 +12,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from . import covid_ct, covid_cxnet, covidx, ieee8023, kermany, nih_chestxray14, rsna
-from .common import PublicCollection
+from .records import PublicCollection
 
 __all__ = ["PUBLIC_COLLECTIONS", "find_collections", "get_collection"]
 

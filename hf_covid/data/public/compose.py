@@ -53,13 +53,8 @@ from .class_maps import (
     resolve_radiography_class_map,
 )
 from .collections import PUBLIC_COLLECTIONS, get_collection
-from .common import (
-    CollectionScan,
-    PublicImage,
-    ScanOptions,
-    build_image_dataset,
-    cross_collection_note,
-)
+from .common import CollectionScan, PublicImage, build_image_dataset, cross_collection_note
+from .records import ScanOptions
 
 __all__ = [
     "PUBLIC_COMPOSERS",

@@ -37,15 +37,12 @@ from ..splits import DEFAULT_SPLIT_RATIOS
 from .common import (
     CT,
     CollectionScan,
-    DownloadFile,
-    DownloadSource,
-    PublicCollection,
-    ScanOptions,
     build_collection_dataset,
     inspect_files,
     locate_collection,
     make_public_image,
 )
+from .records import DownloadFile, DownloadSource, PublicCollection, ScanOptions
 
 __all__ = ["COVID_CT_CATEGORIES", "build_covid_ct_dataset", "scan_covid_ct"]
 

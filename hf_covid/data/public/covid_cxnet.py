@@ -36,11 +36,7 @@ from ..splits import DEFAULT_SPLIT_RATIOS
 from .common import (
     XRAY,
     CollectionScan,
-    DownloadFile,
-    DownloadSource,
-    PublicCollection,
     PublicImage,
-    ScanOptions,
     age_group_of,
     age_problem_notes,
     build_collection_dataset,
@@ -50,6 +46,7 @@ from .common import (
     parse_age,
     site_of_url,
 )
+from .records import DownloadFile, DownloadSource, PublicCollection, ScanOptions
 from .tables import read_csv_rows
 
 __all__ = ["COVID_CXNET_CATEGORIES", "build_covid_cxnet_dataset", "scan_covid_cxnet"]

@@ -56,14 +56,12 @@ from ..splits import SPLIT_NAMES, plan_splits
 from .common import (
     XRAY,
     CollectionScan,
-    DownloadSource,
-    PublicCollection,
-    ScanOptions,
     build_collection_dataset,
     inspect_files,
     locate_collection,
     make_public_image,
 )
+from .records import DownloadSource, PublicCollection, ScanOptions
 from .tables import absent_files_note
 
 __all__ = [

@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 
 from .archives import ARCHIVE_SUFFIXES, CHUNK_SIZE, UnsafeArchiveError, extract_archive, write_file
 from .collections import PUBLIC_COLLECTIONS
-from .common import DownloadFile, DownloadSource
+from .records import DownloadFile, DownloadSource
 
 __all__ = [
     "DOWNLOAD_STATE_FOLDER",

@@ -45,11 +45,7 @@ from .common import (
     CT,
     XRAY,
     CollectionScan,
-    DownloadFile,
-    DownloadSource,
-    PublicCollection,
     PublicImage,
-    ScanOptions,
     age_group_of,
     age_problem_notes,
     build_collection_dataset,
@@ -59,6 +55,7 @@ from .common import (
     parse_age,
     site_of_url,
 )
+from .records import DownloadFile, DownloadSource, PublicCollection, ScanOptions
 from .tables import absent_files_note, read_csv_rows
 
 __all__ = [

@@ -34,15 +34,12 @@ from ..splits import DEFAULT_SPLIT_RATIOS
 from .common import (
     XRAY,
     CollectionScan,
-    DownloadFile,
-    DownloadSource,
-    PublicCollection,
-    ScanOptions,
     build_collection_dataset,
     inspect_files,
     locate_collection,
     make_public_image,
 )
+from .records import DownloadFile, DownloadSource, PublicCollection, ScanOptions
 
 __all__ = ["KERMANY_CATEGORIES", "build_kermany_dataset", "kermany_patient_id", "scan_kermany"]
 

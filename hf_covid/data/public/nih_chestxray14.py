@@ -49,11 +49,7 @@ from ..splits import DEFAULT_SPLIT_RATIOS, SPLIT_NAMES, plan_splits, validate_sp
 from .common import (
     XRAY,
     CollectionScan,
-    DownloadFile,
-    DownloadSource,
-    PublicCollection,
     PublicImage,
-    ScanOptions,
     age_group_of,
     age_problem_notes,
     build_collection_dataset,
@@ -62,6 +58,7 @@ from .common import (
     make_public_image,
     parse_age,
 )
+from .records import DownloadFile, DownloadSource, PublicCollection, ScanOptions
 from .tables import read_csv_rows
 
 __all__ = [

@@ -50,8 +50,9 @@ from ..io import load_image
 from ..synthetic.files import write_workbook
 from ..xray_ct import MODALITY_NAMES
 from .collections import PUBLIC_COLLECTIONS, get_collection
-from .common import PublicCollection, PublicImage
+from .common import PublicImage
 from .compose import MODALITY_KEYS, select_radiography_images, select_xray_ct_images
+from .records import PublicCollection
 
 __all__ = [
     "LAYOUTS",

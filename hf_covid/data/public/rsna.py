@@ -55,15 +55,13 @@ from ..splits import DEFAULT_SPLIT_RATIOS
 from .common import (
     XRAY,
     CollectionScan,
-    DownloadSource,
-    PublicCollection,
-    ScanOptions,
     age_group_of,
     build_collection_dataset,
     inspect_files,
     locate_collection,
     make_public_image,
 )
+from .records import DownloadSource, PublicCollection, ScanOptions
 from .tables import absent_files_note, read_csv_rows
 
 __all__ = [
