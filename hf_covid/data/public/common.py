@@ -1,10 +1,11 @@
 """What the public-collection builders share: the image record, the scan, the columns, the split.
 
-Every collection builder (`ieee8023`, `kermany`, `covid_ct`) first *scans* its folder into a
-`CollectionScan`: one `PublicImage` per usable image (validated and hashed once through
-`hf_covid.data.io.DatasetCache`, cached outside the data folder), with the collection's own
-category (``"covid"``, ``"normal"``, ``"viral"``, ...), patient id, view, licence and age group,
-plus a count of every image it left out and why. `build_image_dataset` then splits any list of
+Every collection builder (`ieee8023`, `kermany`, `covid_ct`, `nih_chestxray14`, `covid_cxnet`,
+`rsna`, `covidx`) first *scans* its folder into a `CollectionScan`: one `PublicImage` per usable
+image (validated and hashed once through `hf_covid.data.io.DatasetCache` by `inspect_files`,
+cached outside the data folder), with the collection's own category (``"covid"``, ``"normal"``,
+``"viral"``, ...), patient id, site, view, licence, age and sex, plus a count of every image it
+left out and why. `build_image_dataset` then splits any list of
 such images (one collection, or a composition of several) by patient, stratified by label, with
 near-duplicates kept in one split, into a `DatasetDict` with the columns of `public_features`.
 """
