@@ -10,6 +10,7 @@ again (every mask and every preprocessed image read from the caches).
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -115,9 +116,11 @@ def measure_lung_crop(
     Returns:
         ``serving``: ``without_crop`` and ``with_crop`` p50 / p95 (ms) and their ratio;
         ``training_preprocessing_s``: ``without_crop``, ``with_crop_first_run`` (every U-Net
-        mask made) and ``with_crop_cached`` (masks and images read back), with the images count.
+        mask made) and ``with_crop_cached`` (masks and images read back), with the images count;
+        the load average before and after.
     """
     work_dir, radiography_dir = Path(work_dir), Path(radiography_dir)
+    load_before = list(os.getloadavg())
     plain = _save_checkpoint(recipe, unet_recipe, work_dir / "plain", image_size, crop=False)
     cropping = _save_checkpoint(recipe, unet_recipe, work_dir / "cropping", image_size, crop=True)
     xray = load_image(next((radiography_dir / "COVID" / "images").glob("*.png")))
@@ -141,4 +144,10 @@ def measure_lung_crop(
         ),
         "images": sum(1 for _ in radiography_dir.glob("*/images/*.png")),
     }
-    return {"model": family_key, "serving": serving, "training_preprocessing_s": training}
+    return {
+        "model": family_key,
+        "serving": serving,
+        "training_preprocessing_s": training,
+        "load_average": load_before,
+        "load_average_after": list(os.getloadavg()),
+    }

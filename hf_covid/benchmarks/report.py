@@ -171,8 +171,9 @@ def _cuda_section(cuda: dict[str, Any]) -> list[str]:
 def _lung_crop_section(crop: dict[str, Any]) -> list[str]:
     serving, training = crop["serving"], crop["training_preprocessing_s"]
     size = "x".join(str(side) for side in serving["xray_size"])
+    load = " -> ".join(f"{crop[key][0]:.2f}" for key in ("load_average", "load_average_after"))
     return [
-        f"## Lung crop: {crop['model']}, serving and training preprocessing",
+        f"## Lung crop: {crop['model']}, serving and training preprocessing (load {load})",
         "",
         f"| `ChestPredictor.predict` on a {size} X-ray | p50 (ms) | p95 (ms) |",
         "| --- | ---: | ---: |",
