@@ -4,13 +4,17 @@ study's probes of its model.
 ``hf-covid evaluate CHECKPOINT --data_dir FOLDER --dataset_name NAME`` stores the evaluation on
 an external folder with a local checkpoint, in ``evaluation_external_<slug of NAME>/``
 (:func:`external_evaluation_folder`); :func:`read_external_evaluations` is the one reader, used
-by the model card and by the app. A checkpoint of the real-data study also holds the study's
+by the model card and by the app, and it keeps only the results on the weights the checkpoint
+holds now (:func:`weights_sha256`). A checkpoint of the real-data study also holds the study's
 probes of its model, ``study_probes.json`` (:class:`StudyProbes`). The file names are constants
 of :mod:`hf_covid.checkpoints`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,6 +26,7 @@ from .checkpoints import (
     EXTERNAL_EVALUATION_PREFIX,
     EXTERNAL_SPLIT,
     STUDY_PROBES_FILE,
+    WEIGHT_FILES,
     EvaluationResults,
     _from_fields,
     _JsonRecord,
@@ -32,7 +37,10 @@ __all__ = [
     "dataset_slug",
     "external_evaluation_folder",
     "read_external_evaluations",
+    "weights_sha256",
 ]
+
+logger = logging.getLogger(__name__)
 
 _NOT_SLUG = re.compile(r"[^a-z0-9]+")
 
@@ -57,12 +65,36 @@ def external_evaluation_folder(dataset_name: str) -> str:
     return EXTERNAL_EVALUATION_PREFIX + dataset_slug(dataset_name)
 
 
+def weights_sha256(checkpoint_dir: str | Path) -> str | None:
+    """The SHA-256 of a checkpoint folder's safetensors weights (``model.safetensors``, or the
+    index and every shard it names, in order); None without weights."""
+    folder = Path(checkpoint_dir)
+    single, index = (folder / name for name in WEIGHT_FILES)
+    if single.is_file():
+        files = [single]
+    elif index.is_file():
+        shards = json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}).values()
+        files = [index, *(folder / name for name in sorted(set(shards)))]
+    else:
+        return None
+    digest = hashlib.sha256()
+    for path in files:
+        with path.open("rb") as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
 def read_external_evaluations(checkpoint_dir: str | Path) -> dict[str, EvaluationResults]:
     """Data set name -> the external evaluation stored with a checkpoint folder, by name.
 
     Reads every ``evaluation_external_<slug>/eval_results.json``
     (:func:`external_evaluation_folder`, written by ``hf-covid evaluate CHECKPOINT --data_dir
     FOLDER --dataset_name NAME``); the model card and the app's provenance both read them here.
+
+    Results measured on other weights than the checkpoint holds now (it was trained again in
+    the same folder: their ``weights_sha256`` differs or is missing) are left out, with a
+    warning naming them: they no longer describe this model.
 
     Returns:
         ``{name: EvaluationResults}``, sorted by name; {} when there is none.
@@ -73,7 +105,9 @@ def read_external_evaluations(checkpoint_dir: str | Path) -> dict[str, Evaluatio
     """
     found: dict[str, EvaluationResults] = {}
     pattern = f"{EXTERNAL_EVALUATION_PREFIX}*/{EVAL_RESULTS_FILE}"
-    for path in sorted(Path(checkpoint_dir).glob(pattern)):
+    paths = sorted(Path(checkpoint_dir).glob(pattern))
+    current = weights_sha256(checkpoint_dir) if paths else None
+    for path in paths:
         results = EvaluationResults.load(path)
         name = results.dataset.name if results.dataset is not None else None
         if results.split != EXTERNAL_SPLIT or not name:
@@ -87,6 +121,13 @@ def read_external_evaluations(checkpoint_dir: str | Path) -> dict[str, Evaluatio
                 f"{path}: holds the results on {name!r}, which belong in {expected}/; move them "
                 "there or evaluate again with --dataset_name"
             )
+        if results.weights_sha256 is None or results.weights_sha256 != current:
+            logger.warning(
+                "leaving out %s: measured on other weights than %s holds now; evaluate again",
+                path,
+                checkpoint_dir,
+            )
+            continue
         found[name] = results
     return dict(sorted(found.items()))
 

@@ -285,6 +285,9 @@ class EvaluationResults(_JsonRecord):
         modalities: Dual-input model: input combination -> metrics, intervals, inputs used.
         figures: Figure name -> path relative to the results file.
         hub_commit_url: Where the checkpoint was pushed, if it was.
+        weights_sha256: The SHA-256 of the evaluated weights, for an external evaluation stored
+            with its checkpoint: it describes the checkpoint only while the checkpoint holds
+            those weights (:func:`hf_covid.checkpoint_results.weights_sha256`).
     """
 
     model_type: str
@@ -306,6 +309,7 @@ class EvaluationResults(_JsonRecord):
     modalities: dict[str, dict[str, Any]] | None = None
     figures: dict[str, str] = field(default_factory=dict)
     hub_commit_url: str | None = None
+    weights_sha256: str | None = None
 
     @classmethod
     def from_dict(

@@ -19,12 +19,14 @@ from hf_covid.checkpoint_results import (
     dataset_slug,
     external_evaluation_folder,
     read_external_evaluations,
+    weights_sha256,
 )
 from hf_covid.checkpoints import DatasetRecord, EvaluationResults
 from hf_covid.evaluation import evaluate_checkpoint, summarize_predictions
 from hf_covid.evaluation.external import card_checkpoint, external_output_dir
 from hf_covid.evaluation.run import main
 from hf_covid.hub import publishable_files
+from hf_covid.model_card import write_model_card
 from hf_covid.models.labels import RADIOGRAPHY_LABELS
 from hf_covid.serving.predictor import Prediction
 from hf_covid.serving.served import read_provenance
@@ -188,7 +190,16 @@ def test_dataset_names_make_folder_names_or_a_clear_error():
         dataset_slug(" -- ")
 
 
-def _external(name: str, **fields) -> EvaluationResults:
+def _store_external(checkpoint: Path, name: str, **fields) -> Path:
+    """An external evaluation stored with ``checkpoint``, as ``hf-covid evaluate --dataset_name``
+    stores it (on the weights the checkpoint holds)."""
+    folder = checkpoint / external_evaluation_folder(name)
+    results = _external(name, weights_sha256=weights_sha256(checkpoint)) | fields
+    EvaluationResults(**results).save(folder / "eval_results.json")
+    return folder
+
+
+def _external(name: str, **fields) -> dict:
     defaults = {
         "model_type": "covid_cnn_lstm",
         "task": "image-classification",
@@ -198,25 +209,46 @@ def _external(name: str, **fields) -> EvaluationResults:
         "confidence_intervals": {"covid_sensitivity": [0.85, 0.99], "specificity_COVID": None},
         "dataset": DatasetRecord(kind="radiography", name=name),
     }
-    return EvaluationResults(**(defaults | fields))
+    return defaults | fields
 
 
 def test_the_finder_names_a_misplaced_or_foreign_results_file(tmp_path):
-    _external("Site B").save(tmp_path / "evaluation_external_site_a" / "eval_results.json")
+    EvaluationResults(**_external("Site B")).save(
+        tmp_path / "evaluation_external_site_a" / "eval_results.json"
+    )
     with pytest.raises(ValueError, match="belong in evaluation_external_site_b/"):
         read_external_evaluations(tmp_path)
-    _external("Site A", split="test").save(
+    EvaluationResults(**_external("Site A", split="test")).save(
         tmp_path / "evaluation_external_site_a" / "eval_results.json"
     )
     with pytest.raises(ValueError, match="not the results of an external evaluation"):
         read_external_evaluations(tmp_path)
 
 
-def test_the_app_shows_the_external_results_beside_the_test_metrics(tmp_path):
-    _with_internal_results(tmp_path)
-    _external("Site A").save(tmp_path / external_evaluation_folder("Site A") / "eval_results.json")
+def test_results_on_weights_the_checkpoint_no_longer_holds_are_left_out(
+    cnn_lstm_checkpoint, caplog
+):
+    _with_internal_results(cnn_lstm_checkpoint)
+    _store_external(cnn_lstm_checkpoint, "Site A")
+    assert list(read_external_evaluations(cnn_lstm_checkpoint)) == ["Site A"]
+    assert "Site A" in write_model_card(cnn_lstm_checkpoint).read_text()
 
-    provenance = read_provenance(tmp_path)
+    # Trained again into the same folder: other weights, same external folder.
+    config = models.CNNLSTMConfig(lstm_hidden_size=8, **TINY)
+    save_tiny(models.CNNLSTMForImageClassification(config), cnn_lstm_checkpoint)
+
+    assert read_external_evaluations(cnn_lstm_checkpoint) == {}
+    assert "measured on other weights" in caplog.text
+    assert read_provenance(cnn_lstm_checkpoint).external == ()
+    card = write_model_card(cnn_lstm_checkpoint).read_text()
+    assert "Site A" not in card and "### External results" not in card
+
+
+def test_the_app_shows_the_external_results_beside_the_test_metrics(cnn_lstm_checkpoint):
+    _with_internal_results(cnn_lstm_checkpoint)
+    _store_external(cnn_lstm_checkpoint, "Site A")
+
+    provenance = read_provenance(cnn_lstm_checkpoint)
 
     (result,) = provenance.external
     assert (result.name, result.n_images) == ("Site A", 72)
@@ -279,9 +311,7 @@ def test_a_model_without_a_lung_crop_gets_no_crop_line():
 
 
 def test_external_results_are_pushed_with_the_checkpoint(cnn_lstm_checkpoint):
-    _external("Site A").save(
-        cnn_lstm_checkpoint / external_evaluation_folder("Site A") / "eval_results.json"
-    )
+    _store_external(cnn_lstm_checkpoint, "Site A")
     (cnn_lstm_checkpoint / "evaluation_test").mkdir()
     (cnn_lstm_checkpoint / "evaluation_test" / "eval_results.json").write_text("{}")
 

@@ -19,7 +19,7 @@ import torch
 from datasets import concatenate_datasets
 from transformers import PreTrainedModel
 
-from hf_covid.checkpoint_results import external_evaluation_folder
+from hf_covid.checkpoint_results import external_evaluation_folder, weights_sha256
 from hf_covid.checkpoints import (
     EVAL_RESULTS_FILE,
     EXTERNAL_SPLIT,
@@ -300,8 +300,10 @@ def evaluate_external_model(
             predictions["labels"], predictions["probabilities"], class_names, **summary
         ),
     )
-    if card_folder is not None and output_dir.is_dir():
-        shutil.rmtree(output_dir)  # the earlier evaluation under this name, figures included
+    if card_folder is not None:
+        results.weights_sha256 = weights_sha256(card_folder)
+        if output_dir.is_dir():
+            shutil.rmtree(output_dir)  # the earlier evaluation under this name, figures included
     if figures:
         results.figures = draw_evaluation_figures(None, predictions, class_names, output_dir)
     results.save(output_dir / EVAL_RESULTS_FILE)
