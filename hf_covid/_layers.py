@@ -59,9 +59,10 @@ LAYERS: tuple[Layer, ...] = (
     ),
     Layer(
         "checkpoint format",
-        ("hf_covid.checkpoints",),
+        ("hf_covid.checkpoints", "hf_covid.checkpoint_results"),
         "file names, `RunRecord`, `EvaluationResults`, `DatasetRecord`, `CheckpointSource`, "
-        "`resolve_checkpoint(..., revision=)`, `load_checkpoint`",
+        "`resolve_checkpoint(..., revision=)`, `load_checkpoint`; a checkpoint's external "
+        "evaluations (`read_external_evaluations`) and study probes (`StudyProbes`)",
     ),
     Layer(
         "figures",
@@ -76,9 +77,16 @@ LAYERS: tuple[Layer, ...] = (
     ),
     Layer(
         "cards and publishing",
-        ("hf_covid.model_card", "hf_covid.dataset_card", "hf_covid.hub"),
-        "model and dataset cards (templates in `model_cards/`), pushing checkpoints and datasets; "
-        "below training, which writes the card and pushes",
+        (
+            "hf_covid.card_data",
+            "hf_covid.card_results",
+            "hf_covid.model_card",
+            "hf_covid.dataset_card",
+            "hf_covid.hub",
+        ),
+        "model and dataset cards (templates in `model_cards/`; the training data and licence, "
+        "the internal, external and probe results of a model card), pushing checkpoints and "
+        "datasets; below training and evaluation, which write the card and push",
     ),
     Layer(
         "training, evaluation",

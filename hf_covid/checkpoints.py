@@ -3,10 +3,14 @@
 A checkpoint folder (what training writes and the Hub holds) contains ``config.json`` (with
 ``auto_map``), ``model.safetensors``, the remote-code ``.py`` files, ``preprocessor_config.json``,
 ``README.md`` (the model card), ``eval_results.json`` (:class:`EvaluationResults`),
-``training_config.json`` (:class:`RunRecord`), ``trainer_state.json`` and ``figures/``. The two
-JSON records are dataclasses written and read back by the same code; the data they describe is a
-:class:`DatasetRecord` built from the dataset's build summary, never parsed out of prose. No
-record holds an absolute local path (:func:`portable`) nor a Hub token.
+``training_config.json`` (:class:`RunRecord`), ``trainer_state.json`` and ``figures/``; after
+``hf-covid evaluate --dataset_name NAME`` on an external folder, one
+``evaluation_external_<slug of NAME>/eval_results.json`` per external data set
+and in a study checkpoint the study's probes of that model (``study_probes.json``); the records
+of those two are in :mod:`hf_covid.checkpoint_results`. The JSON records are dataclasses written and read
+back by the same code; the data they describe is a :class:`DatasetRecord` built from the
+dataset's build summary, never parsed out of prose. No record holds an absolute local path
+(:func:`portable`) nor a Hub token.
 
 :func:`resolve_checkpoint` turns "a folder, or a Hub id at a revision" (:class:`CheckpointSource`,
 ``"org/name@revision"``) into a local folder and :func:`load_checkpoint` loads its model (by the
@@ -35,11 +39,14 @@ __all__ = [
     "CHECKPOINTS_SUBDIR",
     "CONFIG_FILE",
     "EVAL_RESULTS_FILE",
+    "EXTERNAL_EVALUATION_PREFIX",
+    "EXTERNAL_SPLIT",
     "FIGURES_DIR",
     "LUNG_SEGMENTER_FOLDER",
     "MODEL_CARD_FILE",
     "PROCESSOR_FILE",
     "RUN_RECORD_FILE",
+    "STUDY_PROBES_FILE",
     "TRAINER_STATE_FILE",
     "WEIGHT_FILES",
     "CheckpointSource",
@@ -67,8 +74,14 @@ RUN_RECORD_FILE = "training_config.json"
 TRAINER_STATE_FILE = "trainer_state.json"
 FIGURES_DIR = "figures"
 CHECKPOINTS_SUBDIR = "checkpoints"
-
 """Sub-folder of a training output folder with the Trainer's intermediate ``checkpoint-*``."""
+EXTERNAL_SPLIT = "external"
+"""Split name of an external validation: every image of a folder, none held out for training."""
+EXTERNAL_EVALUATION_PREFIX = f"evaluation_{EXTERNAL_SPLIT}_"
+"""A checkpoint's external evaluations lie in ``<prefix><slug of the data set's name>/``
+(:func:`external_evaluation_folder`), each with its ``eval_results.json``."""
+STUDY_PROBES_FILE = "study_probes.json"
+"""The study's probes of a study checkpoint's model (:class:`StudyProbes`), beside its weights."""
 
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
@@ -269,6 +282,9 @@ class EvaluationResults(_JsonRecord):
         modalities: Dual-input model: input combination -> metrics, intervals, inputs used.
         figures: Figure name -> path relative to the results file.
         hub_commit_url: Where the checkpoint was pushed, if it was.
+        weights_sha256: The SHA-256 of the evaluated weights, for an external evaluation stored
+            with its checkpoint: it describes the checkpoint only while the checkpoint holds
+            those weights (:func:`hf_covid.checkpoint_results.weights_sha256`).
     """
 
     model_type: str
@@ -290,6 +306,7 @@ class EvaluationResults(_JsonRecord):
     modalities: dict[str, dict[str, Any]] | None = None
     figures: dict[str, str] = field(default_factory=dict)
     hub_commit_url: str | None = None
+    weights_sha256: str | None = None
 
     @classmethod
     def from_dict(

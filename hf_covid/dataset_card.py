@@ -15,7 +15,8 @@ from typing import Any
 
 from huggingface_hub import DatasetCard, DatasetCardData
 
-from hf_covid.data.public.licenses import NOT_STATED, license_counts, license_restriction
+from hf_covid.card_data import license_rows
+from hf_covid.data.public.licenses import license_counts
 from hf_covid.data.summary import read_build_summary
 from hf_covid.model_card import card_template
 from hf_covid.registry import DATASET_KINDS
@@ -34,9 +35,7 @@ def license_section(counts: Mapping[str, int]) -> str:
     """Markdown of the images' licences: one row per licence with its image count and whether it
     allows an open redistribution (:func:`~hf_covid.data.public.licenses.license_restriction`)."""
     rows = [
-        f"| {name} | {count} | "
-        f"{license_restriction('' if name == NOT_STATED else name) or 'open licence'} |"
-        for name, count in counts.items()
+        f"| {name} | {count} | {restriction} |" for name, count, restriction in license_rows(counts)
     ]
     return "\n".join(
         [

@@ -28,6 +28,8 @@ from huggingface_hub.utils import filter_repo_objects
 
 from hf_covid.checkpoints import (
     CONFIG_FILE,
+    EVAL_RESULTS_FILE,
+    EXTERNAL_EVALUATION_PREFIX,
     FIGURES_DIR,
     MODEL_CARD_FILE,
     WEIGHT_FILES,
@@ -56,8 +58,17 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-UPLOAD_ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.py", "*.md", "*.txt", "figures/*"]
-"""What of a checkpoint's top-level files and ``figures/`` is uploaded (sub-folders never are)."""
+UPLOAD_ALLOW_PATTERNS = [
+    "*.json",
+    "*.safetensors",
+    "*.py",
+    "*.md",
+    "*.txt",
+    "figures/*",
+    f"{EXTERNAL_EVALUATION_PREFIX}*/{EVAL_RESULTS_FILE}",
+]
+"""What of a checkpoint's top-level files, ``figures/`` and external evaluations is uploaded
+(other sub-folders never are)."""
 
 UPLOAD_IGNORE_PATTERNS = [
     "*.bin",
@@ -156,10 +167,16 @@ def _hub_errors(repo_id: str) -> Iterator[None]:
 
 def publishable_files(folder: str | Path) -> list[str]:
     """The files of a checkpoint folder that :func:`push_checkpoint` uploads besides the card:
-    top-level weights, configs, remote code and JSON results, and ``figures/``; never
-    sub-folders (the Trainer's intermediate checkpoints) nor pickles."""
+    top-level weights, configs, remote code and JSON results, ``figures/`` and the results of
+    each external evaluation (``evaluation_external_<name>/eval_results.json``, which the card
+    and the app read); never other sub-folders (the Trainer's intermediate checkpoints) nor
+    pickles."""
     folder = Path(folder)
-    candidates = [*folder.iterdir(), *folder.glob(f"{FIGURES_DIR}/*")]
+    candidates = [
+        *folder.iterdir(),
+        *folder.glob(f"{FIGURES_DIR}/*"),
+        *folder.glob(f"{EXTERNAL_EVALUATION_PREFIX}*/{EVAL_RESULTS_FILE}"),
+    ]
     names = sorted(path.relative_to(folder).as_posix() for path in candidates if path.is_file())
     kept = filter_repo_objects(
         names, allow_patterns=UPLOAD_ALLOW_PATTERNS, ignore_patterns=UPLOAD_IGNORE_PATTERNS
@@ -178,7 +195,8 @@ def push_checkpoint(
     """Upload a complete checkpoint folder to a Hub model repo in one commit.
 
     Uploads the weights (safetensors), ``config.json``, the remote-code ``.py`` files, the image
-    processor config, ``eval_results.json`` and the other JSON files, ``figures/``, a model
+    processor config, ``eval_results.json`` and the other JSON files, ``figures/``, the external
+    evaluations' ``eval_results.json``, a model
     card rendered for ``repo_id`` (the folder's own README.md is replaced by it) and the card
     widget's example image (a synthetic phantom, :data:`~hf_covid.model_card.WIDGET_EXAMPLE_FILE`). Pickles
     (``*.bin``, ``*.pt``, ``*.pth``, optimizer and RNG states, ``training_args.bin``) and
@@ -202,11 +220,8 @@ def push_checkpoint(
     folder = check_checkpoint(folder)
     token = _require_token(token)
     published = publishable_files(folder)
-    skipped = sorted(
-        path.name
-        for path in folder.iterdir()
-        if path.name not in published and path.name not in (MODEL_CARD_FILE, FIGURES_DIR)
-    )
+    uploaded = {name.split("/", 1)[0] for name in published} | {MODEL_CARD_FILE, FIGURES_DIR}
+    skipped = sorted(path.name for path in folder.iterdir() if path.name not in uploaded)
     if skipped:
         logger.info("not uploading from %s: %s", folder, ", ".join(skipped[:20]))
     card = render_model_card(folder, repo_id=repo_id)

@@ -1,12 +1,16 @@
 """Model cards: rendered offline from a checkpoint folder and the Jinja templates of ``model_cards/``.
 
 The card describes the model (its registered family), how to use it with and without hf_covid,
-the data it was trained on and that data's known problems, the test metrics with their
-confidence intervals, and its intended and out-of-scope use. The metadata names the Hub dataset
-(``datasets:``) and the base model (``base_model``) where there is one, counts the parameters as
-``num_parameters()`` does, carries ``model-index`` results for a dataset on the Hub, and a widget
-example (a synthetic phantom X-ray, pushed with the card). Nothing here calls
-``ModelCard.validate`` (a network call). Example::
+the data it was trained on and that data's known problems (for a composition of the public
+collections: the collections, their licences and the class x source x age group x view table,
+:mod:`hf_covid.card_data`), the test metrics with their confidence intervals beside those on
+every external set it was evaluated on, per-source numbers and the study's probes
+(:mod:`hf_covid.card_results`), and its intended and out-of-scope use. The metadata names the
+Hub dataset (``datasets:``) and the base model (``base_model``) where there is one, declares the
+licence the training images allow (:func:`hf_covid.card_data.card_license`), counts the
+parameters as ``num_parameters()`` does, carries ``model-index`` results for a dataset on the
+Hub and for each external set, and a widget example (a synthetic phantom X-ray, pushed with the
+card). Nothing here calls ``ModelCard.validate`` (a network call). Example::
 
     from hf_covid.model_card import write_model_card
 
@@ -19,7 +23,6 @@ import importlib.metadata
 import importlib.resources
 import io
 import json
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,15 @@ import torch
 from huggingface_hub import EvalResult, ModelCard, ModelCardData, constants
 from PIL import Image
 
+from hf_covid.card_data import card_license, training_data_context
+from hf_covid.card_results import (
+    comparison_table,
+    external_eval_results,
+    group_tables,
+    is_number,
+    probes_context,
+)
+from hf_covid.checkpoint_results import StudyProbes, read_external_evaluations
 from hf_covid.checkpoints import (
     CONFIG_FILE,
     FIGURES_DIR,
@@ -45,7 +57,6 @@ from hf_covid.data.synthetic import PhantomPatient, render_xray
 from hf_covid.registry import DATASET_KINDS, ModelFamily, get_model_family
 
 __all__ = [
-    "MODEL_LICENSE",
     "TEMPLATE_DIR",
     "WIDGET_EXAMPLE_FILE",
     "card_template",
@@ -65,8 +76,6 @@ WIDGET_EXAMPLE_FILE = "examples/synthetic_phantom_xray.png"
 
 _WIDGET_EXAMPLE_TITLE = "Synthetic phantom chest X-ray (not a patient)"
 _WIDGET_EXAMPLE_SIZE = 256
-
-MODEL_LICENSE = "apache-2.0"
 
 # (model-index metric type, display name) for the metrics of eval_results.json, in card order.
 _CARD_METRICS: dict[str, tuple[str, str]] = {
@@ -106,13 +115,9 @@ _CONFIG_BOOKKEEPING = frozenset(
 
 def _interval(value: Any) -> tuple[float, float] | None:
     """``(low, high)`` from a ``[low, high]`` list; None for anything else (e.g. null)."""
-    if isinstance(value, list | tuple) and len(value) == 2 and all(map(_is_number, value)):
+    if isinstance(value, list | tuple) and len(value) == 2 and all(map(is_number, value)):
         return float(value[0]), float(value[1])
     return None
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _size_text(size: Any) -> str | None:
@@ -206,13 +211,13 @@ def _training_rows(
         ("Seed", training.get("seed")),
         ("Best epoch", training.get("best_epoch")),
     ]
-    if isinstance(best, Mapping) and _is_number(best.get("value")):
+    if isinstance(best, Mapping) and is_number(best.get("value")):
         rows.append((f"Best validation {best.get('name') or 'metric'}", round(best["value"], 4)))
     log_history = trainer_state.get("log_history") or []
     final_loss = next((entry["loss"] for entry in reversed(log_history) if "loss" in entry), None)
-    if _is_number(final_loss):
+    if is_number(final_loss):
         rows.append(("Final training loss", round(final_loss, 4)))
-    if _is_number(training.get("train_runtime_s")):
+    if is_number(training.get("train_runtime_s")):
         rows.append(("Training time", f"{training['train_runtime_s']:.0f} s"))
     return [
         (label, f"{value:g}" if isinstance(value, float) else value)
@@ -260,28 +265,46 @@ def _card_dataset(
     return run.dataset if run is not None else None
 
 
+def _masks(evaluation: EvaluationResults | None, run: RunRecord | None, inputs) -> str | None:
+    """Which lung masks the model's test numbers used: as the evaluation recorded them, else,
+    for a model that reads a mask, the U-Net the run made them with."""
+    if evaluation is not None and evaluation.masks:
+        return evaluation.masks
+    mask_model = run.data.get("mask_model") if run is not None else None
+    if "lung_mask" in inputs and mask_model:
+        return f"made by the lung U-Net {mask_model} (the run's mask_model)"
+    return None
+
+
 def _model_card_context(folder: Path, repo_id: str | None) -> tuple[ModelCardData, dict[str, Any]]:
     config = read_json_object(folder / CONFIG_FILE)
     processor = read_json_object(folder / PROCESSOR_FILE)
     evaluation = EvaluationResults.read(folder)
     run = RunRecord.read(folder)
+    external = read_external_evaluations(folder)
+    # A card rendered again (after an external evaluation) keeps the Hub repo training named.
+    recorded_repo = run.training.get("hub_model_id") if run is not None else None
+    repo_id = repo_id or (recorded_repo if is_hub_id(recorded_repo) else None)
     model_type = config.get("model_type", "unknown")
     kind = _card_model(model_type)
     record = _card_dataset(evaluation, run)
+    data = training_data_context(record)
     id2label = config.get("id2label") or {}
     labels = [id2label[key] for key in sorted(id2label, key=int)]
     recorded_kind = record.kind if record and record.kind in DATASET_KINDS else "radiography"
     dataset_kind = kind["dataset_kind"] or recorded_kind
     dataset = DATASET_KINDS[dataset_kind]
     synthetic = bool(record and record.synthetic)
-    dataset_name = (
-        f"Synthetic phantoms in the layout of the {dataset.name}" if synthetic else dataset.name
-    )
+    if synthetic:
+        dataset_name = f"Synthetic phantoms in the layout of the {dataset.name}"
+    else:
+        dataset_name = record.name if data["composition"] else dataset.name
+    weights_license = card_license(record.licenses if record and not synthetic else {})
     model_name = repo_id.split("/")[-1] if repo_id else folder.name
     metrics = {
         key: float(value)
         for key, value in (evaluation.metrics if evaluation else {}).items()
-        if _is_number(value)
+        if is_number(value)
     }
     intervals = {
         key: _interval(value)
@@ -292,7 +315,8 @@ def _model_card_context(folder: Path, repo_id: str | None) -> tuple[ModelCardDat
     hub_dataset = record.hub_id if record is not None and is_hub_id(record.hub_id) else None
 
     # model-index results name their dataset by its Hub id: without one, the metrics are in the
-    # card's table and eval_results.json only (no made-up dataset type).
+    # card's table and eval_results.json only (no made-up dataset type). An external set is
+    # named by the name its evaluation was given.
     metric_rows, eval_results = [], []
     for key, (metric_type, display) in _CARD_METRICS.items():
         if key not in metrics:
@@ -312,6 +336,7 @@ def _model_card_context(folder: Path, repo_id: str | None) -> tuple[ModelCardDat
                 metric_value=round(value, 4),
             )
         )
+    eval_results += external_eval_results(external, kind["task"])
     per_class = [
         {
             "label": label,
@@ -320,9 +345,15 @@ def _model_card_context(folder: Path, repo_id: str | None) -> tuple[ModelCardDat
         for label in labels
         if any(f"{name}_{label}" in metrics for name in _PER_CLASS_METRICS)
     ]
+    other_license = weights_license.license == "other"
     card_data = ModelCardData(
         model_name=model_name,
-        license=MODEL_LICENSE,
+        license=weights_license.license,
+        license_name=weights_license.name,
+        # The card's own licence section lists the images' licences.
+        license_link=f"{constants.ENDPOINT}/{repo_id}#license"
+        if other_license and is_hub_id(repo_id)
+        else None,
         library_name="transformers",
         pipeline_tag=kind["task"],
         tags=["medical-imaging", "chest-x-ray", "covid-19", "hf_covid", "research-only"]
@@ -361,26 +392,34 @@ def _model_card_context(folder: Path, repo_id: str | None) -> tuple[ModelCardDat
         "dataset_kind": dataset_kind,
         "dataset_name": dataset_name,
         "synthetic": synthetic,
+        **data,
         "pairing": record.pairing if record else None,
         "pairing_note": record.pairing_note if record else None,
         "split_sizes": record.split_sizes if record else {},
-        "duplicates_removed": None,  # near-duplicates are kept in one split, never removed
+        "near_duplicates": record.near_duplicates if record else None,
         "training_rows": _training_rows(
             read_json_object(folder / TRAINER_STATE_FILE),
             (evaluation.training if evaluation else None) or {},
         ),
         "split": split,
         "n_samples": int(metrics["n_samples"]) if "n_samples" in metrics else None,
+        "interval_unit": evaluation.interval_unit if evaluation else None,
+        "masks": _masks(evaluation, run, kind["inputs"]),
         "metric_rows": metric_rows,
-        "model_index": bool(eval_results),
+        "hub_dataset_index": hub_dataset is not None and bool(metric_rows),
         "confidence_percent": round(100 * (evaluation.confidence if evaluation else 0.95)),
         "per_class_names": _PER_CLASS_METRICS,
         "per_class": per_class,
         "confusion_matrix": (evaluation.metrics if evaluation else {}).get("confusion_matrix"),
+        **group_tables(evaluation),
+        "external_names": list(external),
+        "comparison": comparison_table(evaluation, external, f"internal: {split} split"),
+        "probes": probes_context(StudyProbes.read(folder)),
         "figures": sorted(
             path.relative_to(folder).as_posix() for path in folder.glob(f"{FIGURES_DIR}/*.png")
         ),
-        "license": "Apache-2.0",
+        "weights_license": weights_license,
+        "code_license": "Apache-2.0",
         "library_url": library_url(),
     }
     return card_data, context

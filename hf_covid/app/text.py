@@ -1,14 +1,21 @@
 """What the app says in words: the disclaimer, and the summary beside each prediction (the
-answer, what the model was trained on, its test metrics, the input check)."""
+answer, the lung crop, what the model was trained on, its test metrics and its results on
+external data sets, the input check)."""
 
 from __future__ import annotations
 
 from ..data.input_check import InputCheckResult
 from ..registry import get_model_family
 from ..serving.predictor import INPUT_NAMES, Prediction
-from ..serving.served import ModelProvenance
+from ..serving.served import ModelProvenance, Scores
 
-__all__ = ["PHANTOM_WARNING", "disclaimer", "model_summary", "prediction_summary"]
+__all__ = [
+    "PHANTOM_WARNING",
+    "disclaimer",
+    "lung_crop_line",
+    "model_summary",
+    "prediction_summary",
+]
 
 PHANTOM_WARNING = (
     "**This model was trained only on synthetic phantoms. Its answer on a real image means "
@@ -34,22 +41,31 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} seconds"
 
 
+def _scores_text(scores: Scores, confidence: float = 0.95) -> str:
+    return "; ".join(
+        f"{title} {value:.3f}"
+        + (f" ({confidence:.0%} CI {interval[0]:.3f}-{interval[1]:.3f})" if interval else "")
+        for title, (value, interval) in scores.items()
+    )
+
+
 def model_summary(provenance: ModelProvenance | None) -> list[str]:
-    """Lines saying what a model was trained on and how it scored on its test split."""
+    """Lines saying what a model was trained on, how it scored on its test split and on each
+    external data set it was evaluated on."""
     if provenance is None:
         return ["**Trained on:** unknown"]
     lines = [f"**Trained on:** {provenance.description}"]
     if provenance.pairing:
         lines.append(f"**X-ray/CT pairing:** {provenance.pairing}")
     if provenance.metrics:
-        metrics = "; ".join(
-            f"{title} {value:.3f}"
-            + (f" (95% CI {interval[0]:.3f}-{interval[1]:.3f})" if interval else "")
-            for title, (value, interval) in provenance.metrics.items()
-        )
+        metrics = _scores_text(provenance.metrics)
         lines.append(f"**Test metrics** ({provenance.evaluation}): {metrics}")
     else:
         lines.append("**Test metrics:** none recorded with this checkpoint")
+    for result in provenance.external:
+        images = f", {result.n_images} images" if result.n_images is not None else ""
+        scores = _scores_text(result.metrics, result.confidence) or "no metric defined"
+        lines.append(f"**External: {result.name}** (not trained on{images}): {scores}")
     if provenance.synthetic:
         lines.append(PHANTOM_WARNING)
     return lines
@@ -62,6 +78,26 @@ def _input_check_line(name: str, result: InputCheckResult) -> str:
     return (
         f"**Input check ({what}): this upload does not look right**: {result.reason} "
         f"(score {result.score:.2f}). The answer above is not meaningful for it."
+    )
+
+
+def lung_crop_line(prediction: Prediction) -> str | None:
+    """What the lung crop did to the X-ray, for a model that crops to the lungs; else None."""
+    status = prediction.lung_crop_status
+    if status is None:
+        return None
+    if status == "cropped":
+        box = prediction.lung_crop_box
+        where = (
+            ""
+            if box is None
+            else f" (rows {box[0]:.0%}-{box[2]:.0%}, columns {box[1]:.0%}-{box[3]:.0%} of the image)"
+        )
+        return f"**Lung crop:** the X-ray was cropped to the lungs, as in training{where}"
+    return (
+        f"**Lung crop: the X-ray was left uncropped** (its lung mask was unusable: {status}): this model was trained on "
+        "X-rays cropped to the lungs and now sees a whole X-ray, unlike its training images; "
+        "its answer is less reliable than usual."
     )
 
 
@@ -81,6 +117,9 @@ def prediction_summary(
         lines.append(
             f"**Lung mask:** made by the {get_model_family(prediction.mask_source).display_name}"
         )
+    crop = lung_crop_line(prediction)
+    if crop is not None:
+        lines.append(crop)
     lines += [_input_check_line(name, result) for name, result in prediction.input_checks.items()]
     lines += model_summary(provenance)
     return "  \n".join(lines)

@@ -84,6 +84,7 @@ def evaluate_checkpoint(
     progress: bool = True,
     mask_source: str = "auto",
     mask_model: str | None = None,
+    dataset_name: str | None = None,
 ) -> dict:
     """Evaluate a checkpoint folder (or Hub id) on a data split and write a report.
 
@@ -119,6 +120,9 @@ def evaluate_checkpoint(
             (:func:`hf_covid.evaluation.inputs.prepare_inputs`: ``"auto"``, ``"unet"``,
             ``"dataset"``); the results' ``masks`` says which were used.
         mask_model: a lung U-Net checkpoint for those masks instead of the checkpoint's own.
+        dataset_name: the name of an external data set (external validation only): the results
+            of a local checkpoint are stored with it and added to its model card
+            (:func:`hf_covid.evaluation.external.evaluate_external`).
 
     Returns:
         The contents of ``eval_results.json``: ``metrics``, ``confidence_intervals``,
@@ -140,7 +144,14 @@ def evaluate_checkpoint(
         if data_dir is None:
             raise ValueError(f"split '{EXTERNAL_SPLIT}' evaluates a data folder: pass data_dir")
         return evaluate_external_model(
-            model, processor, checkpoint, data_dir, output_dir, run, summary, figures
+            model, processor, checkpoint, data_dir, output_dir, run, summary, figures, dataset_name
+        )
+    if dataset_name is not None:
+        raise ValueError(
+            f"dataset_name names an external data set, but this is an evaluation of the "
+            f"'{split}' split of the run's data ({data_dir or 'the dataset given'} holds all "
+            f"of the model's classes); pass split='{EXTERNAL_SPLIT}' (--split {EXTERNAL_SPLIT}) "
+            "to evaluate every image of the folder as an external set"
         )
     raw = load_evaluation_split(
         family,

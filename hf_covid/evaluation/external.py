@@ -1,10 +1,16 @@
 """External validation: a classifier on every image of a Radiography-layout folder it was not
 trained on, which may hold only some of the model's classes (just ``COVID/`` and ``Normal/``,
 say); classes are matched by folder name and only the metrics that stay meaningful are reported.
+
+Named (``dataset_name``), the results of a local checkpoint folder are stored with it, in
+``<checkpoint>/evaluation_external_<slug of the name>/`` (replacing an earlier evaluation under
+that name), and its model card is rendered again with them: a ``model-index`` entry for the data
+set and its numbers beside the internal ones.
 """
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -13,8 +19,10 @@ import torch
 from datasets import concatenate_datasets
 from transformers import PreTrainedModel
 
+from hf_covid.checkpoint_results import external_evaluation_folder, weights_sha256
 from hf_covid.checkpoints import (
     EVAL_RESULTS_FILE,
+    EXTERNAL_SPLIT,
     DatasetRecord,
     EvaluationResults,
     default_output_dir,
@@ -24,18 +32,21 @@ from hf_covid.checkpoints import (
 from hf_covid.data.builders import is_saved_dataset
 from hf_covid.data.io import normalize_folder_name
 from hf_covid.data.radiography import build_radiography_dataset
+from hf_covid.model_card import write_model_card
 from hf_covid.registry import ModelFamily, get_dataset_kind, get_model_family
 
 from .figures import draw_evaluation_figures
 from .inputs import prepare_inputs
 from .metrics import bootstrap_confidence_intervals, classification_metrics, undefined_metrics
 from .predict import class_names_of, predict
-from .report import EXTERNAL_METRICS, EXTERNAL_SPLIT, write_report
+from .report import EXTERNAL_METRICS, write_report
 
 __all__ = [
+    "card_checkpoint",
     "evaluate_external",
     "evaluate_external_model",
     "external_metrics",
+    "external_output_dir",
     "folder_classes",
     "is_external_folder",
 ]
@@ -134,12 +145,46 @@ def external_metrics(
     }
 
 
+def external_output_dir(
+    checkpoint: str | Path, dataset_name: str | None, output_dir: str | Path | None = None
+) -> Path:
+    """Where an external evaluation's results go: ``output_dir`` if given, else
+    ``<checkpoint>/evaluation_external_<slug of dataset_name>`` (``evaluation_external`` without
+    a name) for a local checkpoint, and ``./evaluation_external_<slug>_<repository name>`` for a
+    Hub id (see :func:`hf_covid.checkpoints.default_output_dir`)."""
+    folder = (
+        f"evaluation_{EXTERNAL_SPLIT}"
+        if dataset_name is None
+        else external_evaluation_folder(dataset_name)
+    )
+    return default_output_dir(checkpoint, folder, output_dir)
+
+
+def card_checkpoint(
+    checkpoint: str | Path, dataset_name: str | None, output_dir: str | Path | None = None
+) -> Path | None:
+    """The local checkpoint folder whose model card lists this external evaluation, or None.
+
+    Only a named evaluation stored with a local checkpoint folder (``output_dir`` left out, or
+    the folder it defaults to) goes on the card: the card reads the results there
+    (:func:`hf_covid.checkpoint_results.read_external_evaluations`). A Hub id's download in the
+    Hub cache is never written to.
+    """
+    folder = Path(checkpoint).expanduser()
+    if dataset_name is None or not folder.is_dir():
+        return None
+    stored = (folder / external_evaluation_folder(dataset_name)).resolve()
+    chosen = external_output_dir(checkpoint, dataset_name, output_dir).expanduser().resolve()
+    return folder if chosen == stored else None
+
+
 def evaluate_external(
     checkpoint: str | Path,
     data_dir: str | Path,
     output_dir: str | Path | None = None,
     batch_size: int = 32,
     *,
+    dataset_name: str | None = None,
     device: str | torch.device | None = None,
     n_resamples: int = 1000,
     confidence: float = 0.95,
@@ -152,8 +197,10 @@ def evaluate_external(
     The folder may hold only some of the model's classes (e.g. ``COVID/`` and ``Normal/``);
     they are matched to the model's by folder name (:func:`folder_classes`), the missing ones
     are named in the report (their ``class_counts`` are 0), and :func:`external_metrics` are
-    reported. Nothing is written into ``data_dir``: the results go to ``output_dir`` (default
-    ``<checkpoint>/evaluation_external``), the scan caches to the datasets cache.
+    reported. Nothing is written into ``data_dir``: the results go to ``output_dir`` (default:
+    :func:`external_output_dir`), the scan caches to the datasets cache. A named evaluation
+    stored with a local checkpoint (:func:`card_checkpoint`) replaces any earlier one under that
+    name and re-renders the checkpoint's model card with it.
     :func:`evaluate_checkpoint` calls this for ``split="external"`` and for a folder that holds
     only some of the model's classes.
 
@@ -162,6 +209,9 @@ def evaluate_external(
         data_dir: the folder (``<class>/images/*.png`` or ``<class>/*.png``).
         output_dir, batch_size, device, n_resamples, confidence, seed, figures, progress: as in
             :func:`evaluate_checkpoint`.
+        dataset_name: the external data set's name (a site, a hospital export): recorded as the
+            results' ``dataset.name``, and the data set's type and name in the card's
+            ``model-index``.
 
     Returns:
         The contents of ``eval_results.json`` (split ``"external"``).
@@ -175,7 +225,7 @@ def evaluate_external(
     run = {"batch_size": batch_size, "device": device, "progress": progress}
     summary = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed}
     return evaluate_external_model(
-        model, processor, checkpoint, data_dir, output_dir, run, summary, figures
+        model, processor, checkpoint, data_dir, output_dir, run, summary, figures, dataset_name
     )
 
 
@@ -188,13 +238,14 @@ def evaluate_external_model(
     run: Mapping,
     summary: Mapping,
     figures: bool,
+    dataset_name: str | None = None,
 ) -> dict:
     """:func:`evaluate_external` with the model already loaded (``evaluate_checkpoint`` calls it).
 
     Args:
         model, processor: the loaded classifier and its processor (or None).
         checkpoint: what the results name as the checkpoint (folder or Hub id).
-        data_dir, output_dir, figures: as in :func:`evaluate_external`.
+        data_dir, output_dir, figures, dataset_name: as in :func:`evaluate_external`.
         run: keyword arguments of :func:`~hf_covid.evaluation.predict.predict` (``batch_size``,
             ``device``, ``progress``).
         summary: ``n_resamples``, ``confidence`` and ``seed`` of the bootstrap intervals.
@@ -213,7 +264,8 @@ def evaluate_external_model(
             f"'{root}' holds none of the model's classes {class_names} as sub-folders "
             f"(found {ignored})"
         )
-    output_dir = default_output_dir(checkpoint, f"evaluation_{EXTERNAL_SPLIT}", output_dir)
+    card_folder = card_checkpoint(checkpoint, dataset_name, output_dir)
+    output_dir = external_output_dir(checkpoint, dataset_name, output_dir)
     if output_dir.expanduser().resolve().is_relative_to(root):
         raise ValueError(
             f"output_dir '{output_dir}' lies inside the data folder '{root}'; evaluation never "
@@ -237,7 +289,7 @@ def evaluate_external_model(
         n_resamples=summary["n_resamples"],
         dataset=DatasetRecord(
             kind=family.dataset_kind,
-            name=f"external folder in the {family.dataset.name} layout",
+            name=dataset_name or f"external folder in the {family.dataset.name} layout",
             source=root.name,
             image_size=settings["image_size"],
             split_sizes={EXTERNAL_SPLIT: len(raw)},
@@ -248,9 +300,15 @@ def evaluate_external_model(
             predictions["labels"], predictions["probabilities"], class_names, **summary
         ),
     )
+    if card_folder is not None:
+        results.weights_sha256 = weights_sha256(card_folder)
+        if output_dir.is_dir():
+            shutil.rmtree(output_dir)  # the earlier evaluation under this name, figures included
     if figures:
         results.figures = draw_evaluation_figures(None, predictions, class_names, output_dir)
     results.save(output_dir / EVAL_RESULTS_FILE)
     written = results.to_dict()
     write_report(written, output_dir / "report.md")
+    if card_folder is not None:
+        write_model_card(card_folder)
     return written

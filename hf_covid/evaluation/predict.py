@@ -134,17 +134,25 @@ def summarize_predictions(
     Returns:
         ``{"metrics": {...}, "confidence_intervals": {metric: [low, high] or None}}``:
         classification metrics of :func:`classification_metrics` with intervals for
-        :data:`HEADLINE_METRICS`, or mean ``dice`` / ``iou`` (plus ``*_std``, ``n_samples``).
+        :data:`HEADLINE_METRICS` and, where the classes include COVID, balanced accuracy, COVID
+        specificity and ROC-AUC of COVID vs the rest; or mean ``dice`` / ``iou`` (plus ``*_std``, ``n_samples``).
     """
     if "probabilities" in predictions:
         if class_names is None:
             raise ValueError("class_names are needed to summarise classification predictions")
         labels, probabilities = predictions["labels"], predictions["probabilities"]
+        # With the positive class, also the numbers an external validation reports, so that a
+        # model card sets internal and external results side by side, each with its interval.
+        compared = (
+            ("balanced_accuracy", "specificity_COVID", "roc_auc_COVID")
+            if "COVID" in class_names
+            else ()
+        )
         intervals = bootstrap_confidence_intervals(
             labels,
             probabilities,
             class_names,
-            HEADLINE_METRICS,
+            (*HEADLINE_METRICS, *compared),
             n_resamples,
             confidence,
             seed,

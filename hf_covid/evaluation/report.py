@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from hf_covid.checkpoints import EXTERNAL_SPLIT
+
 from .metrics import HEADLINE_METRICS
 from .predict import GROUP_METRICS, SEGMENTATION_METRICS
 
@@ -17,9 +19,6 @@ __all__ = [
     "missing_classes",
     "write_report",
 ]
-
-EXTERNAL_SPLIT = "external"
-"""Split name of an external validation: every image of a folder, none held out for training."""
 
 EXTERNAL_METRICS: tuple[str, ...] = (
     "accuracy",

@@ -7,14 +7,20 @@ Radiography-layout folder that holds only some of them (e.g. just ``COVID/`` and
 named, and only the metrics that still make sense (COVID sensitivity, specificity against the
 classes present, ROC-AUC of COVID vs the rest) with bootstrap intervals. Results go to
 ``--output_dir`` (default ``<checkpoint>/evaluation_<split>``), never into the data folder.
+``--dataset_name NAME`` names an external set: a local checkpoint stores the results in
+``<checkpoint>/evaluation_external_<slug of NAME>`` and its model card lists them.
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from pathlib import Path
+
+from hf_covid.checkpoints import MODEL_CARD_FILE
 
 from .checkpoint import evaluate_checkpoint
+from .external import card_checkpoint, external_output_dir
 from .report import EXTERNAL_SPLIT, format_summary
 
 __all__ = ["main", "parse_arguments"]
@@ -26,6 +32,8 @@ _EXAMPLES = """examples:
       --data_dir outputs/demo/data/xray_ct --split validation --output_dir /tmp/eval
   python scripts/evaluate_checkpoint.py outputs/demo/checkpoints/cnn_lstm \\
       --data_dir /data/other_hospital --output_dir /tmp/external   # COVID/ and Normal/ only
+  python scripts/evaluate_checkpoint.py outputs/demo/checkpoints/cnn_lstm \\
+      --data_dir /data/other_hospital --dataset_name "Other hospital"   # on the model card
 """
 
 
@@ -50,7 +58,18 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help=f"split to evaluate (default: test); '{EXTERNAL_SPLIT}': every image of the folder",
     )
     parser.add_argument(
-        "--output_dir", default=None, help="default: <checkpoint>/evaluation_<split>"
+        "--output_dir",
+        default=None,
+        help="default: <checkpoint>/evaluation_<split>; with --dataset_name, "
+        "<checkpoint>/evaluation_external_<slug of NAME>",
+    )
+    parser.add_argument(
+        "--dataset_name",
+        default=None,
+        metavar="NAME",
+        help="name of the external data set (external validation only): a local checkpoint "
+        "stores the results with it, replacing an earlier evaluation under NAME, and its model "
+        "card gets a model-index entry for NAME beside the internal results",
     )
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--n_resamples", type=int, default=1000, help="bootstrap resamples")
@@ -79,6 +98,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         n_resamples=args.n_resamples,
         confidence=args.confidence,
         figures=not args.no_figures,
+        dataset_name=args.dataset_name,
     )
     print(format_summary(results))
+    if args.dataset_name is not None:
+        print(_card_line(args.checkpoint, args.dataset_name, args.output_dir))
     return 0
+
+
+def _card_line(checkpoint: str, dataset_name: str, output_dir: str | None) -> str:
+    """What happened to the model card after a named external evaluation."""
+    folder = card_checkpoint(checkpoint, dataset_name, output_dir)
+    if folder is not None:
+        return f"model card {folder / MODEL_CARD_FILE} lists the results on {dataset_name!r}"
+    where = external_output_dir(checkpoint, dataset_name, output_dir)
+    if not Path(checkpoint).expanduser().is_dir():
+        return (
+            f"model card not changed: {checkpoint} is a Hub id (its download is never written "
+            f"to); the results are in {where}. To put them on its card, download it to a folder "
+            "(hf download REPO --local-dir DIR), evaluate DIR with --dataset_name and push DIR"
+        )
+    return (
+        f"model card not changed: the results are in {where}, not stored with the checkpoint; "
+        "leave out --output_dir to add them to its card"
+    )

@@ -7,8 +7,10 @@ Hub id with an optional revision (``"org/covid-cnn-lstm@3f2a..."``), resolved by
 registered family and reports, never raises, a missing or broken one. For every served model,
 :class:`ModelProvenance` says in plain words what it was trained on (from its run record:
 synthetic phantoms, which public collections, or unknown; for X-ray + CT data, the pairing and
-what it means) and its test metrics with confidence intervals (from its evaluation results), so
-the app can show them next to each prediction.
+what it means), its test metrics with confidence intervals (from its evaluation results) and
+its results on every external data set it was evaluated on
+(:func:`~hf_covid.checkpoint_results.read_external_evaluations`, the records its model card
+reads too), so the app can show them next to each prediction.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 from huggingface_hub import ModelCard
 from transformers import AutoConfig
 
+from ..checkpoint_results import read_external_evaluations
 from ..checkpoints import (
     MODEL_CARD_FILE,
     CheckpointSource,
@@ -38,7 +41,11 @@ from ..registry import ModelFamily, model_families
 from .predictor import ChestPredictor
 
 __all__ = [
+    "EXTERNAL_SHOWN_METRICS",
+    "SHOWN_METRICS",
+    "ExternalResult",
     "ModelProvenance",
+    "Scores",
     "ServedModels",
     "load_served_models",
     "read_model_card",
@@ -49,6 +56,50 @@ logger = logging.getLogger(__name__)
 
 SHOWN_METRICS: tuple[str, ...] = ("accuracy", "f1_macro", "covid_sensitivity", "roc_auc", "dice")
 """Test metrics shown next to a prediction, where the evaluation has them."""
+EXTERNAL_SHOWN_METRICS: tuple[str, ...] = (
+    "covid_sensitivity",
+    "specificity_COVID",
+    "roc_auc_COVID",
+)
+"""Metrics of each external evaluation shown next to a prediction, where it has them."""
+
+Scores = dict[str, tuple[float, tuple[float, float] | None]]
+"""Metric title -> (value, interval or None)."""
+
+
+def _count(value: Any) -> int | None:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _scores(evaluation: EvaluationResults, names: tuple[str, ...]) -> Scores:
+    scores: Scores = {}
+    for name in names:
+        value = evaluation.metrics.get(name)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            interval = evaluation.confidence_intervals.get(name)
+            scores[METRIC_TITLES[name]] = (
+                float(value),
+                (float(interval[0]), float(interval[1])) if interval else None,
+            )
+    return scores
+
+
+@dataclass(frozen=True)
+class ExternalResult:
+    """A served model's results on one external data set (``hf-covid evaluate --dataset_name``).
+
+    Attributes:
+        name: the data set's name.
+        n_images: how many images it holds.
+        metrics: metric title -> (value, interval or None): COVID sensitivity, specificity and
+            ROC-AUC of COVID vs the classes present, where defined.
+        confidence: coverage of the intervals.
+    """
+
+    name: str
+    n_images: int | None
+    metrics: Scores
+    confidence: float = 0.95
 
 
 @dataclass(frozen=True)
@@ -63,13 +114,15 @@ class ModelProvenance:
             the checkpoint has no evaluation results.
         pairing: for X-ray + CT data, the pairing and what it means (the data record's
             ``pairing_note``), else None.
+        external: its results on each external data set, by name.
     """
 
     training_data: str
     description: str
-    metrics: dict[str, tuple[float, tuple[float, float] | None]]
+    metrics: Scores
     evaluation: str | None
     pairing: str | None = None
+    external: tuple[ExternalResult, ...] = ()
 
     @property
     def synthetic(self) -> bool:
@@ -78,12 +131,15 @@ class ModelProvenance:
 
 
 def read_provenance(folder: str | os.PathLike) -> ModelProvenance:
-    """The provenance of a local checkpoint folder, from its run record and evaluation results.
+    """The provenance of a local checkpoint folder, from its run record, evaluation results and
+    external evaluations.
 
-    A record that is absent or unreadable makes that part "unknown"; it never fails.
+    A record that is absent or unreadable makes that part "unknown" (or, for the external
+    evaluations, leaves them out); it never fails.
     """
     run = _read_record(RunRecord.read, folder)
     evaluation = _read_record(EvaluationResults.read, folder)
+    external = _read_record(read_external_evaluations, folder) or {}
     dataset = (run.dataset if run else None) or (evaluation.dataset if evaluation else None)
     if dataset is None:
         kind = "unknown"
@@ -95,23 +151,25 @@ def read_provenance(folder: str | os.PathLike) -> ModelProvenance:
         kind = "public"
         collections = ", ".join(sorted(dataset.sources)) or dataset.name
         description = f"public data: {collections}"
-    metrics: dict[str, tuple[float, tuple[float, float] | None]] = {}
+    metrics: Scores = {}
     summary = None
     if evaluation is not None:
-        for name in SHOWN_METRICS:
-            value = evaluation.metrics.get(name)
-            if isinstance(value, int | float):
-                interval = evaluation.confidence_intervals.get(name)
-                metrics[METRIC_TITLES[name]] = (
-                    float(value),
-                    (float(interval[0]), float(interval[1])) if interval else None,
-                )
+        metrics = _scores(evaluation, SHOWN_METRICS)
         count = evaluation.metrics.get("n_samples")
         summary = f"{evaluation.split} split" + (f", {count} images" if count else "")
     pairing = None
     if dataset is not None and dataset.pairing:
         pairing = dataset.pairing_note or dataset.pairing
-    return ModelProvenance(kind, description, metrics, summary, pairing)
+    external_results = tuple(
+        ExternalResult(
+            name,
+            _count(results.metrics.get("n_samples")),
+            _scores(results, EXTERNAL_SHOWN_METRICS),
+            results.confidence,
+        )
+        for name, results in external.items()
+    )
+    return ModelProvenance(kind, description, metrics, summary, pairing, external_results)
 
 
 def _read_record(reader: Callable[[Any], Any], folder: str | os.PathLike) -> Any:
