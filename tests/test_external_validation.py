@@ -129,6 +129,19 @@ def test_external_split_of_a_full_folder_uses_every_image(cnn_lstm_checkpoint, t
     assert results["metrics"]["missing_class_predictions"] == 0.0
 
 
+def test_external_validation_of_a_mask_model_says_which_masks_it_used(tmp_path):
+    config = models.DualChannelCNNConfig(**TINY)
+    dual_channel = save_tiny(
+        models.DualChannelCNNForImageClassification(config), tmp_path / "dual_channel"
+    )
+    data = write_radiography_tree(tmp_path / "other_hospital", ("COVID", "Normal"))
+    results = evaluate_external(
+        dual_channel, data, output_dir=tmp_path / "out", n_resamples=50, progress=False
+    )
+    assert results["masks"] == "the dataset's own masks"
+    assert "the dataset's own masks" in (tmp_path / "out" / "report.md").read_text()
+
+
 def test_external_validation_refuses_to_write_into_the_data_folder(cnn_lstm_checkpoint, tmp_path):
     data = write_radiography_tree(tmp_path / "data", ("COVID",), images_per_class=2)
     with pytest.raises(ValueError, match="lies inside the data folder"):

@@ -264,6 +264,17 @@ def test_crop_checkpoint_carries_its_unet_and_counts_images_it_could_not_crop(
 
     evaluated = evaluate_checkpoint(output_dir, data_dir=collections_root, figures=False)
     assert evaluated["metrics"]["accuracy"] == pytest.approx(results["metrics"]["accuracy"])
+    # Training's test results say what an evaluation says: the masks, per source, per age group.
+    assert (
+        results["masks"]
+        == evaluated["masks"]
+        == "the checkpoint's lung U-Net (lung_segmenter/), for every image"
+    )
+    for breakdown in ("per_source", "per_age_group"):
+        assert results[breakdown] is not None
+        assert results[breakdown].keys() == evaluated[breakdown].keys()
+        total = sum(group["n_samples"] for group in results[breakdown].values())
+        assert total == crop["images"]["test"]
     # Without its U-Net the checkpoint cannot crop: it says what is missing.
     shutil.rmtree(output_dir / LUNG_SEGMENTER_FOLDER)
     with pytest.raises(FileNotFoundError, match="lung_segmenter/ folder"):

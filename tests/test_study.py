@@ -13,7 +13,8 @@ import pytest
 from chest_trees import snapshot
 from study_trees import write_study_collections
 
-from hf_covid.checkpoints import LUNG_SEGMENTER_FOLDER, PROCESSOR_FILE
+from hf_covid.checkpoint_results import StudyProbes
+from hf_covid.checkpoints import LUNG_SEGMENTER_FOLDER, MODEL_CARD_FILE, PROCESSOR_FILE
 from hf_covid.registry import get_model_family
 from hf_covid.study.configurations import ABLATION_MODELS, STUDY_CONFIGURATIONS
 from hf_covid.study.report import study_markdown
@@ -62,6 +63,31 @@ def test_quick_study_writes_a_full_checkpoint_per_configuration_and_model(quick_
     assert not (out / "holdout" / "0_pediatric_controls").exists()
     for key in ABLATION_MODELS:
         assert (out / "holdout" / "5_outside_lungs" / key / "model.safetensors").is_file()
+
+
+def test_quick_study_records_its_probes_on_each_checkpoint_and_its_card(quick_study):
+    out = quick_study["base"] / "out"
+    for configuration in RUN:
+        measured = next(
+            c for c in quick_study["results"]["configurations"] if c["key"] == configuration
+        )
+        for key in ABLATION_MODELS:
+            checkpoint = out / "models" / configuration / key
+            probes = StudyProbes.read(checkpoint)
+            assert probes is not None and (probes.configuration, probes.model) == (
+                configuration,
+                key,
+            )
+            films = measured["models"][key]["hospital_films"]
+            assert probes.hospital_films["n_films"] == films["n_films"]
+            assert probes.hospital_films["trained_without_films"] == (
+                configuration != "0_pediatric_controls"
+            )
+            assert [row["region"] for row in probes.collection_probe] == [
+                row["region"] for row in measured["collection_probe"]["conditions"]
+            ]
+            card = (checkpoint / MODEL_CARD_FILE).read_text()
+            assert "## Study probes" in card and f"`{configuration}`" in card
 
 
 def test_quick_study_results_hold_every_measure_with_patient_intervals(quick_study):

@@ -33,6 +33,7 @@ from .predict import (
     MODALITY_VARIANTS,
     class_names_of,
     group_metrics,
+    metrics_per_column,
     patient_groups,
     predict,
     summarize_predictions,
@@ -40,10 +41,6 @@ from .predict import (
 from .report import EXTERNAL_SPLIT, write_report
 
 __all__ = ["evaluate_checkpoint"]
-
-
-def _subset(predictions: Mapping[str, np.ndarray], keep: np.ndarray) -> dict[str, np.ndarray]:
-    return {name: values[keep] for name, values in predictions.items()}
 
 
 def _evaluated_dataset(
@@ -185,8 +182,8 @@ def evaluate_checkpoint(
         **summarize_predictions(predictions, class_names, groups=groups, **summary),
     )
 
-    results.per_source = _per_column(raw, "source", predictions, class_names)
-    results.per_age_group = _per_column(raw, "age_group", predictions, class_names)
+    results.per_source = metrics_per_column(raw, "source", predictions, class_names)
+    results.per_age_group = metrics_per_column(raw, "age_group", predictions, class_names)
 
     if "ct_available" in family.input_names:
         results.modalities = _modality_results(
@@ -199,22 +196,6 @@ def evaluate_checkpoint(
     written = results.to_dict()
     write_report(written, output_dir / "report.md")
     return written
-
-
-def _per_column(
-    raw, column: str, predictions: Mapping[str, np.ndarray], class_names
-) -> dict | None:
-    """Short metric set per value of ``column`` (``source``, ``age_group``), or None when the
-    data has no such column or no value in it."""
-    if column not in raw.column_names or len(raw) != len(next(iter(predictions.values()))):
-        return None
-    values = np.array([str(value or "(unknown)") for value in raw[column]])
-    if set(values) == {"(unknown)"}:
-        return None
-    return {
-        value: group_metrics(_subset(predictions, values == value), class_names)
-        for value in sorted(set(values))
-    }
 
 
 def _modality_results(model, prepared, collator, predictions, class_names, run, summary) -> dict:

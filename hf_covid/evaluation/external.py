@@ -296,6 +296,7 @@ def evaluate_external_model(
             class_counts={EXTERNAL_SPLIT: dict(zip(class_names, counts, strict=True))},
         ),
         checkpoint=str(checkpoint),
+        masks=settings["masks"],
         **external_metrics(
             predictions["labels"], predictions["probabilities"], class_names, **summary
         ),

@@ -26,13 +26,26 @@ from hf_covid.lung_masks import (
 from hf_covid.registry import ModelFamily, get_model_family
 
 __all__ = [
+    "CHECKPOINT_UNET",
+    "DATASET_MASKS",
     "MASK_SOURCES",
     "build_dataset",
     "load_evaluation_split",
     "model_image_size",
     "prepare_inputs",
     "run_build_options",
+    "unet_masks",
 ]
+
+CHECKPOINT_UNET = f"the checkpoint's lung U-Net ({LUNG_SEGMENTER_FOLDER}/)"
+"""The U-Net saved with a checkpoint, as results name it."""
+DATASET_MASKS = "the dataset's own masks"
+"""What results' ``masks`` say when they used the masks stored in the data."""
+
+
+def unet_masks(unet: str) -> str:
+    """What results' ``masks`` say when the U-Net named ``unet`` drew every image's mask."""
+    return f"{unet}, for every image"
 
 
 def _select_split(data, split: str, where: str):
@@ -200,7 +213,7 @@ def _with_masks(raw, model: PreTrainedModel, processor, mask_source: str, mask_m
             )
         else:
             segmenter = checkpoint_segmenter(model.name_or_path, processor)
-            named = f"the checkpoint's lung U-Net ({LUNG_SEGMENTER_FOLDER}/)"
+            named = CHECKPOINT_UNET
     if segmenter is not None:
         masked = add_unet_masks(
             DatasetDict({"evaluation": raw}),
@@ -209,7 +222,7 @@ def _with_masks(raw, model: PreTrainedModel, processor, mask_source: str, mask_m
             checkpoint_name=named,
             progress=False,
         )["evaluation"]
-        return masked, f"{named}, for every image"
+        return masked, unet_masks(named)
     if mask_source == "unet":
         raise ValueError(
             f"mask_source='unet': the checkpoint '{model.name_or_path}' has no lung U-Net "
@@ -223,7 +236,7 @@ def _with_masks(raw, model: PreTrainedModel, processor, mask_source: str, mask_m
             f"checkpoint has no lung U-Net ({LUNG_SEGMENTER_FOLDER}/): pass mask_model=<a lung "
             "U-Net checkpoint>, or data with a mask for every image"
         )
-    return raw, "the dataset's own masks"
+    return raw, DATASET_MASKS
 
 
 def prepare_inputs(

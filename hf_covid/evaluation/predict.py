@@ -27,6 +27,7 @@ __all__ = [
     "class_names_of",
     "evaluate_model",
     "group_metrics",
+    "metrics_per_column",
     "patient_groups",
     "predict",
     "summarize_predictions",
@@ -237,4 +238,23 @@ def group_metrics(predictions: Mapping[str, np.ndarray], class_names: Sequence[s
     undefined = undefined_metrics(labels, probabilities, class_names)
     return {
         name: None if name in undefined else full[name] for name in GROUP_METRICS if name in full
+    }
+
+
+def metrics_per_column(
+    split: Any, column: str, predictions: Mapping[str, np.ndarray], class_names
+) -> dict[str, dict] | None:
+    """The short metric set (:func:`group_metrics`) per value of a split's ``column``
+    (``source``, ``age_group``), ``"(unknown)"`` for rows without one; None when the split has no
+    such column, no value in it, or not one row per prediction."""
+    if column not in split.column_names or len(split) != len(next(iter(predictions.values()))):
+        return None
+    values = np.array([str(value or "(unknown)") for value in split[column]])
+    if set(values) == {"(unknown)"}:
+        return None
+    return {
+        value: group_metrics(
+            {name: scores[values == value] for name, scores in predictions.items()}, class_names
+        )
+        for value in sorted(set(values))
     }

@@ -43,10 +43,12 @@ from typing import Any
 
 import torch
 
-from hf_covid.checkpoints import portable
+from hf_covid.checkpoint_results import StudyProbes
+from hf_covid.checkpoints import STUDY_PROBES_FILE, is_complete_checkpoint_folder, portable
 from hf_covid.data.public.collections import find_collections
 from hf_covid.data.summary import read_build_summary
 from hf_covid.evaluation import evaluate_checkpoint
+from hf_covid.model_card import write_model_card
 from hf_covid.registry import get_model_family
 from hf_covid.training.arguments import ConfigurationError, parse_arguments
 from hf_covid.training.run import train
@@ -257,6 +259,7 @@ def run_study(
             )
         results = _train_everything(root, study_dir, quick, study_recipes(models, recipes), chosen)
     results["study"]["loadavg_end"] = _loadavg()
+    _record_probes_on_checkpoints(results, study_dir)
     results["figures"] = draw_study_figures(results, docs_dir / "public_study")
     results = portable(results)
     _save_results(results, results_file)
@@ -264,6 +267,19 @@ def run_study(
     (docs_dir / DOCUMENT_FILE).write_text(study_markdown(results))
     log(f"wrote {docs_dir / DOCUMENT_FILE} and {docs_dir / 'public_study' / RESULTS_FILE}")
     return results
+
+
+def _record_probes_on_checkpoints(results: Mapping[str, Any], study_dir: Path) -> None:
+    """Write each study checkpoint's ``study_probes.json`` and re-render its model card, so the
+    card shows what the study measured of it (rewritten on every run: never an earlier run's)."""
+    for configuration in results["configurations"]:
+        for key in configuration["models"]:
+            checkpoint = study_dir / MODELS_DIR / configuration["key"] / key
+            if not is_complete_checkpoint_folder(checkpoint):
+                log(f"{checkpoint}: no checkpoint here; its study probes are not recorded on it")
+                continue
+            StudyProbes.from_study_results(configuration, key).save(checkpoint / STUDY_PROBES_FILE)
+            write_model_card(checkpoint)
 
 
 def _train_everything(

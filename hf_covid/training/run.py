@@ -31,11 +31,12 @@ from hf_covid.checkpoints import (
     portable,
     save_model_and_processor,
 )
+from hf_covid.evaluation.inputs import CHECKPOINT_UNET, DATASET_MASKS, unet_masks
 from hf_covid.evaluation.metrics import segmentation_metrics
-from hf_covid.evaluation.predict import patient_groups, summarize_predictions
+from hf_covid.evaluation.predict import metrics_per_column, patient_groups, summarize_predictions
 from hf_covid.lung_masks import LungSegmenter
 from hf_covid.models.image_processing_chest import ChestImageProcessor
-from hf_covid.registry import get_model_family
+from hf_covid.registry import ModelFamily, get_model_family
 
 from .arguments import (
     ChestTrainingArguments,
@@ -44,6 +45,7 @@ from .arguments import (
     checked_recipe,
     parse_arguments,
 )
+from .data import TrainingData
 from .trainer import ChestTrainer, build_trainer, remove_stale_checkpoints, resolve_resume
 
 __all__ = ["format_summary", "train", "train_from_recipe", "write_checkpoint_folder"]
@@ -90,7 +92,8 @@ def train(
         predictions = segmentation_metrics(test.predictions, test.label_ids, per_image=True)
     else:
         predictions = {"labels": test.label_ids, "probabilities": test.predictions}
-    groups = patient_groups(data.splits["test"].with_format(None))
+    test_rows = data.splits["test"].with_format(None)
+    groups = patient_groups(test_rows)
     summary = summarize_predictions(
         predictions, list(data.class_names), confidence=CONFIDENCE, groups=groups
     )
@@ -104,11 +107,17 @@ def train(
         confidence=CONFIDENCE,
         interval_unit="image" if groups is None else "patient",
         dataset=data.record,
+        masks=_test_masks(family, processor, data),
         training={
             **_training_summary(trainer, training_args, train_output, train_seconds),
             "resumed_from_checkpoint": resume,
         },
     )
+    if family.task != "segmentation":
+        results.per_source = metrics_per_column(test_rows, "source", predictions, data.class_names)
+        results.per_age_group = metrics_per_column(
+            test_rows, "age_group", predictions, data.class_names
+        )
     if trainer.is_world_process_zero():
         write_checkpoint_folder(
             trainer,
@@ -121,6 +130,16 @@ def train(
         )
     trainer.accelerator.wait_for_everyone()
     return results.to_dict()
+
+
+def _test_masks(
+    family: ModelFamily, processor: ChestImageProcessor, data: TrainingData
+) -> str | None:
+    """Where the test split's lung masks came from, for a model that reads one or a processor
+    that crops to the lungs (as an evaluation of the checkpoint would say it); else None."""
+    if family.task == "segmentation" or not (family.uses_mask or processor.crops_lungs):
+        return None
+    return DATASET_MASKS if data.segmenter is None else unet_masks(CHECKPOINT_UNET)
 
 
 def _training_summary(trainer, args, train_output, seconds: float) -> dict[str, Any]:
