@@ -7,6 +7,7 @@ the held-out hospital films, patient intervals, the document's claims), not what
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -142,6 +143,23 @@ def test_quick_study_document_says_what_the_numbers_allow(quick_study):
     assert not list((docs / "public_study").glob("explanations_*"))
 
 
+def test_document_says_what_each_mitigation_bought_and_reproduces_the_best(quick_study):
+    results = copy.deepcopy(quick_study["results"])
+    first, last = results["configurations"]
+    for configuration, score in ((first, 0.60), (last, 0.10)):
+        for model in configuration["models"].values():
+            model["hospital_films"]["metrics"]["roc_auc_COVID"] = score
+            model["hospital_films"]["confidence_intervals"]["roc_auc_COVID"] = [0.0, 0.1]
+    last["models"]["resnet"]["hospital_films"]["metrics"]["roc_auc_COVID"] = 0.85
+    document = study_markdown(results)
+    bought = document.split("## What each mitigation bought")[1].split("## ")[0]
+    assert "0.050 either side" in bought  # the intervals' median half-width, computed
+    change = next(line for line in bought.splitlines() if "| resnet |" in line)
+    assert change.endswith("| +0.250 |")
+    assert "| the data (pediatric_controls -> adult_controls) |" in change
+    assert f"models/{last['key']}/resnet --data_dir" in document
+
+
 def test_quick_study_never_writes_into_the_collections(quick_study):
     assert snapshot(quick_study["collections"]) == quick_study["before"]
 
@@ -163,8 +181,10 @@ def test_only_analysis_rewrites_the_document_from_the_earlier_run(quick_study, c
     assert status == 0
     again = json.loads((base / "docs" / "public_study" / "results.json").read_text())
     assert again["configurations"] == quick_study["results"]["configurations"]
+    assert again["study"] == quick_study["results"]["study"]  # the run's wall time and load
     assert (base / "docs" / "public_study.md").is_file()
-    assert "training" not in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "training" not in printed and "study done" not in printed
 
 
 def test_study_refuses_to_write_into_the_collections(tmp_path, capsys):

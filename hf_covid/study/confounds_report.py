@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -20,6 +21,13 @@ __all__ = [
     "probe_section",
     "reads_the_collection",
 ]
+
+INTERNAL_COLOR = "tab:blue"
+"""Colour of internal (own test split) numbers in the study's charts."""
+FILMS_COLOR = "tab:orange"
+"""Colour of the unseen hospital films' numbers."""
+REGION_COLORS = {"whole": "tab:blue", "outside_lungs": "tab:red", "lungs_only": "tab:green"}
+"""Colour of each image region the collection probe is shown."""
 
 
 def interval_text(
@@ -93,6 +101,14 @@ def probe_section(configurations: Sequence[Mapping]) -> list[str]:
             )
     header = ["View", "Test images", "Shown", "Balanced accuracy", "Chance", "ROC-AUC"]
     lines += markdown_table(header, rows)
+    titles = {c["key"]: c["title"] for c in configurations}
+    sharing = [
+        f"{c['title']} shows the images as {titles.get(c.get('view_of'), c.get('view_of'))} does"
+        for c in configurations
+        if c.get("view_of") not in (None, c["key"])
+    ]
+    if sharing:
+        lines += ["", "; ".join(sharing) + " (it changes training only): that view's probes apply."]
     still = [
         c["title"]
         for c in _shared_views(configurations)
@@ -243,21 +259,42 @@ def explanations_section(configurations: Sequence[Mapping]) -> list[str]:
     return lines + markdown_table(header, rows) + [""]
 
 
+class _ChartRow(NamedTuple):
+    """One point of a study chart: its label, value, interval, colour and chance level."""
+
+    label: str
+    value: float
+    interval: Sequence[float] | None
+    color: str
+    chance: float | None = None
+
+
 def _point_rows(
     figure: Figure,
-    panels: Sequence[tuple[str, Sequence[tuple[str, float, Sequence[float] | None]]]],
+    panels: Sequence[tuple[str, Sequence[_ChartRow]]],
     label: str,
     reference: float | None,
 ) -> None:
+    """Points with their intervals, one panel per model; each row's chance as a grey bar, a
+    reference common to every row as a dashed line."""
     axes = figure.subplots(1, len(panels), sharey=True, squeeze=False)[0]
     for axis, (title, rows) in zip(axes, panels, strict=True):
         positions = np.arange(len(rows))[::-1]
-        for position, (_, value, interval) in zip(positions, rows, strict=True):
-            low, high = interval if interval else (value, value)
-            axis.errorbar(value, position, xerr=[[value - low], [high - value]], fmt="o", capsize=3)
+        for position, row in zip(positions, rows, strict=True):
+            low, high = row.interval if row.interval else (row.value, row.value)
+            axis.errorbar(
+                row.value,
+                position,
+                xerr=[[row.value - low], [high - row.value]],
+                fmt="o",
+                capsize=3,
+                color=row.color,
+            )
+            if row.chance is not None:
+                axis.plot(row.chance, position, marker="|", markersize=14, color="grey")
         if reference is not None:
             axis.axvline(reference, color="grey", linestyle="--")
-        axis.set_yticks(positions, [name for name, _, _ in rows])
+        axis.set_yticks(positions, [row.label for row in rows])
         axis.set_xlim(0, 1.02)
         axis.set_title(title, fontsize=9)
         axis.set_xlabel(label, fontsize=8)
@@ -282,30 +319,34 @@ def draw_study_figures(results: Mapping, folder: Path) -> dict[str, str]:
             test = model["test_covid"]
             films = model["hospital_films"]
             rows.append(
-                (
+                _ChartRow(
                     f"{configuration['title']}: internal",
                     test["metrics"].get("roc_auc_COVID") or 0.0,
                     test["confidence_intervals"].get("roc_auc_COVID"),
+                    INTERNAL_COLOR,
                 )
             )
             rows.append(
-                (
+                _ChartRow(
                     f"{configuration['title']}: unseen hospital films",
                     films["metrics"].get("roc_auc_COVID") or 0.0,
                     films["confidence_intervals"].get("roc_auc_COVID"),
+                    FILMS_COLOR,
                 )
             )
         panels.append((key, rows))
     figure = Figure(figsize=(4 + 3.2 * len(panels), 0.32 * len(panels[0][1]) + 1.6))
-    _point_rows(figure, panels, "ROC-AUC of COVID (95% CI over patients)", 0.5)
+    _point_rows(figure, panels, "ROC-AUC of COVID (95% CI over patients; dashed: chance)", 0.5)
     path = folder / "ablation_roc_auc.png"
     figure.savefig(path, dpi=110, bbox_inches="tight")
     drawn["ablation"] = path.name
     probe_rows = [
-        (
+        _ChartRow(
             f"{configuration['title']}: {condition['region'].replace('_', ' ')}",
             condition["metrics"]["balanced_accuracy"],
             condition["confidence_intervals"].get("balanced_accuracy"),
+            REGION_COLORS.get(condition["region"], INTERNAL_COLOR),
+            configuration["collection_probe"]["chance"]["balanced_accuracy"],
         )
         for configuration in _shared_views(configurations)
         for condition in configuration["collection_probe"].get("conditions", [])
@@ -315,7 +356,7 @@ def draw_study_figures(results: Mapping, folder: Path) -> dict[str, str]:
         _point_rows(
             figure,
             [("Telling the collections apart", probe_rows)],
-            "balanced accuracy (95% CI)",
+            "balanced accuracy (95% CI over patients; grey bar: chance)",
             None,
         )
         path = folder / "collection_probe.png"

@@ -258,7 +258,6 @@ def run_study(
                 "the others); see docs/public_training.md"
             )
         results = _train_everything(root, study_dir, quick, study_recipes(models, recipes), chosen)
-    results["study"]["loadavg_end"] = _loadavg()
     _record_probes_on_checkpoints(results, study_dir)
     results["figures"] = draw_study_figures(results, docs_dir / "public_study")
     results = portable(results)
@@ -309,6 +308,7 @@ def _train_everything(
         results["configurations"].append(_run_configuration(study, configuration, shared))
         _save_results(results, study_dir / PARTIAL_RESULTS_FILE)
     results["study"]["wall_s"] = round(time.perf_counter() - started, 1)
+    results["study"]["loadavg_end"] = _loadavg()
     return results
 
 
@@ -395,5 +395,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, KeyError, ConfigurationError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    log(f"study done in {results['study'].get('wall_s')} s")
+    if not args.only_analysis:
+        log(f"study done in {results['study'].get('wall_s')} s")
     return 0
