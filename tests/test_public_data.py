@@ -27,6 +27,7 @@ from hf_covid.data.public import (
 from hf_covid.data.public.class_maps import resolve_radiography_class_map
 from hf_covid.data.public.compose import compose_radiography, compose_xray_ct
 from hf_covid.data.public.licenses import (
+    NIH_CHESTXRAY14_LICENSE,
     RestrictedLicenseError,
     check_publishable,
     license_counts,
@@ -322,6 +323,7 @@ def test_license_restriction_reads_ieee8023_strings():
     assert license_restriction("") == "not stated (unknown)"
     assert license_restriction("listed as authorized for everyone") == "not recognised"
     assert license_restriction("CC BY 3.0") is None and license_restriction("Apache 2.0") is None
+    assert license_restriction(NIH_CHESTXRAY14_LICENSE) is None  # NIH: no restriction on use
 
 
 def _snapshot(root: Path) -> dict[str, tuple[int, int]]:

@@ -18,6 +18,7 @@ from typing import Any
 
 __all__ = [
     "LICENSE_COLUMNS",
+    "NIH_CHESTXRAY14_LICENSE",
     "RestrictedLicenseError",
     "check_publishable",
     "license_counts",
@@ -31,10 +32,14 @@ LICENSE_COLUMNS: tuple[str, ...] = ("license", "xray_license", "ct_license")
 NOT_STATED = "not stated"
 """How `license_counts` names a blank licence."""
 
-_OPEN_LICENSE = re.compile(
-    r"^(cc[ -]?by(-sa)?( \d(\.\d)?)?|cc0( 1\.0)?|apache[ -]2(\.0)?|mit"
-    r"|unrestricted \(nih clinical center; attribution required\))$"
+NIH_CHESTXRAY14_LICENSE = (
+    "no restriction on use; cite Wang et al. (CVPR 2017) and acknowledge the NIH Clinical Center"
 )
+"""NIH's terms for ChestX-ray14, as its builder records them per image: open, with attribution."""
+
+_OPEN_LICENSE = re.compile(r"^(cc[ -]?by(-sa)?( \d(\.\d)?)?|cc0( 1\.0)?|apache[ -]2(\.0)?|mit)$")
+_OPEN_TERMS = frozenset({NIH_CHESTXRAY14_LICENSE.lower()})
+"""Open terms that are no licence by name (attribution asked)."""
 
 
 def license_restriction(license_text: str | None) -> str | None:
@@ -53,7 +58,7 @@ def license_restriction(license_text: str | None) -> str | None:
         return "no derivatives (ND)"
     if "nc" in words:
         return "non-commercial (NC)"
-    if _OPEN_LICENSE.match(text):
+    if _OPEN_LICENSE.match(text) or text in _OPEN_TERMS:
         return None
     return "not recognised"
 

@@ -58,6 +58,7 @@ from .common import (
     make_public_image,
     parse_age,
 )
+from .licenses import NIH_CHESTXRAY14_LICENSE
 from .records import DownloadFile, DownloadSource, PublicCollection, ScanOptions
 from .tables import read_csv_rows
 
@@ -75,9 +76,7 @@ logger = logging.getLogger(__name__)
 SOURCE = "nih_chestxray14"
 TITLE = "NIH ChestX-ray14 (NIH Clinical Center)"
 URL = "https://nihcc.app.box.com/v/ChestXray-NIHCC"
-LICENSE = (
-    "no restriction on use; cite Wang et al. (CVPR 2017) and acknowledge the NIH Clinical Center"
-)
+LICENSE = NIH_CHESTXRAY14_LICENSE
 SITE = "NIH Clinical Center"
 FOLDER_NAMES = ("nih_chestxray14", "ChestX-ray14", "chestxray14", "nih")
 TABLE_NAMES = ("Data_Entry_2017_v2020.csv", "Data_Entry_2017.csv")
