@@ -463,6 +463,8 @@ def test_ignored_files_are_counted_in_the_summary_and_description(tmp_path, cach
     # A DICOM named by its UID has a numeric "ending" and is read, not ignored.
     pixels = random_image(np.random.default_rng(9), 40).astype(np.uint16) * 16
     write_dicom(root / "Normal" / "images" / "1.2.826.0.1.3680043.8", pixels, bits_stored=12)
+    # A JPEG saved as .jfif (as COVID-CXNet's films are) is an image like any other.
+    Image.new("L", (40, 40)).save(root / "COVID" / "images" / "COVID-film.jfif", format="JPEG")
 
     with caplog.at_level(logging.WARNING, logger="hf_covid.data"):
         dataset = build_radiography_dataset(root, classes=["COVID", "Normal"], cache_dir=cache)
@@ -473,7 +475,7 @@ def test_ignored_files_are_counted_in_the_summary_and_description(tmp_path, cach
         "unknown file type": 1,
         "mask without image": 1,
     }
-    assert summary.images_per_class == {"COVID": 6, "Normal": 7}
+    assert summary.images_per_class == {"COVID": 7, "Normal": 7}
     assert "Ignored files: in a nested folder 4, mask without image 1, unknown file type 1." in (
         summary.describe()
     )

@@ -56,7 +56,7 @@ logger = logging.getLogger(__name__)
 IGNORED_FILE_NAMES = frozenset({"thumbs.db", "desktop.ini"})
 """Operating-system clutter that is never taken for an image (hidden files are skipped too)."""
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", *DICOM_SUFFIXES)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".jfif", ".bmp", ".tif", ".tiff", *DICOM_SUFFIXES)
 """File name endings the builders take for images; files without an ending are tried too (DICOM
 files often have none), any other ending is ignored and counted."""
 
