@@ -90,8 +90,8 @@ SUBCOMMANDS: Mapping[str, Subcommand] = MappingProxyType(
         ),
         "study": Subcommand(
             "hf_covid.study.run:main",
-            "the real-data study: train and evaluate every model on the public collections, "
-            "measure the confounds",
+            "the real-data study: an ablation of shortcut mitigations on the public collections, "
+            "tested on an unseen hospital's films, with the confounds measured",
         ),
         "export-data": Subcommand(
             "hf_covid.data.parquet:main",

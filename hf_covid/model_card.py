@@ -382,6 +382,8 @@ def _model_card_context(folder: Path, repo_id: str | None) -> tuple[ModelCardDat
         "architecture": (config.get("architectures") or [model_type])[0],
         "auto_class": kind["auto_class"],
         "remote_code": bool(config.get("auto_map")),
+        "processor_remote_code": bool(processor.get("auto_map")),
+        "crops_lungs": processor.get("lung_crop_margin") is not None,
         "labels": labels,
         "num_parameters": num_parameters(folder),
         "hyperparameters": hyperparameters,

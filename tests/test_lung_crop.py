@@ -17,7 +17,7 @@ from datasets import concatenate_datasets
 from PIL import Image
 from test_public_data import write_collections
 from torchvision.transforms.v2 import functional as tvF
-from transformers import pipeline
+from transformers import AutoImageProcessor, AutoModelForImageClassification, pipeline
 
 from hf_covid.checkpoints import (
     LUNG_SEGMENTER_FOLDER,
@@ -30,6 +30,7 @@ from hf_covid.data import ChestAugmentation, build_radiography_dataset, preproce
 from hf_covid.evaluation import evaluate_checkpoint
 from hf_covid.evaluation.inputs import prepare_inputs
 from hf_covid.export import export_onnx
+from hf_covid.model_card import write_model_card
 from hf_covid.models.image_processing_chest import ChestImageProcessor, clahe, lung_crop_box
 from hf_covid.models.pipeline_chest import (
     CHEST_CLASSIFICATION_TASK,
@@ -323,6 +324,34 @@ def crop_checkpoint(tmp_path_factory) -> Path:
     model = get_model_family("cnn_lstm").tiny_model(["COVID", "Normal"])
     save_model_and_processor(model, processor, folder, lung_segmenter=(unet_model, unet_processor))
     return folder
+
+
+def test_a_cropping_resnets_card_shows_the_transformers_code_that_runs(tmp_path):
+    family = get_model_family("resnet")
+    unet_model, unet_processor = load_checkpoint(constant_unet(tmp_path / "unet", logit=10.0))
+    processor = ChestImageProcessor(
+        **family.processor_options | {"size": {"height": SIZE, "width": SIZE}},
+        lung_crop_margin=0.08,
+        lung_crop_segmenter=LUNG_SEGMENTER_FOLDER,
+    )
+    folder = tmp_path / "resnet"
+    model = family.tiny_model(["COVID", "Normal"])
+    save_model_and_processor(model, processor, folder, lung_segmenter=(unet_model, unet_processor))
+    card = write_model_card(folder).read_text()
+    # The ResNet is stock transformers, its cropping processor is not: the card says so.
+    assert "processor = AutoImageProcessor.from_pretrained(repo_id, trust_remote_code=True)" in card
+    assert "model = AutoModelForImageClassification.from_pretrained(repo_id).eval()" in card
+    assert 'masks=Image.open("lung_mask.png")' in card and "lung_segmenter/" in card
+
+    # What the card says runs: the processor from the folder's own code, with a mask.
+    loaded = AutoImageProcessor.from_pretrained(folder, trust_remote_code=True)
+    image = Image.fromarray((np.random.default_rng(3).random((300, 400)) * 255).astype(np.uint8))
+    with pytest.raises(ValueError, match="pass masks="):
+        loaded(image, return_tensors="pt")
+    inputs = loaded(image, masks=Image.fromarray(two_lungs()), return_tensors="pt")
+    classifier = AutoModelForImageClassification.from_pretrained(folder).eval()
+    with torch.no_grad():
+        assert classifier(**inputs).logits.shape == (1, 2)
 
 
 def test_predictor_crops_with_an_uploaded_mask_and_places_the_map_in_the_box(crop_checkpoint):
